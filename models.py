@@ -1,0 +1,404 @@
+"""StackGAN networks (Stage-I and Stage-II) for Keras 3.
+
+The layers follow the chapter's networks layer for layer (layer types, kernel
+sizes, strides, paddings, bias flags, batch-norm placement, activations); every
+channel width is derived from ``gf_dim`` / ``df_dim`` so that the defaults
+reproduce the chapter's 512/256/128/64 (generator) and 64..2048 (discriminator)
+widths.  Fixes with respect to the chapter:
+
+* Conditioning augmentation draws a fresh epsilon per sample and per call from a
+  ``SeedGenerator`` owned by a registered layer (the chapter drew one epsilon of
+  shape (128,) for the whole batch inside a ``Lambda``).
+* ``KL_loss`` uses the log-sigma half ``[:, cond:]`` (the chapter took the mean
+  half twice).
+* The embedding compressor lives inside the discriminators, so it trains with D
+  (in the chapter it was only used through ``predict``: a fixed random
+  projection).  Its output is replicated spatially with built-in layers.
+* Discriminators return the pre-sigmoid logits of the chapter's ``Dense(1)``;
+  ``sigmoid(logits)`` is the chapter's probability.
+* ``build_adversarial_model`` also handles Stage-II (frozen Stage-I G ->
+  Stage-II G -> D), which the chapter calls but never defines.
+* No ``Lambda`` layers anywhere, so models save/load as ``.keras`` in safe mode.
+
+Mixed precision: the conditioning-augmentation path, the final ``tanh`` and the
+final ``Dense`` run in float32, so image, logits and mean_logsigma outputs are
+float32 under 'mixed_float16' / 'mixed_bfloat16'.
+"""
+
+import keras
+from keras import layers, ops
+
+DEFAULTS = {
+    "gf_dim": 128,
+    "df_dim": 64,
+    "z_dim": 100,
+    "condition_dim": 128,
+    "embedding_dim": 1024,
+}
+
+LR_IMAGE_SIZE = 64
+HR_IMAGE_SIZE = 256
+
+
+# ---------------------------------------------------------------------------
+# Conditioning augmentation
+# ---------------------------------------------------------------------------
+@keras.saving.register_keras_serializable(package="stackgan")
+class ConditioningAugmentation(keras.layers.Layer):
+    """``c = mean + exp(log_sigma) * eps`` with ``eps ~ N(0, I)`` per sample.
+
+    Input: ``mean_logsigma`` of shape (B, 2 * condition_dim), the first half is
+    the mean, the second half log(sigma).  Output: (B, condition_dim).
+    Noise is sampled in training and inference mode alike (as in StackGAN).
+    """
+
+    def __init__(self, seed=None, condition_dim=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.condition_dim = condition_dim
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        last = input_shape[-1]
+        if last is None or last % 2:
+            raise ValueError(
+                "ConditioningAugmentation expects an input of shape "
+                f"(batch, 2 * condition_dim), got {input_shape}"
+            )
+        if self.condition_dim is not None and last != 2 * self.condition_dim:
+            raise ValueError(
+                f"Input last dimension {last} != 2 * condition_dim "
+                f"({2 * self.condition_dim})"
+            )
+        self.condition_dim = last // 2
+        super().build(input_shape)
+
+    def call(self, inputs):
+        mean = inputs[:, : self.condition_dim]
+        log_sigma = inputs[:, self.condition_dim :]
+        replica = _tf_replica_id()
+        if replica is None:
+            eps = keras.random.normal(
+                ops.shape(mean), dtype=mean.dtype, seed=self.seed_generator
+            )
+        else:
+            # Under tf.distribute every replica holds an identical copy of the
+            # seed state, so keras.random would give every replica the same
+            # noise; fold the replica id into the seed instead.
+            import tensorflow as tf
+
+            seed = self.seed_generator.next()
+            offset = tf.cast(replica + 1, seed.dtype) * 1_000_003
+            seed = tf.stack([seed[0] + offset, seed[1]])
+            eps = tf.random.stateless_normal(
+                tf.shape(mean), seed=seed, dtype=mean.dtype
+            )
+        return mean + ops.exp(log_sigma) * eps
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1] // 2)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"seed": self.seed, "condition_dim": self.condition_dim})
+        return config
+
+
+def _tf_replica_id():
+    """Replica id inside a multi-replica tf.distribute step, else None."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return None
+    return ctx.replica_id_in_sync_group
+
+
+def _mean_logsigma(embedding, condition_dim, prefix="ca"):
+    """The chapter's CA head: Dense(2*cond) + LeakyReLU(0.2), kept in float32."""
+    x = layers.Dense(2 * condition_dim, dtype="float32", name=f"{prefix}_dense")(
+        embedding
+    )
+    return layers.LeakyReLU(
+        negative_slope=0.2, dtype="float32", name=f"{prefix}_leaky_relu"
+    )(x)
+
+
+def _sample_c(mean_logsigma, prefix="ca"):
+    return ConditioningAugmentation(dtype="float32", name=f"{prefix}_sample")(
+        mean_logsigma
+    )
+
+
+def build_ca_model(embedding_dim=1024, condition_dim=128):
+    """Embedding (B, embedding_dim) -> conditioning variable c (B, condition_dim)."""
+    embedding = keras.Input(shape=(embedding_dim,), name="embedding")
+    c = _sample_c(_mean_logsigma(embedding, condition_dim))
+    return keras.Model(embedding, c, name="ca_model")
+
+
+def build_embedding_compressor_model(embedding_dim=1024, condition_dim=128):
+    """Embedding (B, embedding_dim) -> compressed embedding (B, condition_dim)."""
+    embedding = keras.Input(shape=(embedding_dim,), name="embedding")
+    x = layers.Dense(condition_dim, name="compressor_dense")(embedding)
+    x = layers.ReLU(name="compressor_relu")(x)
+    return keras.Model(embedding, x, name="embedding_compressor")
+
+
+def _spatial_tile(v, height, width, name=None):
+    """(B, C) -> (B, height, width, C), every position holding the vector."""
+    channels = v.shape[-1]
+    x = layers.RepeatVector(
+        height * width, name=None if name is None else f"{name}_repeat"
+    )(v)
+    return layers.Reshape(
+        (height, width, channels), name=None if name is None else f"{name}_reshape"
+    )(x)
+
+
+def joint_block(c, x):
+    """The chapter's joint block: tile c to (H, W, cond) and concat [c, x] on channels."""
+    height, width = x.shape[1], x.shape[2]
+    c_tiled = _spatial_tile(c, height, width)
+    return layers.Concatenate(axis=-1)([c_tiled, x])
+
+
+def residual_block(x, channels):
+    """The chapter's residual block (its convolutions do have biases)."""
+    shortcut = x
+    y = layers.Conv2D(channels, kernel_size=3, strides=1, padding="same")(x)
+    y = layers.BatchNormalization()(y)
+    y = layers.ReLU()(y)
+    y = layers.Conv2D(channels, kernel_size=3, strides=1, padding="same")(y)
+    y = layers.BatchNormalization()(y)
+    y = layers.Add()([y, shortcut])
+    return layers.ReLU()(y)
+
+
+def _up_block(x, channels):
+    x = layers.UpSampling2D(size=(2, 2))(x)
+    x = layers.Conv2D(
+        channels, kernel_size=3, strides=1, padding="same", use_bias=False
+    )(x)
+    x = layers.BatchNormalization()(x)
+    return layers.ReLU()(x)
+
+
+def _to_image(x):
+    x = layers.Conv2D(3, kernel_size=3, strides=1, padding="same", use_bias=False)(x)
+    return layers.Activation("tanh", dtype="float32", name="image")(x)
+
+
+def _down_block(x, channels, batch_norm=True):
+    x = layers.Conv2D(channels, (4, 4), strides=2, padding="same", use_bias=False)(x)
+    if batch_norm:
+        x = layers.BatchNormalization()(x)
+    return layers.LeakyReLU(negative_slope=0.2)(x)
+
+
+def _compressed_text(embedding, condition_dim, height, width):
+    """Embedding compressor (trains with D) + spatial replication."""
+    x = layers.Dense(condition_dim, name="compressor_dense")(embedding)
+    x = layers.ReLU(name="compressor_relu")(x)
+    return _spatial_tile(x, height, width, name="compressor_tile")
+
+
+def _classifier(x, compressed, df_dim):
+    """Concat text, 1x1 conv 8df (with bias), BN, LeakyReLU, Flatten, Dense(1) logits."""
+    x = layers.Concatenate(axis=-1)([x, compressed])
+    x = layers.Conv2D(df_dim * 8, kernel_size=1, strides=1, padding="same")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.LeakyReLU(negative_slope=0.2)(x)
+    x = layers.Flatten()(x)
+    return layers.Dense(1, dtype="float32", name="logits")(x)
+
+
+# ---------------------------------------------------------------------------
+# Stage I
+# ---------------------------------------------------------------------------
+def build_stage1_generator(
+    gf_dim=128, z_dim=100, condition_dim=128, embedding_dim=1024
+):
+    """[embedding, z] -> [image (B,64,64,3) tanh, mean_logsigma (B, 2*cond)]."""
+    embedding = keras.Input(shape=(embedding_dim,), name="embedding")
+    z = keras.Input(shape=(z_dim,), name="z")
+    mean_logsigma = _mean_logsigma(embedding, condition_dim)
+    c = _sample_c(mean_logsigma)
+
+    x = layers.Concatenate(axis=1)([c, z])
+    x = layers.Dense(gf_dim * 8 * 4 * 4, use_bias=False)(x)
+    x = layers.ReLU()(x)
+    x = layers.Reshape((4, 4, gf_dim * 8))(x)
+    for channels in (gf_dim * 4, gf_dim * 2, gf_dim, gf_dim // 2):
+        x = _up_block(x, channels)
+    image = _to_image(x)
+    return keras.Model([embedding, z], [image, mean_logsigma], name="stage1_generator")
+
+
+def build_stage1_discriminator(df_dim=64, condition_dim=128, embedding_dim=1024):
+    """[image (B,64,64,3), embedding] -> logits (B, 1)."""
+    image = keras.Input(shape=(LR_IMAGE_SIZE, LR_IMAGE_SIZE, 3), name="image")
+    embedding = keras.Input(shape=(embedding_dim,), name="embedding")
+
+    x = _down_block(image, df_dim, batch_norm=False)
+    for channels in (df_dim * 2, df_dim * 4, df_dim * 8):
+        x = _down_block(x, channels)
+
+    compressed = _compressed_text(embedding, condition_dim, x.shape[1], x.shape[2])
+    logits = _classifier(x, compressed, df_dim)
+    return keras.Model([image, embedding], logits, name="stage1_discriminator")
+
+
+# ---------------------------------------------------------------------------
+# Stage II
+# ---------------------------------------------------------------------------
+def build_stage2_generator(gf_dim=128, condition_dim=128, embedding_dim=1024):
+    """[embedding, lr_image (B,64,64,3)] -> [image (B,256,256,3), mean_logsigma]."""
+    embedding = keras.Input(shape=(embedding_dim,), name="embedding")
+    lr_image = keras.Input(shape=(LR_IMAGE_SIZE, LR_IMAGE_SIZE, 3), name="lr_image")
+    mean_logsigma = _mean_logsigma(embedding, condition_dim)
+    c = _sample_c(mean_logsigma)
+
+    # Image encoder: 64x64 -> 16x16x(4 gf).
+    x = layers.ZeroPadding2D(padding=(1, 1))(lr_image)
+    x = layers.Conv2D(gf_dim, kernel_size=(3, 3), strides=1, use_bias=False)(x)
+    x = layers.ReLU()(x)
+    for channels in (gf_dim * 2, gf_dim * 4):
+        x = layers.ZeroPadding2D(padding=(1, 1))(x)
+        x = layers.Conv2D(channels, kernel_size=(4, 4), strides=2, use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+
+    # Joint block + residual blocks.
+    x = joint_block(c, x)
+    x = layers.ZeroPadding2D(padding=(1, 1))(x)
+    x = layers.Conv2D(gf_dim * 4, kernel_size=(3, 3), strides=1, use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    for _ in range(4):
+        x = residual_block(x, gf_dim * 4)
+
+    # Up-sampling: 16x16 -> 256x256.
+    for channels in (gf_dim * 4, gf_dim * 2, gf_dim, gf_dim // 2):
+        x = _up_block(x, channels)
+    image = _to_image(x)
+    return keras.Model(
+        [embedding, lr_image], [image, mean_logsigma], name="stage2_generator"
+    )
+
+
+def build_stage2_discriminator(df_dim=64, condition_dim=128, embedding_dim=1024):
+    """[image (B,256,256,3), embedding] -> logits (B, 1)."""
+    image = keras.Input(shape=(HR_IMAGE_SIZE, HR_IMAGE_SIZE, 3), name="image")
+    embedding = keras.Input(shape=(embedding_dim,), name="embedding")
+
+    x = _down_block(image, df_dim, batch_norm=False)
+    for channels in (df_dim * 2, df_dim * 4, df_dim * 8, df_dim * 16, df_dim * 32):
+        x = _down_block(x, channels)
+    x = layers.Conv2D(df_dim * 16, (1, 1), strides=1, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.LeakyReLU(negative_slope=0.2)(x)
+    x = layers.Conv2D(df_dim * 8, (1, 1), strides=1, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+
+    x2 = layers.Conv2D(df_dim * 2, (1, 1), strides=1, padding="same", use_bias=False)(x)
+    x2 = layers.BatchNormalization()(x2)
+    x2 = layers.LeakyReLU(negative_slope=0.2)(x2)
+    x2 = layers.Conv2D(df_dim * 2, (3, 3), strides=1, padding="same", use_bias=False)(
+        x2
+    )
+    x2 = layers.BatchNormalization()(x2)
+    x2 = layers.LeakyReLU(negative_slope=0.2)(x2)
+    x2 = layers.Conv2D(df_dim * 8, (3, 3), strides=1, padding="same", use_bias=False)(
+        x2
+    )
+    x2 = layers.BatchNormalization()(x2)
+
+    x = layers.Add()([x, x2])
+    x = layers.LeakyReLU(negative_slope=0.2)(x)
+
+    compressed = _compressed_text(embedding, condition_dim, x.shape[1], x.shape[2])
+    logits = _classifier(x, compressed, df_dim)
+    return keras.Model([image, embedding], logits, name="stage2_discriminator")
+
+
+# ---------------------------------------------------------------------------
+# Adversarial wrapper and loss
+# ---------------------------------------------------------------------------
+def build_adversarial_model(gen_model, dis_model, stage1_gen=None):
+    """[embedding, z] -> [logits, mean_logsigma, fake_image].
+
+    Stage-I: fake, mls = gen([e, z]); logits = dis([fake, e]).
+    Stage-II (``stage1_gen`` given): the Stage-I generator is frozen
+    (``trainable = False``, inference mode) and produces the low-resolution
+    image that feeds the Stage-II generator.
+
+    The discriminator is NOT frozen here (in Keras 3 that would also empty its
+    trainable variables for its own step and put its BN in inference mode);
+    the generator step must apply gradients to ``gen_model.trainable_variables``
+    only.
+    """
+    embedding_dim = gen_model.inputs[0].shape[-1]
+    z_source = stage1_gen if stage1_gen is not None else gen_model
+    z_dim = z_source.inputs[1].shape[-1]
+
+    embedding = keras.Input(shape=(embedding_dim,), name="embedding")
+    z = keras.Input(shape=(z_dim,), name="z")
+    if stage1_gen is None:
+        fake, mean_logsigma = gen_model([embedding, z])
+    else:
+        stage1_gen.trainable = False
+        lr_image = stage1_gen([embedding, z], training=False)[0]
+        fake, mean_logsigma = gen_model([embedding, lr_image])
+    logits = dis_model([fake, embedding])
+    name = "stage1_adversarial" if stage1_gen is None else "stage2_adversarial"
+    return keras.Model([embedding, z], [logits, mean_logsigma, fake], name=name)
+
+
+def KL_loss(y_true, y_pred):
+    """KL(N(mean, sigma^2) || N(0, I)) averaged over batch and dims; y_true ignored."""
+    del y_true
+    y_pred = ops.cast(y_pred, "float32")
+    cond = y_pred.shape[-1] // 2
+    mean = y_pred[:, :cond]
+    log_sigma = y_pred[:, cond:]
+    loss = -log_sigma + 0.5 * (-1.0 + ops.exp(2.0 * log_sigma) + ops.square(mean))
+    return ops.mean(loss)
+
+
+# ---------------------------------------------------------------------------
+# Config-driven builders
+# ---------------------------------------------------------------------------
+def _cfg(config):
+    merged = dict(DEFAULTS)
+    if config:
+        merged.update({k: config[k] for k in DEFAULTS if k in config})
+    return merged
+
+
+def build_generator(stage, config=None):
+    cfg = _cfg(config)
+    if stage == 1:
+        return build_stage1_generator(
+            cfg["gf_dim"], cfg["z_dim"], cfg["condition_dim"], cfg["embedding_dim"]
+        )
+    if stage == 2:
+        return build_stage2_generator(
+            cfg["gf_dim"], cfg["condition_dim"], cfg["embedding_dim"]
+        )
+    raise ValueError(f"stage must be 1 or 2, got {stage!r}")
+
+
+def build_discriminator(stage, config=None):
+    cfg = _cfg(config)
+    if stage == 1:
+        return build_stage1_discriminator(
+            cfg["df_dim"], cfg["condition_dim"], cfg["embedding_dim"]
+        )
+    if stage == 2:
+        return build_stage2_discriminator(
+            cfg["df_dim"], cfg["condition_dim"], cfg["embedding_dim"]
+        )
+    raise ValueError(f"stage must be 1 or 2, got {stage!r}")

@@ -1,0 +1,406 @@
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import models as m
+
+SMALL = {
+    "gf_dim": 16,
+    "df_dim": 8,
+    "z_dim": 100,
+    "condition_dim": 128,
+    "embedding_dim": 1024,
+}
+TINY = {
+    "gf_dim": 8,
+    "df_dim": 4,
+    "z_dim": 100,
+    "condition_dim": 128,
+    "embedding_dim": 1024,
+}
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def _emb(batch, dim=1024, seed=0):
+    return _rng(seed).standard_normal((batch, dim)).astype("float32")
+
+
+def _img(batch, size, seed=1):
+    return _rng(seed).uniform(-1, 1, (batch, size, size, 3)).astype("float32")
+
+
+def _all_layers(model):
+    return list(model._flatten_layers(include_self=False, recursive=True))
+
+
+def _ca_layers(model):
+    return [
+        lyr for lyr in _all_layers(model) if isinstance(lyr, m.ConditioningAugmentation)
+    ]
+
+
+def _snapshot(variables):
+    return [np.array(v.numpy()) for v in variables]
+
+
+@pytest.fixture
+def policy():
+    def set_policy(name):
+        keras.mixed_precision.set_global_policy(name)
+
+    try:
+        yield set_policy
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+# --------------------------------------------------------------------------- defaults
+def test_default_parameter_counts_and_shapes():
+    ca = m.build_ca_model()
+    assert ca.count_params() == 262_400
+    assert tuple(ca.output.shape) == (None, 128)
+
+    comp = m.build_embedding_compressor_model()
+    assert comp.count_params() == 131_200
+    assert tuple(comp.output.shape) == (None, 128)
+
+    g1 = m.build_stage1_generator()
+    assert g1.count_params() == 10_270_400
+    assert [tuple(o.shape) for o in g1.outputs] == [(None, 64, 64, 3), (None, 256)]
+
+    d1 = m.build_stage1_discriminator()
+    assert d1.count_params() == 3_097_601 + 131_200
+    assert tuple(d1.output.shape) == (None, 1)
+
+    g2 = m.build_stage2_generator()
+    assert g2.count_params() == 28_649_536
+    assert [tuple(o.shape) for o in g2.outputs] == [(None, 256, 256, 3), (None, 256)]
+
+    d2 = m.build_stage2_discriminator()
+    assert d2.count_params() == 48_486_401 + 131_200
+    assert tuple(d2.output.shape) == (None, 1)
+
+    # Config-driven builders give the same networks (missing keys -> defaults).
+    assert m.build_generator(1, {}).count_params() == 10_270_400
+    assert m.build_discriminator(2, {"unrelated": 1}).count_params() == 48_617_601
+    with pytest.raises(ValueError):
+        m.build_generator(3, {})
+
+    for model in (ca, comp, g1, d1, g2, d2):
+        assert not any(
+            isinstance(lyr, keras.layers.Lambda) for lyr in _all_layers(model)
+        )
+
+    # One batch-1 forward pass through the default Stage-I networks.
+    img, mls = g1([_emb(1), _emb(1, 100)], training=False)
+    assert img.shape == (1, 64, 64, 3) and mls.shape == (1, 256)
+    assert float(tf.reduce_max(tf.abs(img))) <= 1.0
+    assert d1([img, tf.constant(_emb(1))], training=False).shape == (1, 1)
+
+
+# --------------------------------------------------------------------------- small widths
+@pytest.mark.parametrize("cfg", [SMALL, TINY], ids=["gf16_df8", "gf8_df4"])
+def test_small_width_forward(cfg):
+    b = 2
+    e, z = tf.constant(_emb(b)), tf.constant(_emb(b, cfg["z_dim"], seed=2))
+    g1 = m.build_generator(1, cfg)
+    d1 = m.build_discriminator(1, cfg)
+    g2 = m.build_generator(2, cfg)
+    d2 = m.build_discriminator(2, cfg)
+
+    lr, mls = g1([e, z], training=True)
+    assert lr.shape == (b, 64, 64, 3) and mls.shape == (b, 2 * cfg["condition_dim"])
+    assert d1([lr, e], training=True).shape == (b, 1)
+    hr, mls2 = g2([e, lr], training=True)
+    assert hr.shape == (b, 256, 256, 3) and mls2.shape == (b, 2 * cfg["condition_dim"])
+    assert d2([hr, e], training=True).shape == (b, 1)
+
+    # Widths derive from gf_dim / df_dim as in the chapter.
+    gf, df = cfg["gf_dim"], cfg["df_dim"]
+    g1_convs = [
+        lyr.filters for lyr in g1.layers if isinstance(lyr, keras.layers.Conv2D)
+    ]
+    assert g1_convs == [4 * gf, 2 * gf, gf, gf // 2, 3]
+    d2_convs = [
+        lyr.filters for lyr in d2.layers if isinstance(lyr, keras.layers.Conv2D)
+    ]
+    assert d2_convs == [
+        df,
+        2 * df,
+        4 * df,
+        8 * df,
+        16 * df,
+        32 * df,
+        16 * df,
+        8 * df,
+        2 * df,
+        2 * df,
+        8 * df,
+        8 * df,
+    ]
+
+
+def test_joint_and_residual_blocks():
+    c = keras.Input((5,))
+    x = keras.Input((4, 3, 7))
+    joined = m.joint_block(c, x)
+    assert tuple(joined.shape) == (None, 4, 3, 12)
+    out = m.residual_block(joined, 12)
+    model = keras.Model([c, x], [joined, out])
+    convs = [lyr for lyr in model.layers if isinstance(lyr, keras.layers.Conv2D)]
+    assert len(convs) == 2 and all(
+        cv.use_bias and cv.kernel_size == (3, 3) for cv in convs
+    )
+    cv = np.arange(10, dtype="float32").reshape(2, 5)
+    xv = _rng().standard_normal((2, 4, 3, 7)).astype("float32")
+    jv, ov = model([cv, xv])
+    # c comes first and is replicated at every spatial position.
+    np.testing.assert_array_equal(
+        jv[:, :, :, :5], np.broadcast_to(cv[:, None, None], (2, 4, 3, 5))
+    )
+    np.testing.assert_array_equal(jv[:, :, :, 5:], xv)
+    assert ov.shape == (2, 4, 3, 12) and float(tf.reduce_min(ov)) >= 0.0
+
+
+# --------------------------------------------------------------------------- CA noise
+def test_conditioning_augmentation_noise_per_sample_and_per_call():
+    ca = m.build_ca_model()
+    e = np.repeat(_emb(1), 2, axis=0)  # two identical rows
+    for training in (True, False):
+        c1 = ca(e, training=training).numpy()
+        c2 = ca(e, training=training).numpy()
+        assert c1.shape == (2, 128)
+        assert not np.allclose(c1[0], c1[1]), "rows with the same embedding share eps"
+        assert not np.allclose(c1, c2), "two calls gave the same noise"
+
+
+MIRRORED_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import models as m
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        ca = m.build_ca_model(embedding_dim=16, condition_dim=4)
+    e = tf.constant(np.ones((1, 16), "float32"))
+
+    @tf.function
+    def step():
+        return strategy.run(lambda: ca(e, training=True))
+
+    first = [v.numpy() for v in strategy.experimental_local_results(step())]
+    second = [v.numpy() for v in strategy.experimental_local_results(step())]
+    assert not np.allclose(first[0], first[1]), "replicas drew the same noise"
+    assert not np.allclose(first[0], second[0]), "two steps drew the same noise"
+    print("OK")
+    """
+)
+
+
+def test_conditioning_augmentation_noise_differs_across_replicas():
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(
+        os.environ, PYTHONPATH=repo, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=""
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT],
+        check=False,
+        env=env,
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_conditioning_augmentation_statistics_and_config():
+    layer = m.ConditioningAugmentation(seed=3)
+    n, cond = 4096, 8
+    mean = np.full((n, cond), 3.0, "float32")
+    log_sigma = np.full((n, cond), math.log(2.0), "float32")
+    c = layer(np.concatenate([mean, log_sigma], axis=1)).numpy()
+    assert c.shape == (n, cond)
+    assert abs(c.mean() - 3.0) < 0.1
+    assert abs(c.std() - 2.0) < 0.1
+    # Every column (dimension) and row gets its own noise.
+    assert np.corrcoef(c[:, 0], c[:, 1])[0, 1] < 0.1
+
+    clone = m.ConditioningAugmentation.from_config(layer.get_config())
+    assert clone.seed == 3 and clone.condition_dim == cond
+    # Same seed -> same first draw (seeded, reproducible).
+    fresh = m.ConditioningAugmentation(seed=3)
+    zeros = np.zeros((2, 2 * cond), "float32")
+    np.testing.assert_allclose(fresh(zeros), m.ConditioningAugmentation(seed=3)(zeros))
+
+
+# --------------------------------------------------------------------------- KL loss
+def test_kl_loss_closed_form():
+    zeros = np.zeros((3, 256), "float32")
+    assert float(m.KL_loss(None, zeros)) == pytest.approx(0.0, abs=1e-7)
+
+    # cond = 2: mean = [1, 2], log_sigma = [0, ln 2]
+    # dim0: -0 + 0.5 * (-1 + 1 + 1) = 0.5
+    # dim1: -ln2 + 0.5 * (-1 + 4 + 4) = 3.5 - ln2
+    y = np.array([[1.0, 2.0, 0.0, math.log(2.0)]], "float32")
+    expected = (0.5 + 3.5 - math.log(2.0)) / 2
+    assert float(m.KL_loss(None, y)) == pytest.approx(expected, rel=1e-6)
+
+    r = _rng(5).standard_normal((4, 256)).astype("float32") * 0.5
+    mu, ls = r[:, :128].astype("float64"), r[:, 128:].astype("float64")
+    ref = np.mean(-ls + 0.5 * (-1 + np.exp(2 * ls) + mu**2))
+    assert float(m.KL_loss(np.zeros((4, 1)), r)) == pytest.approx(ref, rel=1e-5)
+
+
+# --------------------------------------------------------------------------- saving
+def _set_same_noise(a, b, value=(7, 11)):
+    for la, lb in zip(_ca_layers(a), _ca_layers(b), strict=True):
+        la.seed_generator.state.assign(
+            np.array(value, dtype=la.seed_generator.state.dtype)
+        )
+        lb.seed_generator.state.assign(
+            np.array(value, dtype=lb.seed_generator.state.dtype)
+        )
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_save_load_round_trips(stage, tmp_path):
+    size = 64 if stage == 1 else 256
+    e = _emb(2)
+    g = m.build_generator(stage, TINY)
+    d = m.build_discriminator(stage, TINY)
+    second = _emb(2, TINY["z_dim"], seed=3) if stage == 1 else _img(2, 64, seed=3)
+    x_img = _img(2, size)
+
+    # Move BN statistics away from their initial values so they are tested too.
+    g([e, second], training=True)
+    d([x_img, e], training=True)
+    ref_logits = d([x_img, e], training=False).numpy()
+
+    # .keras, safe mode (no Lambda, registered CA layer).
+    for model in (g, d):
+        model.save(tmp_path / f"{model.name}.keras")
+    g_k = keras.saving.load_model(tmp_path / f"{g.name}.keras", safe_mode=True)
+    d_k = keras.saving.load_model(tmp_path / f"{d.name}.keras", safe_mode=True)
+    np.testing.assert_array_equal(d_k([x_img, e], training=False).numpy(), ref_logits)
+    for w1, w2 in zip(g.weights, g_k.weights, strict=True):
+        np.testing.assert_array_equal(w1.numpy(), w2.numpy())
+    _set_same_noise(g, g_k)
+    ref_img, ref_mls = g([e, second], training=False)
+    img, mls = g_k([e, second], training=False)
+    np.testing.assert_array_equal(mls.numpy(), ref_mls.numpy())
+    np.testing.assert_array_equal(img.numpy(), ref_img.numpy())
+
+    # .weights.h5 into freshly built models.
+    g.save_weights(tmp_path / "g.weights.h5")
+    d.save_weights(tmp_path / "d.weights.h5")
+    g_w = m.build_generator(stage, TINY)
+    d_w = m.build_discriminator(stage, TINY)
+    g_w.load_weights(tmp_path / "g.weights.h5")
+    d_w.load_weights(tmp_path / "d.weights.h5")
+    np.testing.assert_array_equal(d_w([x_img, e], training=False).numpy(), ref_logits)
+    _set_same_noise(g, g_w)
+    ref_img, ref_mls = g([e, second], training=False)
+    img, mls = g_w([e, second], training=False)
+    np.testing.assert_array_equal(mls.numpy(), ref_mls.numpy())
+    np.testing.assert_array_equal(img.numpy(), ref_img.numpy())
+
+
+# --------------------------------------------------------------------------- adversarial
+def _generator_step(adv, gen):
+    opt = keras.optimizers.Adam(1e-2)
+    e, z = _emb(2), _emb(2, adv.inputs[1].shape[-1], seed=4)
+    with tf.GradientTape() as tape:
+        logits, mls, fake = adv([e, z], training=True)
+        loss = tf.reduce_mean(
+            keras.losses.binary_crossentropy(
+                tf.fill(tf.shape(logits), 0.9), logits, from_logits=True
+            )
+        ) + 2.0 * m.KL_loss(None, mls)
+    grads = tape.gradient(loss, gen.trainable_variables)
+    assert all(g is not None for g in grads)
+    opt.apply(grads, gen.trainable_variables)
+    return logits, mls, fake
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_adversarial_step_trains_only_generator(stage):
+    if stage == 1:
+        s1 = None
+        gen, dis = m.build_generator(1, TINY), m.build_discriminator(1, TINY)
+        adv = m.build_adversarial_model(gen, dis)
+    else:
+        s1 = m.build_generator(1, TINY)
+        gen, dis = m.build_generator(2, TINY), m.build_discriminator(2, TINY)
+        adv = m.build_adversarial_model(gen, dis, s1)
+        assert not s1.trainable
+    assert [tuple(i.shape) for i in adv.inputs] == [(None, 1024), (None, TINY["z_dim"])]
+    size = 64 if stage == 1 else 256
+    assert [tuple(o.shape) for o in adv.outputs] == [
+        (None, 1),
+        (None, 256),
+        (None, size, size, 3),
+    ]
+    assert dis.trainable and dis.trainable_variables, (
+        "D must stay trainable for its own step"
+    )
+
+    d_before = _snapshot(dis.trainable_variables)
+    g_before = _snapshot(gen.trainable_variables)
+    s1_before = _snapshot(s1.weights) if s1 is not None else None
+
+    logits, mls, fake = _generator_step(adv, gen)
+    assert (
+        logits.shape == (2, 1)
+        and mls.shape == (2, 256)
+        and fake.shape == (2, size, size, 3)
+    )
+
+    for a, b in zip(d_before, dis.trainable_variables, strict=True):
+        np.testing.assert_array_equal(a, b.numpy())
+    if s1 is not None:
+        for a, b in zip(s1_before, s1.weights, strict=True):
+            np.testing.assert_array_equal(a, b.numpy())
+    changed = [
+        not np.array_equal(a, b.numpy())
+        for a, b in zip(g_before, gen.trainable_variables, strict=True)
+    ]
+    assert all(changed), "some generator weights did not change"
+
+
+# --------------------------------------------------------------------------- mixed precision
+@pytest.mark.parametrize("name", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_outputs_are_float32(name, policy):
+    policy(name)
+    e = _emb(2)
+    s1 = m.build_generator(1, TINY)
+    d1 = m.build_discriminator(1, TINY)
+    g2 = m.build_generator(2, TINY)
+    d2 = m.build_discriminator(2, TINY)
+    assert s1.get_layer("image").compute_dtype == "float32"
+    logits, mls, fake = m.build_adversarial_model(s1, d1)(
+        [e, _emb(2, 100)], training=True
+    )
+    assert (logits.dtype, mls.dtype, fake.dtype) == (tf.float32,) * 3
+    logits2, mls2, fake2 = m.build_adversarial_model(g2, d2, s1)(
+        [e, _emb(2, 100)], training=True
+    )
+    assert (logits2.dtype, mls2.dtype, fake2.dtype) == (tf.float32,) * 3
+    assert fake2.shape == (2, 256, 256, 3)
+    assert np.all(np.isfinite(logits2.numpy())) and np.all(np.isfinite(fake2.numpy()))
+    assert m.KL_loss(None, mls2).dtype == tf.float32
+    # A conv layer really computes in the reduced precision.
+    conv = next(lyr for lyr in g2.layers if isinstance(lyr, keras.layers.Conv2D))
+    assert conv.compute_dtype == name.split("_")[1]
