@@ -289,9 +289,9 @@ def load_dataset(filenames_file_path, class_info_file_path, cub_dataset_dir, emb
     return X, y, all_embeddings[kept]
 
 
-def _no_images_left(kept, skipped, what, total):
+def _no_images_left(kept, skipped, what, total, data_dir=None):
     if len(kept) == 0:
-        raise UserError(f"no usable image: {skipped.message(what, total)}; {_fix_hint()}")
+        raise UserError(f"no usable image: {skipped.message(what, total)}; {_fix_hint(data_dir)}")
 
 
 # ---------------------------------------------------------------------------
@@ -376,7 +376,8 @@ def _build_image_cache(filenames, boxes, cub_dir, size, npy_path, skipped, desc)
             os.close(fd)
             small = np.lib.format.open_memmap(tmp2, mode="w+", dtype=np.uint8, shape=(len(kept), size, size, 3))
             for start in range(0, len(kept), 512):
-                small[start:start + 512] = out[start:start + 512]
+                stop = min(start + 512, len(kept))
+                small[start:stop] = out[start:stop]
             small.flush()
             del small, out
             _remove(tmp)
@@ -440,7 +441,7 @@ def load_split(data_dir, split, image_size):
         try:
             os.makedirs(cache_dir, exist_ok=True)
             kept = _build_image_cache(filenames, boxes, cub_dir, size, npy_path, skipped, f"caching {split} {size}px")
-            _no_images_left(kept, skipped, what, len(filenames))
+            _no_images_left(kept, skipped, what, len(filenames), data_dir)
             _atomic_save_json(meta_path, {"version": CACHE_VERSION, "n_total": len(filenames), "size": size,
                                           "kept": kept.tolist(), "skipped": skipped.lists})
             _remove_stale(cache_dir, f"{split}_{size}_", {npy_path, meta_path})
@@ -451,7 +452,7 @@ def load_split(data_dir, split, image_size):
             skipped = _Skipped()
             images = np.empty((len(filenames), size, size, 3), dtype=np.uint8)
             kept = _decode_images(filenames, boxes, cub_dir, (size, size), images, skipped, f"decoding {split}")
-            _no_images_left(kept, skipped, what, len(filenames))
+            _no_images_left(kept, skipped, what, len(filenames), data_dir)
             images = images[:len(kept)]
     skipped.warn(what, len(filenames))
     if len(kept) == len(filenames):
@@ -1037,88 +1038,89 @@ def _safe_member(name):
     return not name.startswith(("/", "\\")) and ".." not in parts
 
 
-def _extract_cub(archive, data_dir):
+def _extract_cub(archive, tmp):
+    """Unpack the CUB_200_2011/ part of the archive into tmp; returns the number of entries."""
     import tarfile
     import zlib
 
     from tqdm import tqdm
 
-    tmp = tempfile.mkdtemp(dir=data_dir, prefix=".prepare-")
+    count = 0
     try:
-        count = 0
-        try:
-            with tarfile.open(archive, "r:*") as tar:
-                for member in tqdm(tar, desc="unpacking CUB_200_2011", unit=" files", disable=None):
-                    name = member.name.removeprefix("./")
-                    if not (name == CUB_DIR or name.startswith(CUB_DIR + "/")) or not (member.isfile() or member.isdir()):
-                        continue
-                    if hasattr(tarfile, "data_filter"):
-                        tar.extract(member, tmp, filter="data")
-                    elif _safe_member(member.name):  # pragma: no cover - Python < 3.11.4
-                        tar.extract(member, tmp)
-                    count += 1
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
-            raise UserError(f"{archive} is not a readable CUB_200_2011.tgz ({type(err).__name__}: {err}); "
-                            f"download it again ({CUB_URL}, MD5 {CUB_MD5})") from None
-        src = os.path.join(tmp, CUB_DIR)
-        missing = [f for f in ("images.txt", "bounding_boxes.txt", "images") if not os.path.exists(os.path.join(src, f))]
-        if missing:
-            raise UserError(f"{archive} has no {CUB_DIR}/{missing[0]} ({count} files under {CUB_DIR}/): "
-                            f"it is not CUB_200_2011.tgz; download it from {CUB_URL}")
-        dest = os.path.join(data_dir, CUB_DIR)
-        if os.path.isdir(dest):
-            shutil.rmtree(dest)
-        os.replace(src, dest)
-        return count
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tqdm(tar, desc="unpacking CUB_200_2011", unit=" files", disable=None):
+                name = member.name.removeprefix("./")
+                if not (name == CUB_DIR or name.startswith(CUB_DIR + "/")) or not (member.isfile() or member.isdir()):
+                    continue  # attributes.txt and the like
+                if hasattr(tarfile, "data_filter"):
+                    tar.extract(member, tmp, filter="data")
+                elif _safe_member(member.name):  # pragma: no cover - Python < 3.11.4
+                    tar.extract(member, tmp)
+                count += 1
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
+        raise UserError(f"{archive} is not a readable CUB_200_2011.tgz ({type(err).__name__}: {err}); "
+                        f"download it again ({CUB_URL}, MD5 {CUB_MD5})") from None
+    src = os.path.join(tmp, CUB_DIR)
+    missing = [f for f in ("images.txt", "bounding_boxes.txt", "images") if not os.path.exists(os.path.join(src, f))]
+    if missing:
+        raise UserError(f"{archive} has no {CUB_DIR}/{missing[0]} ({count} entries under {CUB_DIR}/): "
+                        f"it is not CUB_200_2011.tgz; download it from {CUB_URL}")
+    return count
 
 
-def _extract_embeddings(archive, data_dir):
+def _extract_embeddings(archive, tmp):
+    """Copy <anything>/{train,test}/{filenames,class_info,char-CNN-RNN-embeddings}.pickle to tmp/{train,test}/."""
     import zipfile
     import zlib
 
-    files = (FILENAMES_FILE, CLASS_INFO_FILE, EMBEDDINGS_FILE)
+    drive = f"https://drive.google.com/uc?id={EMBEDDINGS_DRIVE_ID}"
     try:
         with zipfile.ZipFile(archive) as zf:
             names = [n for n in zf.namelist() if not n.startswith("__MACOSX/") and not n.endswith("/")
                      and not os.path.basename(n).startswith("._")]
             chosen, missing = {}, []
             for split in SPLITS:
-                for f in files:
+                for f in (FILENAMES_FILE, CLASS_INFO_FILE, EMBEDDINGS_FILE):
                     found = [n for n in names if n == f"{split}/{f}" or n.endswith(f"/{split}/{f}")]
                     if found:
                         chosen[(split, f)] = min(found, key=lambda n: (n.count("/"), n))
                     else:
                         missing.append(f"{split}/{f}")
             if missing:
-                raise UserError(f"{archive} has no {missing[0]} ({len(missing)} of the 6 pickles missing): it is not "
-                                f"StackGAN's birds.zip; download it from https://drive.google.com/uc?id={EMBEDDINGS_DRIVE_ID}")
+                raise UserError(f"{archive} has no {missing[0]} ({len(missing)} of the 6 pickles missing): "
+                                f"it is not StackGAN's birds.zip; download it from {drive}")
             for (split, f), member in chosen.items():
-                dest_dir = os.path.join(data_dir, split)
-                os.makedirs(dest_dir, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=".tmp-")
-                try:
-                    with os.fdopen(fd, "wb") as out, zf.open(member) as src:
-                        shutil.copyfileobj(src, out, 1 << 20)
-                    os.replace(tmp, os.path.join(dest_dir, f))
-                finally:
-                    _remove(tmp)
+                os.makedirs(os.path.join(tmp, split), exist_ok=True)
+                with open(os.path.join(tmp, split, f), "wb") as out, zf.open(member) as src:
+                    shutil.copyfileobj(src, out, 1 << 20)  # checks the CRC
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
-        raise UserError(f"{archive} is not a readable birds.zip ({type(err).__name__}: {err}); download it again "
-                        f"from https://drive.google.com/uc?id={EMBEDDINGS_DRIVE_ID}") from None
+        raise UserError(f"{archive} is not a readable birds.zip ({type(err).__name__}: {err}); "
+                        f"download it again from {drive}") from None
 
 
 def prepare(cub_archive, embeddings_archive, data_dir=DEFAULT_DATA_DIR):
-    """Unpack CUB_200_2011.tgz and birds.zip (local files) into the layout load_split reads, then check()."""
+    """Unpack CUB_200_2011.tgz and birds.zip (local files) into the layout load_split reads, then check().
+    Both are unpacked into a temporary folder first: a damaged archive leaves data_dir as it was."""
     for path, what in ((cub_archive, "--cub-archive"), (embeddings_archive, "--embeddings-archive")):
         if not os.path.isfile(path):
             raise UserError(f"{what} {path} not found; {_prepare_hint(data_dir)} (or `python data.py download "
                             f"--data-dir {data_dir}`)")
     os.makedirs(data_dir, exist_ok=True)
-    _extract_embeddings(embeddings_archive, data_dir)
-    count = _extract_cub(cub_archive, data_dir)
-    _remove(os.path.join(data_dir, SYNTHETIC_MARKER))
+    tmp = tempfile.mkdtemp(dir=data_dir, prefix=".prepare-")
+    try:
+        _extract_embeddings(embeddings_archive, tmp)
+        count = _extract_cub(cub_archive, tmp)
+        _remove(os.path.join(data_dir, SYNTHETIC_MARKER))
+        for split in SPLITS:
+            os.makedirs(os.path.join(data_dir, split), exist_ok=True)
+            for f in os.listdir(os.path.join(tmp, split)):
+                os.replace(os.path.join(tmp, split, f), os.path.join(data_dir, split, f))
+        dest = os.path.join(data_dir, CUB_DIR)
+        if os.path.isdir(dest):
+            shutil.rmtree(dest)
+        os.replace(os.path.join(tmp, CUB_DIR), dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     print(f"Unpacked {count} entries of {cub_archive} and the split pickles of {embeddings_archive} into {data_dir}")
     return check(data_dir)
 
