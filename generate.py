@@ -140,20 +140,6 @@ def select_embeddings(array, path, embedding_dim, caption_index, limit=None):
     return np.ascontiguousarray(chosen, dtype="float32")
 
 
-def run_generators(generators, embeddings, z):
-    """One batch through Stage-I (and Stage-II): float32 arrays in [-1, 1], one per stage.
-
-    Like sampling.sample_images, but hands Stage-II a NumPy low-res image: Keras refuses a call
-    whose input list mixes NumPy arrays and tensors.
-    """
-    lr, _ = generators[0]([embeddings, z], training=False)
-    outputs = [np.asarray(lr)]
-    if len(generators) > 1:
-        hr, _ = generators[1]([embeddings, outputs[0]], training=False)
-        outputs.append(np.asarray(hr))
-    return outputs
-
-
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.save_stage1 and args.stage != 2:
@@ -185,7 +171,7 @@ def main(argv=None):
     chunk = args.batch_size
     for start in range(0, n * per, chunk):
         idx = rows[start:start + chunk]
-        outputs = run_generators(generators, embeddings[idx], z[start:start + chunk])
+        outputs = sampling.sample_images(generators, embeddings[idx], z[start:start + chunk], chunk)
         final = sampling.to_uint8(outputs[-1])
         lows = sampling.to_uint8(outputs[0]) if args.save_stage1 else None
         for j, k in enumerate(range(start, start + len(idx))):

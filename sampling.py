@@ -76,7 +76,7 @@ def sample_images(generators, embeddings, z, batch_size=64):
         lr, _ = generators[0]([e, np.asarray(z[start:start + batch_size], dtype="float32")], training=False)
         outputs[0].append(np.asarray(lr))
         if len(generators) > 1:
-            hr, _ = generators[1]([e, lr], training=False)
+            hr, _ = generators[1]([e, np.asarray(lr)], training=False)
             outputs[1].append(np.asarray(hr))
     return [np.concatenate(o) for o in outputs]
 
