@@ -250,21 +250,18 @@ def _decode_images(filenames, boxes, cub_dir, image_size, out, skipped, desc):
             continue
         jobs.append((index, path, bbox, image_size))
     kept = []
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        def tqdm(x, **_):
-            return x
+    from tqdm import tqdm
     workers = max(1, min(4, os.cpu_count() or 1))
-    with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while decoding and resizing
-        results = pool.map(_decode_one, jobs, chunksize=16)
-        for index, img, error in tqdm(results, total=len(jobs), desc=desc, unit="img", leave=False,
-                                      disable=None if len(jobs) >= 500 else True):
-            if img is None:
-                skipped.add("unreadable", os.path.join(images_dir, filenames[index] + ".jpg"), error)
-                continue
-            out[len(kept)] = img
-            kept.append(index)
+    with ThreadPoolExecutor(workers) as pool, \
+            tqdm(total=len(jobs), desc=desc, unit="img", leave=False, disable=None if len(jobs) >= 500 else True) as bar:
+        for start in range(0, len(jobs), 256):  # PIL releases the GIL while decoding; chunks bound the memory
+            for index, img, error in pool.map(_decode_one, jobs[start:start + 256]):
+                if img is None:
+                    skipped.add("unreadable", os.path.join(images_dir, filenames[index] + ".jpg"), error)
+                else:
+                    out[len(kept)] = img
+                    kept.append(index)
+                bar.update(1)
     return np.asarray(kept, dtype=np.int64)
 
 
@@ -435,6 +432,7 @@ def load_split(data_dir, split, image_size):
     meta = _read_cache(npy_path, meta_path, len(filenames), size)
     if meta is not None:
         images, kept, skipped = meta
+        what += f" (as cached in {cache_dir}; delete it to read the images again)"
     else:
         boxes = load_bounding_boxes(cub_dir)
         skipped = _Skipped()
