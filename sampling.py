@@ -40,7 +40,7 @@ def read_config(results_dir, stage, needed_by="this command"):
         with open(path) as f:
             return json.load(f)
     except (OSError, ValueError) as err:
-        raise UserError(f"{path} is not a readable config ({err}); retrain with `python stage{stage}.py`")
+        raise UserError(f"{path} is not a readable config ({err}); retrain with `python stage{stage}.py`") from None
 
 
 def load_generator_weights(model, path, stage):

@@ -1,0 +1,16 @@
+"""Train StackGAN Stage-I (64x64 from text embeddings).
+
+    python stage1.py            # the chapter's settings on data/birds
+    python stage1.py --demo     # small networks on synthetic birds, minutes on a CPU
+    python stage1.py --help
+"""
+from cli import run_main
+from train import main_for_stage
+
+
+def main(argv=None):
+    return main_for_stage(1, argv)
+
+
+if __name__ == "__main__":
+    run_main(main)
