@@ -147,6 +147,17 @@ def build_embedding_compressor_model(embedding_dim=1024, condition_dim=128):
     return keras.Model(embedding, x, name="embedding_compressor")
 
 
+def _batch_norm():
+    """BatchNormalization; synchronized across replicas when built under a multi-replica tf.distribute
+    strategy, so that per-replica batches normalise like the global batch on one device."""
+    synchronized = False
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        synchronized = tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1
+    return layers.BatchNormalization(synchronized=synchronized)
+
+
 def _spatial_tile(v, height, width, name=None):
     """(B, C) -> (B, height, width, C), every position holding the vector."""
     channels = v.shape[-1]
@@ -169,10 +180,10 @@ def residual_block(x, channels):
     """The chapter's residual block (its convolutions do have biases)."""
     shortcut = x
     y = layers.Conv2D(channels, kernel_size=3, strides=1, padding="same")(x)
-    y = layers.BatchNormalization()(y)
+    y = _batch_norm()(y)
     y = layers.ReLU()(y)
     y = layers.Conv2D(channels, kernel_size=3, strides=1, padding="same")(y)
-    y = layers.BatchNormalization()(y)
+    y = _batch_norm()(y)
     y = layers.Add()([y, shortcut])
     return layers.ReLU()(y)
 
@@ -182,7 +193,7 @@ def _up_block(x, channels):
     x = layers.Conv2D(
         channels, kernel_size=3, strides=1, padding="same", use_bias=False
     )(x)
-    x = layers.BatchNormalization()(x)
+    x = _batch_norm()(x)
     return layers.ReLU()(x)
 
 
@@ -194,7 +205,7 @@ def _to_image(x):
 def _down_block(x, channels, batch_norm=True):
     x = layers.Conv2D(channels, (4, 4), strides=2, padding="same", use_bias=False)(x)
     if batch_norm:
-        x = layers.BatchNormalization()(x)
+        x = _batch_norm()(x)
     return layers.LeakyReLU(negative_slope=0.2)(x)
 
 
@@ -209,7 +220,7 @@ def _classifier(x, compressed, df_dim):
     """Concat text, 1x1 conv 8df (with bias), BN, LeakyReLU, Flatten, Dense(1) logits."""
     x = layers.Concatenate(axis=-1)([x, compressed])
     x = layers.Conv2D(df_dim * 8, kernel_size=1, strides=1, padding="same")(x)
-    x = layers.BatchNormalization()(x)
+    x = _batch_norm()(x)
     x = layers.LeakyReLU(negative_slope=0.2)(x)
     x = layers.Flatten()(x)
     return layers.Dense(1, dtype="float32", name="logits")(x)
@@ -268,14 +279,14 @@ def build_stage2_generator(gf_dim=128, condition_dim=128, embedding_dim=1024):
     for channels in (gf_dim * 2, gf_dim * 4):
         x = layers.ZeroPadding2D(padding=(1, 1))(x)
         x = layers.Conv2D(channels, kernel_size=(4, 4), strides=2, use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
+        x = _batch_norm()(x)
         x = layers.ReLU()(x)
 
     # Joint block + residual blocks.
     x = joint_block(c, x)
     x = layers.ZeroPadding2D(padding=(1, 1))(x)
     x = layers.Conv2D(gf_dim * 4, kernel_size=(3, 3), strides=1, use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = _batch_norm()(x)
     x = layers.ReLU()(x)
     for _ in range(4):
         x = residual_block(x, gf_dim * 4)
@@ -298,23 +309,23 @@ def build_stage2_discriminator(df_dim=64, condition_dim=128, embedding_dim=1024)
     for channels in (df_dim * 2, df_dim * 4, df_dim * 8, df_dim * 16, df_dim * 32):
         x = _down_block(x, channels)
     x = layers.Conv2D(df_dim * 16, (1, 1), strides=1, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = _batch_norm()(x)
     x = layers.LeakyReLU(negative_slope=0.2)(x)
     x = layers.Conv2D(df_dim * 8, (1, 1), strides=1, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = _batch_norm()(x)
 
     x2 = layers.Conv2D(df_dim * 2, (1, 1), strides=1, padding="same", use_bias=False)(x)
-    x2 = layers.BatchNormalization()(x2)
+    x2 = _batch_norm()(x2)
     x2 = layers.LeakyReLU(negative_slope=0.2)(x2)
     x2 = layers.Conv2D(df_dim * 2, (3, 3), strides=1, padding="same", use_bias=False)(
         x2
     )
-    x2 = layers.BatchNormalization()(x2)
+    x2 = _batch_norm()(x2)
     x2 = layers.LeakyReLU(negative_slope=0.2)(x2)
     x2 = layers.Conv2D(df_dim * 8, (3, 3), strides=1, padding="same", use_bias=False)(
         x2
     )
-    x2 = layers.BatchNormalization()(x2)
+    x2 = _batch_norm()(x2)
 
     x = layers.Add()([x, x2])
     x = layers.LeakyReLU(negative_slope=0.2)(x)

@@ -9,6 +9,7 @@ never updates D in Keras 3).
 import argparse
 import math
 import os
+import shutil
 import sys
 import time
 
@@ -225,6 +226,16 @@ class StackGANTrainer:
                                    epoch=self.epoch, noise=self.noise)
 
 
+def is_chief(strategy):
+    """True except on the non-chief workers of a multi-worker run (TF_CONFIG task other than chief/worker 0)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if not task_type:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "chief" or (task_type == "worker" and resolver.task_id == 0 and not has_chief)
+
+
 def write_log(writer, name, value, step):
     """The chapter's write_log (tf.Summary, TF1 only), on tf.summary."""
     import tensorflow as tf
@@ -308,31 +319,39 @@ def run(args, stage):
                               mixed_precision=args.mixed_precision, xla=xla, strategy=strategy,
                               stage1_gen=stage1_gen, seed=args.seed)
     ckpt_dir = os.path.join(args.results_dir, f"stage{stage}_ckpt")
+    chief = is_chief(strategy)
+    # Every worker saves (the save is collective); only the chief writes into results/.
+    write_dir = ckpt_dir if chief else f"{ckpt_dir}_worker{strategy.cluster_resolver.task_id}_tmp"
     ckpt = trainer.checkpoint()
-    manager = tf.train.CheckpointManager(ckpt, ckpt_dir, max_to_keep=3)
-    if manager.latest_checkpoint and not args.fresh:
+    manager = tf.train.CheckpointManager(ckpt, write_dir, max_to_keep=3)
+    latest = tf.train.latest_checkpoint(ckpt_dir)
+    if latest and not args.fresh:
         check_resume_config(ckpt_dir, config)
-        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        print(f"Resumed from {manager.latest_checkpoint} at epoch {int(trainer.epoch.numpy())} "
+        ckpt.restore(latest).assert_existing_objects_matched()
+        print(f"Resumed from {latest} at epoch {int(trainer.epoch.numpy())} "
               f"(optimizer step {int(trainer.g_opt.iterations.numpy())})")
-    elif args.fresh and manager.latest_checkpoint:
+    elif latest:
         print(f"--fresh: ignoring checkpoints in {ckpt_dir}")
-    os.makedirs(ckpt_dir, exist_ok=True)
-    sampling.write_json_atomic(os.path.join(ckpt_dir, "config.json"), config)
+    if chief:
+        os.makedirs(ckpt_dir, exist_ok=True)
+        sampling.write_json_atomic(os.path.join(ckpt_dir, "config.json"), config)
 
     dataset = data.make_dataset(train_split, args.batch_size, image_size, augment=augment, seed=args.seed)
     steps = len(train_split.images) // args.batch_size
     if args.steps_per_epoch:
         steps = min(steps, args.steps_per_epoch)
         dataset = dataset.take(steps)
-    dist_dataset = strategy.experimental_distribute_dataset(dataset)
+    options = tf.data.Options()  # batches come from a generator: shard by element, not by file
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dist_dataset = strategy.experimental_distribute_dataset(dataset.with_options(options))
 
     # Fixed test embeddings and noise: the grids of successive epochs are comparable.
     n_samples = min(64, len(test_split.embeddings))
     sample_embeddings = test_split.embeddings[:n_samples, 0]
     sample_z = np.random.default_rng(args.seed).standard_normal((n_samples, config["z_dim"])).astype("float32")
     synthetic = data.is_synthetic(args.data_dir)
-    writer = tf.summary.create_file_writer(os.path.join(args.log_dir, f"stage{stage}"))
+    writer = (tf.summary.create_file_writer(os.path.join(args.log_dir, f"stage{stage}")) if chief
+              else tf.summary.create_noop_writer())
     sample_dir = os.path.join(args.results_dir, f"stage{stage}")
     os.makedirs(sample_dir, exist_ok=True)
 
@@ -346,7 +365,7 @@ def run(args, stage):
         trainer.set_learning_rates(g_lr, d_lr)
         totals, count = {}, 0
         bar = tqdm(dist_dataset, total=steps, desc=f"stage{stage} epoch {epoch + 1}/{args.epochs}",
-                   leave=False, file=sys.stdout, dynamic_ncols=True, mininterval=1.0)
+                   leave=False, file=sys.stdout, dynamic_ncols=True, mininterval=1.0, disable=not chief)
         for batch in bar:
             metrics = {k: float(v) for k, v in trainer.train_step(batch).items()}
             if not all(math.isfinite(v) for v in metrics.values()):
@@ -370,7 +389,7 @@ def run(args, stage):
                 f"g_loss {means['g_loss']:.4f}  kl {means['kl_loss']:.4f}  "
                 f"D(real) {means['d_real']:.2f}  D(fake) {means['d_fake']:.2f}  {time.time() - started:.0f}s")
         last = step == args.epochs
-        if step % args.sample_every == 0 or last:
+        if chief and (step % args.sample_every == 0 or last):
             generators = ([stage1_gen] if stage1_gen is not None else []) + [trainer.gen]
             images = sampling.sample_images(generators, sample_embeddings, sample_z)
             grid = sampling.stage_grid(images)
@@ -382,10 +401,14 @@ def run(args, stage):
                 write_log(writer, "eval/attribute_accuracy", accuracy, step)
                 line += f"  attribute acc {accuracy:.2f}"
         writer.flush()
-        print(line, flush=True)
+        if chief:
+            print(line, flush=True)
         if step % args.checkpoint_every == 0 or last:
             manager.save(checkpoint_number=step)
-            export_weights(trainer, args.results_dir, stage, config, args)
+            if chief:
+                export_weights(trainer, args.results_dir, stage, config, args)
+    if not chief:
+        shutil.rmtree(write_dir, ignore_errors=True)
     return trainer, test_split, config
 
 

@@ -1,0 +1,218 @@
+"""End-to-end training on a tiny synthetic set: files, resume, frozen Stage-I, errors, learning."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import data
+import sampling
+import stage1
+import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--gf-dim", "8", "--df-dim", "4", "--z-dim", "8", "--condition-dim", "8", "--batch-size", "8"]
+
+
+@pytest.fixture(scope="module")
+def birds(tmp_path_factory):
+    root = tmp_path_factory.mktemp("birds")
+    data.write_synthetic(str(root), n_train=48, n_test=16, seed=0)
+    return str(root)
+
+
+def common(birds, results, logs):
+    return ["--data-dir", birds, "--results-dir", str(results), "--log-dir", str(logs)]
+
+
+@pytest.fixture(scope="module")
+def stage1_run(birds, tmp_path_factory):
+    """Stage-I trained two epochs with tiny widths; shared by the tests that only read its outputs."""
+    results, logs = tmp_path_factory.mktemp("results"), tmp_path_factory.mktemp("logs")
+    stage1.main(common(birds, results, logs) + TINY + ["--epochs", "2"])
+    return results, logs
+
+
+def test_stage1_writes_weights_config_grids_checkpoints_and_logs(stage1_run):
+    results, logs = stage1_run
+    for name in ("stage1_gen.weights.h5", "stage1_dis.weights.h5", "stage1_config.json",
+                 "stage1/epoch_0001.png", "stage1/epoch_0002.png"):
+        assert (results / name).is_file(), name
+    config = json.loads((results / "stage1_config.json").read_text())
+    assert (config["gf_dim"], config["df_dim"], config["z_dim"], config["condition_dim"]) == (8, 4, 8, 8)
+    assert config["epochs_trained"] == 2
+    assert any(f.startswith("ckpt-2") for f in os.listdir(results / "stage1_ckpt"))
+    assert os.listdir(logs / "stage1"), "no TensorBoard event file"
+    assert not [f for f in os.listdir(results) if ".tmp-" in f], "a temporary file was left behind"
+
+
+def test_tensorboard_logs_hold_the_losses_and_the_grid(stage1_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, logs = stage1_run
+    events = EventAccumulator(str(logs / "stage1"), size_guidance={"tensors": 0}).Reload()
+    tags = set(events.Tags()["tensors"])
+    for tag in ("loss/d_loss", "loss/d_loss_real", "loss/d_loss_fake", "loss/d_loss_wrong", "loss/g_loss",
+                "loss/kl_loss", "D/d_real", "D/d_fake", "lr/generator", "lr/discriminator", "samples",
+                "eval/attribute_accuracy"):
+        assert tag in tags, tag
+    import tensorflow as tf
+
+    values = [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors("loss/d_loss")]
+    assert len(values) == 2 and all(np.isfinite(values))
+
+
+def test_grid_is_rescaled_from_tanh(stage1_run):
+    from PIL import Image
+
+    results, _ = stage1_run
+    grid = np.asarray(Image.open(results / "stage1" / "epoch_0002.png"))
+    assert grid.dtype == np.uint8 and grid.shape[2] == 3
+    assert grid.shape[:2] == (2 + 2 * 66, 2 + 8 * 66)  # 16 test images, 8 per row, 64 px + 2 px padding
+    tile = grid[2:66, 2:66].astype(float)  # the first sample
+    assert len(np.unique(tile)) > 20 and 40 < tile.mean() < 215  # tanh output mapped to [0,255], not clipped
+    np.testing.assert_array_equal(sampling.to_uint8(np.array([-1.0, 0.0, 1.0])), [0, 128, 255])
+
+
+def test_one_step_changes_both_networks_and_losses_are_finite(birds):
+    config = {"gf_dim": 8, "df_dim": 4, "z_dim": 8, "condition_dim": 8, "embedding_dim": 1024}
+    trainer = train.StackGANTrainer(1, config, global_batch_size=8)
+    split = data.load_split(birds, "train", 76)
+    batch = next(iter(data.make_dataset(split, 8, 64, augment=True, seed=0)))
+    g_before = [v.numpy().copy() for v in trainer.gen.trainable_variables]
+    d_before = [v.numpy().copy() for v in trainer.dis.trainable_variables]
+    metrics = {k: float(v) for k, v in trainer.train_step(batch).items()}
+    assert all(np.isfinite(list(metrics.values())))
+    assert metrics["d_loss"] == pytest.approx(
+        metrics["d_loss_real"] + 0.5 * (metrics["d_loss_fake"] + metrics["d_loss_wrong"]), rel=1e-5)
+    assert metrics["g_loss"] == pytest.approx(metrics["g_loss_adv"] + 2.0 * metrics["kl_loss"], rel=1e-5)
+    changed = lambda before, now: [not np.array_equal(b, v.numpy()) for b, v in zip(before, now)]
+    assert all(changed(g_before, trainer.gen.trainable_variables))
+    assert all(changed(d_before, trainer.dis.trainable_variables))
+    assert int(trainer.g_opt.iterations.numpy()) == int(trainer.d_opt.iterations.numpy()) == 1
+
+
+def test_losses_match_the_closed_form():
+    logits = np.array([[0.0], [2.0]], "float32")
+    mls = np.zeros((2, 8), "float32")
+    losses = train.stackgan_losses(logits, logits, logits, mls, kl_coef=2.0, global_batch_size=2)
+    bce = lambda t, x: np.mean(np.logaddexp(0, x) - t * x)
+    assert float(losses["d_loss_real"]) == pytest.approx(bce(0.9, logits), rel=1e-5)
+    assert float(losses["d_loss_fake"]) == pytest.approx(bce(0.0, logits), rel=1e-5)
+    assert float(losses["kl_loss"]) == pytest.approx(0.0, abs=1e-7)
+    assert float(losses["d_real"]) == pytest.approx(np.mean(1 / (1 + np.exp(-logits))), rel=1e-5)
+
+
+def test_resume_continues_from_the_next_epoch_with_the_optimizer_state(birds, tmp_path, capsys):
+    args = common(birds, tmp_path / "r", tmp_path / "l") + TINY + ["--checkpoint-every", "1"]
+    stage1.main(args + ["--epochs", "1"])
+    capsys.readouterr()
+    stage1.main(args + ["--epochs", "2"])
+    out = capsys.readouterr().out
+    assert "Resumed from" in out and "at epoch 1 (optimizer step 6)" in out  # 48 images / batch 8
+    assert "epoch 1/2" not in out.replace("Resumed", "") and "stage1 epoch 2/2" in out
+    config = json.loads((tmp_path / "r" / "stage1_config.json").read_text())
+    assert config["epochs_trained"] == 2
+    trainer = train.StackGANTrainer(1, {"gf_dim": 8, "df_dim": 4, "z_dim": 8, "condition_dim": 8})
+    ckpt = trainer.checkpoint()
+    import tensorflow as tf
+
+    ckpt.restore(tf.train.latest_checkpoint(str(tmp_path / "r" / "stage1_ckpt"))).expect_partial()
+    assert int(trainer.epoch.numpy()) == 2 and int(trainer.g_opt.iterations.numpy()) == 12
+    stage1.main(args + ["--epochs", "2"])
+    assert "Already trained 2 epochs" in capsys.readouterr().out
+
+
+def test_resume_with_other_widths_is_refused(birds, tmp_path, capsys):
+    args = common(birds, tmp_path / "r", tmp_path / "l")
+    stage1.main(args + TINY + ["--epochs", "1"])
+    wider = [a if a != "4" else "6" for a in TINY]  # --df-dim 6
+    with pytest.raises(SystemExit) as exit_info:
+        from cli import run_main
+
+        run_main(stage1.main, args + wider + ["--epochs", "2"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "df_dim=4 (now 6)" in err and "--fresh" in err and err.count("\n") == 1
+
+
+def test_stage2_trains_on_a_frozen_stage1(stage1_run, birds, tmp_path):
+    results1, _ = stage1_run
+    results = tmp_path / "r"
+    results.mkdir()
+    for name in ("stage1_gen.weights.h5", "stage1_config.json"):
+        (results / name).write_bytes((results1 / name).read_bytes())
+    before = (results / "stage1_gen.weights.h5").read_bytes()
+    (g1,), _ = sampling.load_generators(str(results), 1)
+    weights_before = [w.numpy().copy() for w in g1.weights]
+    trainer, _, config = train.run(train.make_parser(2).parse_args(
+        common(birds, results, tmp_path / "l") + ["--gf-dim", "4", "--df-dim", "2", "--batch-size", "4",
+                                                   "--epochs", "1", "--steps-per-epoch", "2"]), 2)
+    assert config["z_dim"] == 8 and config["gf_dim"] == 4  # Stage-I's settings carried over
+    assert all(np.array_equal(b, w.numpy()) for b, w in zip(weights_before, trainer.stage1_gen.weights))
+    assert (results / "stage1_gen.weights.h5").read_bytes() == before
+    for name in ("stage2_gen.weights.h5", "stage2_dis.weights.h5", "stage2_config.json", "stage2/epoch_0001.png"):
+        assert (results / name).is_file(), name
+    from PIL import Image
+
+    grid = Image.open(results / "stage2" / "epoch_0001.png")
+    assert grid.size[1] > 256 and grid.size[0] > 512  # 64x64 input (upscaled) beside each 256x256 output
+
+
+def run_cli(script, *args, cwd=REPO):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, os.path.join(REPO, script), *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=300)
+
+
+def test_missing_data_exits_2_with_one_line(tmp_path):
+    result = run_cli("stage1.py", "--data-dir", str(tmp_path / "nowhere"), "--results-dir", str(tmp_path / "r"),
+                     "--epochs", "1")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: ") and "nowhere" in line and "data.py" in line
+
+
+def test_stage2_without_stage1_weights_exits_2_naming_the_file_and_stage1(tmp_path, birds):
+    result = run_cli("stage2.py", "--data-dir", birds, "--results-dir", str(tmp_path / "empty"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert "stage1_config.json" in line and "python stage1.py" in line
+
+
+def test_stage2_with_mismatched_stage1_weights_exits_2(stage1_run, birds, tmp_path):
+    results1, _ = stage1_run
+    results = tmp_path / "r"
+    results.mkdir()
+    (results / "stage1_gen.weights.h5").write_bytes((results1 / "stage1_gen.weights.h5").read_bytes())
+    config = json.loads((results1 / "stage1_config.json").read_text())
+    (results / "stage1_config.json").write_text(json.dumps(dict(config, gf_dim=16)))
+    result = run_cli("stage2.py", "--data-dir", birds, "--results-dir", str(results), "--gf-dim", "4",
+                     "--df-dim", "2")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert "stage1_gen.weights.h5" in line and "python stage1.py" in line
+
+
+@pytest.mark.parametrize("flag,value", [("--epochs", "0"), ("--gf-dim", "7"), ("--batch-size", "1000")])
+def test_bad_values_exit_2(birds, tmp_path, flag, value):
+    result = run_cli("stage1.py", "--data-dir", birds, "--results-dir", str(tmp_path / "r"), *TINY, flag, value)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ") and value in result.stderr
+
+
+def test_help_documents_every_flag():
+    for script in ("stage1.py", "stage2.py"):
+        out = run_cli(script, "--help").stdout
+        for flag in ("--data-dir", "--results-dir", "--log-dir", "--epochs", "--batch-size", "--g-lr", "--d-lr",
+                     "--lr-decay-epochs", "--kl-coef", "--gf-dim", "--df-dim", "--no-augment", "--seed",
+                     "--sample-every", "--checkpoint-every", "--fresh", "--demo", "--mixed-precision",
+                     "--distribute"):
+            assert flag in out, (script, flag)
+
+
+def test_learning_rate_halves_every_decay_period():
+    assert [train.learning_rate_at(2e-4, e, 600) for e in (0, 599, 600, 1200)] == [2e-4, 2e-4, 1e-4, 5e-5]
