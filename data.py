@@ -310,8 +310,8 @@ def stored_size(image_size, augment):
     return image_size * 76 // 64 if augment else image_size
 
 
-def _file_digest(path):
-    h = hashlib.sha1()
+def _file_digest(path, algorithm="sha1"):
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
@@ -953,14 +953,6 @@ def _prepare_hint(data_dir):
             f"--cub-archive CUB_200_2011.tgz --embeddings-archive birds.zip --data-dir {data_dir}`")
 
 
-def _md5(path):
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _download_url(url, dest, md5, data_dir):
     """Download url to dest with a progress bar, checking the MD5; UserError on any failure."""
     import http.client
@@ -1016,7 +1008,7 @@ def download(data_dir=DEFAULT_DATA_DIR):
     downloads = os.path.join(data_dir, "downloads")
     os.makedirs(downloads, exist_ok=True)
     cub = os.path.join(downloads, "CUB_200_2011.tgz")
-    if os.path.isfile(cub) and _md5(cub) == CUB_MD5:
+    if os.path.isfile(cub) and _file_digest(cub, "md5") == CUB_MD5:
         print(f"{cub} already downloaded (MD5 ok)")
     else:
         print(f"Downloading {CUB_URL} (about 1.1 GB)")

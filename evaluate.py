@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 import cli
-from cli import UserError
+from cli import UserError, positive_int
 
 DEFAULT_DATA_DIR = "data/birds"  # same as data.DEFAULT_DATA_DIR
 EMBEDDINGS_FILE = "char-CNN-RNN-embeddings.pickle"
@@ -376,16 +376,6 @@ def _check_reference(real, data_dir):
 # ---------------------------------------------------------------------------
 # command line
 # ---------------------------------------------------------------------------
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
 def build_parser():
     p = argparse.ArgumentParser(prog="evaluate.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -18,7 +18,7 @@ import numpy as np
 
 import cli
 import sampling
-from cli import UserError
+from cli import UserError, positive_int
 
 DEFAULT_DATA_DIR = "data/birds"  # same as data.DEFAULT_DATA_DIR; kept here so --help needs no data.py import
 EMBEDDINGS_FILE = "char-CNN-RNN-embeddings.pickle"
@@ -39,16 +39,6 @@ def caption_index_arg(text):
         raise argparse.ArgumentTypeError(f"{text!r} is neither a caption number (0, 1, ...) nor 'mean'") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} is negative; caption numbers start at 0")
-    return value
-
-
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
     return value
 
 
