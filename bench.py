@@ -5,7 +5,8 @@
 
 Prints one JSON line. --baseline also times the chapter's loop ported to Keras 3 with the least
 change that makes it train (G.predict for the fakes, the compressor's predict, three
-D.train_on_batch calls with D.trainable toggled, one adversarial train_on_batch), in the same run.
+D.train_on_batch calls with D.trainable toggled, one adversarial train_on_batch), in the same run,
+in float32 as the chapter has it (--mixed-precision applies to our step only).
 --data-dir times the real input pipeline instead of random tensors.
 
 --backend jax runs the same networks and losses as a jitted JAX step (Keras 3's stateless_call):
@@ -221,8 +222,11 @@ def main(argv=None):
                   device=device_name(), backend="tensorflow", steps=args.steps,
                   img_per_s=round(args.batch_size * args.steps / seconds, 2))
     if args.baseline:
+        train.set_precision("off")  # the chapter's loop as written: float32
+        stage1_gen = frozen_stage1(config) if args.stage == 2 else None
         step = chapter_loop_step(config, args.stage, args.batch_size, stage1_gen)
         base_seconds = time_steps(step, batches, args.warmup, args.steps)
+        result["baseline_mixed_precision"] = "off"
         result["baseline_img_per_s"] = round(args.batch_size * args.steps / base_seconds, 2)
         result["speedup"] = round(base_seconds / seconds, 2)
     print(json.dumps(result))

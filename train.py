@@ -24,9 +24,10 @@ DEMO_DEFAULTS = {
     1: dict(data_dir="data/synthetic", results_dir="results/demo", log_dir="logs/demo",
             gf_dim=32, df_dim=16, z_dim=20, condition_dim=16, batch_size=32, epochs=120,
             sample_every=10, checkpoint_every=10, lr_decay_epochs=40),
+    # Stage-II learns colour more slowly: the chapter's batch of 8, a higher rate that decays quickly.
     2: dict(data_dir="data/synthetic", results_dir="results/demo", log_dir="logs/demo",
-            gf_dim=8, df_dim=4, batch_size=16, epochs=4, sample_every=1, checkpoint_every=1,
-            lr_decay_epochs=100),
+            gf_dim=16, df_dim=8, batch_size=8, epochs=24, g_lr=5e-4, d_lr=5e-4, lr_decay_epochs=6,
+            sample_every=4, checkpoint_every=4),
 }
 CONFIG_KEYS = ("gf_dim", "df_dim", "z_dim", "condition_dim", "embedding_dim")
 
@@ -35,21 +36,21 @@ def make_parser(stage):
     d = STAGE_DEFAULTS[stage]
     p = argparse.ArgumentParser(
         prog=f"stage{stage}.py",
-        description=(f"Train StackGAN Stage-{stage} ({d['image_size']}x{d['image_size']})"
+        description=(f"Train StackGAN Stage-{'I' * stage} ({d['image_size']}x{d['image_size']})"
                      + ("" if stage == 1 else " on the frozen Stage-I generator from --results-dir")
                      + ". Resumes from the latest checkpoint in --results-dir unless --fresh."),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    # Defaults that --demo changes are None here and filled in by resolve_defaults().
+    )
+    # Defaults in [brackets]; those that --demo changes are None here and filled in by resolve_defaults().
     p.add_argument("--data-dir", help="dataset root (CUB layout) [data/birds; demo: data/synthetic]")
     p.add_argument("--results-dir", help="weights, config, checkpoints, sample grids [results; demo: results/demo]")
     p.add_argument("--log-dir", help=f"TensorBoard logs go to LOG_DIR/stage{stage} [logs; demo: logs/demo]")
-    p.add_argument("--epochs", type=int, help=f"[{d['epochs']}]")
+    p.add_argument("--epochs", type=int, help=f"total epochs to train (a resumed run continues up to it) [{d['epochs']}]")
     p.add_argument("--batch-size", type=int, help=f"global batch size [{d['batch_size']}]")
-    p.add_argument("--g-lr", type=float, default=2e-4, help="generator Adam learning rate")
-    p.add_argument("--d-lr", type=float, default=2e-4, help="discriminator Adam learning rate")
-    p.add_argument("--beta1", type=float, default=0.5, help="Adam beta_1 (beta_2 is 0.999)")
+    p.add_argument("--g-lr", type=float, help="generator Adam learning rate [2e-4]")
+    p.add_argument("--d-lr", type=float, help="discriminator Adam learning rate [2e-4]")
+    p.add_argument("--beta1", type=float, default=0.5, help="Adam beta_1 (beta_2 is 0.999) [0.5]")
     p.add_argument("--lr-decay-epochs", type=int, help="halve both learning rates every N epochs [600]")
-    p.add_argument("--kl-coef", type=float, default=2.0, help="weight of the KL term in the generator loss")
+    p.add_argument("--kl-coef", type=float, default=2.0, help="weight of the KL term in the generator loss [2.0]")
     p.add_argument("--gf-dim", type=int, help="generator width [128]" if stage == 1 else
                    "Stage-II generator width [128] (Stage-I widths come from its config)")
     p.add_argument("--df-dim", type=int, help="discriminator width [64]")
@@ -58,24 +59,25 @@ def make_parser(stage):
         p.add_argument("--condition-dim", type=int, help="conditioning vector dimension [128]")
     p.add_argument("--no-augment", action="store_true",
                    help="plain resize of the crops (the chapter) instead of random crop + flip (the original StackGAN)")
-    p.add_argument("--seed", type=int, default=0, help="seed for weights, noise and data order")
+    p.add_argument("--seed", type=int, default=0, help="seed for weights, noise and data order [0]")
     p.add_argument("--sample-every", type=int, help="write a sample grid every N epochs [1]")
     p.add_argument("--checkpoint-every", type=int, help="checkpoint and export weights every N epochs [1]")
-    p.add_argument("--steps-per-epoch", type=int, default=None, help="cap on steps per epoch (quick runs)")
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="cap on steps per epoch, for quick runs [all]")
     p.add_argument("--fresh", action="store_true", help="ignore existing checkpoints and start from scratch")
     p.add_argument("--mixed-precision", choices=["off", "bf16", "fp16"], default="off",
-                   help="compute in bfloat16/float16 (weights, outputs and losses stay float32)")
+                   help="compute in bfloat16/float16; weights, outputs and losses stay float32 [off]")
     p.add_argument("--xla", choices=["auto", "on", "off"], default="auto",
-                   help="compile the step with XLA (auto: on when a GPU is visible)")
+                   help="compile the step with XLA; auto: on when a GPU is visible [auto]")
     p.add_argument("--distribute", choices=["none", "mirrored", "multiworker"], default="none",
-                   help="tf.distribute strategy: all local GPUs, or several machines configured by TF_CONFIG")
+                   help="tf.distribute strategy: all local GPUs, or several machines configured by TF_CONFIG [none]")
     p.add_argument("--demo", action="store_true",
-                   help="generate synthetic birds if absent and train small networks on them (minutes on a CPU)")
+                   help="generate synthetic birds in data/synthetic if absent and train small networks on them "
+                        "(minutes on a CPU); explicit flags still win")
     return p
 
 
 def resolve_defaults(args, stage):
-    base = dict(data_dir="data/birds", results_dir="results", log_dir="logs", gf_dim=128, df_dim=64,
+    base = dict(data_dir="data/birds", results_dir="results", log_dir="logs", gf_dim=128, df_dim=64, g_lr=2e-4, d_lr=2e-4,
                 z_dim=100, condition_dim=128, sample_every=1, checkpoint_every=1, lr_decay_epochs=600,
                 **{k: v for k, v in STAGE_DEFAULTS[stage].items() if k != "image_size"})
     if args.demo:
@@ -305,6 +307,9 @@ def run(args, stage):
         config = dict(gf_dim=args.gf_dim, df_dim=args.df_dim, z_dim=args.z_dim,
                       condition_dim=args.condition_dim, embedding_dim=1024)
     else:
+        if args.demo and not os.path.exists(sampling.config_path(args.results_dir, 1)):
+            raise UserError(f"{sampling.config_path(args.results_dir, 1)} not found: the Stage-II demo continues "
+                            "from the Stage-I demo; run `python stage1.py --demo` first")
         with strategy.scope():
             (stage1_gen,), stage1_config = sampling.load_generators(args.results_dir, 1, "stage2.py")
         stage1_gen.trainable = False
