@@ -351,8 +351,10 @@ def run(args, stage):
     dist_dataset = strategy.experimental_distribute_dataset(dataset.with_options(options))
 
     # Fixed test embeddings and noise: the grids of successive epochs are comparable.
+    # Spread over the (class-sorted) test split, so the grid shows every class, not just the first few.
     n_samples = min(64, len(test_split.embeddings))
-    sample_embeddings = test_split.embeddings[:n_samples, 0]
+    sample_rows = np.linspace(0, len(test_split.embeddings) - 1, n_samples).round().astype(int)
+    sample_embeddings = np.asarray(test_split.embeddings[sample_rows, 0])
     sample_z = np.random.default_rng(args.seed).standard_normal((n_samples, config["z_dim"])).astype("float32")
     synthetic = data.is_synthetic(args.data_dir)
     writer = (tf.summary.create_file_writer(os.path.join(args.log_dir, f"stage{stage}")) if chief
