@@ -1,20 +1,32 @@
 """The condition is learned: after a short Stage-I run on synthetic birds, generated test images
 show the body colour their text embedding asks for far more often than chance."""
+import json
+
 import numpy as np
+import pytest
 
 import data
+import evaluate
+import generate
 import sampling
 import stage1
 
 
-def test_stage1_learns_the_body_colour_from_the_embedding(tmp_path):
-    birds = str(tmp_path / "birds")
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("learning")
+    birds = str(root / "birds")
     data.write_synthetic(birds, n_train=800, n_test=160, seed=0)  # the --demo set
-    results = tmp_path / "results"
+    results = root / "results"
     # The --demo networks and settings, for fewer epochs (the demo runs 120).
-    stage1.main(["--demo", "--data-dir", birds, "--results-dir", str(results), "--log-dir", str(tmp_path / "logs"),
+    stage1.main(["--demo", "--data-dir", birds, "--results-dir", str(results), "--log-dir", str(root / "logs"),
                  "--epochs", "50", "--sample-every", "50", "--checkpoint-every", "50"])
-    (gen,), config = sampling.load_generators(str(results), 1)
+    return birds, str(results)
+
+
+def test_stage1_learns_the_body_colour_from_the_embedding(trained):
+    birds, results = trained
+    (gen,), config = sampling.load_generators(results, 1)
     test = data.load_split(birds, "test", 64)
     embeddings = test.embeddings[:, 0]
     z = np.random.default_rng(7).standard_normal((len(embeddings), config["z_dim"])).astype("float32")
@@ -24,3 +36,16 @@ def test_stage1_learns_the_body_colour_from_the_embedding(tmp_path):
     assert accuracy >= 0.5, f"attribute accuracy {accuracy:.3f} (chance {chance:.3f})"
     # Not one colour for everything: the generated colours follow the embeddings.
     assert len(set(data.image_colours(images).tolist()) - {-1}) >= 6
+
+
+def test_generate_then_evaluate_attributes_on_the_trained_model(trained, tmp_path, capsys):
+    birds, results = trained
+    out = tmp_path / "samples"
+    generate.main(["--stage", "1", "--results-dir", results, "--data-dir", birds, "--out", str(out),
+                   "--samples-per-embedding", "2"])
+    capsys.readouterr()
+    assert evaluate.main(["attributes", "--images", str(out), "--data-dir", birds, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["images"] == 320 and report["embeddings"] == 160
+    assert report["attribute_accuracy"] >= 0.5
+    assert report["diversity"] > 0.02  # two noise draws of one embedding give different birds
