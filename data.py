@@ -36,6 +36,7 @@ from PIL import Image, ImageDraw
 
 import cli
 from cli import UserError
+from sampling import write_json_atomic
 
 DEFAULT_DATA_DIR = "data/birds"
 SYNTHETIC_DATA_DIR = "data/synthetic"
@@ -323,17 +324,6 @@ def _stat_key(path):
     return [st.st_size, st.st_mtime_ns]
 
 
-def _atomic_save_json(path, obj):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        _remove(tmp)
-        raise
-
-
 def _remove(path):
     try:
         os.remove(path)
@@ -440,7 +430,7 @@ def load_split(data_dir, split, image_size):
             os.makedirs(cache_dir, exist_ok=True)
             kept = _build_image_cache(filenames, boxes, cub_dir, size, npy_path, skipped, f"caching {split} {size}px")
             _no_images_left(kept, skipped, what, len(filenames), data_dir)
-            _atomic_save_json(meta_path, {"version": CACHE_VERSION, "n_total": len(filenames), "size": size,
+            write_json_atomic(meta_path, {"version": CACHE_VERSION, "n_total": len(filenames), "size": size,
                                           "kept": kept.tolist(), "skipped": skipped.lists})
             _remove_stale(cache_dir, f"{split}_{size}_", {npy_path, meta_path})
             images = np.load(npy_path, mmap_mode="r")
@@ -909,7 +899,7 @@ def write_synthetic(out_dir, n_train=800, n_test=160, seed=0):
             if os.path.isdir(dest):
                 shutil.rmtree(dest)
             os.replace(os.path.join(tmp, name), dest)
-        _atomic_save_json(os.path.join(out_dir, SYNTHETIC_MARKER),
+        write_json_atomic(os.path.join(out_dir, SYNTHETIC_MARKER),
                           {"n_train": n_train, "n_test": n_test, "seed": seed, "classes": n_classes,
                            "palette": [name for name, _ in PALETTE], "wing_shades": list(WING_SHADES)})
     finally:

@@ -4,6 +4,7 @@ Shared by training (epoch grids), generate.py and evaluate.py.
 """
 import json
 import os
+import tempfile
 
 import numpy as np
 from PIL import Image
@@ -23,10 +24,16 @@ def weights_path(results_dir, stage, net):
 
 
 def write_json_atomic(path, obj):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    """Write JSON to a temporary file beside `path`, then rename it: never a half-written file."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def read_config(results_dir, stage, needed_by="this command"):

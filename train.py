@@ -430,7 +430,7 @@ def export_weights(trainer, results_dir, stage, config, args):
     sampling.write_json_atomic(sampling.config_path(results_dir, stage), settings)
 
 
-def demo_report(trainer, test_split, config, args, stage):
+def demo_report(test_split, config, args, stage):
     """After --demo: the attribute accuracy of generated test images, and where to look."""
     import numpy as np
 
@@ -453,7 +453,7 @@ def demo_report(trainer, test_split, config, args, stage):
 
 def main_for_stage(stage, argv=None):
     args = make_parser(stage).parse_args(argv)
-    trainer, test_split, config = run(args, stage)
+    _, test_split, config = run(args, stage)
     if args.demo:
-        demo_report(trainer, test_split, config, args, stage)
+        demo_report(test_split, config, args, stage)
     return 0
