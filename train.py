@@ -51,6 +51,8 @@ def make_parser(stage):
     p.add_argument("--beta1", type=float, default=0.5, help="Adam beta_1 (beta_2 is 0.999) [0.5]")
     p.add_argument("--lr-decay-epochs", type=int, help="halve both learning rates every N epochs [600]")
     p.add_argument("--kl-coef", type=float, default=2.0, help="weight of the KL term in the generator loss [2.0]")
+    p.add_argument("--g-ema", type=float, help="sample and export an exponential moving average of the generator's "
+                   "weights with this momentum per step, e.g. 0.999 (not in the chapter) [off; Stage-II demo: 0.999]")
     p.add_argument("--gf-dim", type=int, help="generator width [128]" if stage == 1 else
                    "Stage-II generator width [128] (Stage-I widths come from its config)")
     p.add_argument("--df-dim", type=int, help="discriminator width [64]")
@@ -90,6 +92,8 @@ def resolve_defaults(args, stage):
         value = getattr(args, key, None)
         if value is not None and value < 1:
             raise UserError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
+    if args.g_ema is not None and not 0.0 <= args.g_ema < 1.0:
+        raise UserError(f"--g-ema is the momentum of a moving average, from 0 up to (not including) 1, got {args.g_ema}")
     for key in ("gf_dim", "df_dim"):
         if getattr(args, key) % 2:
             raise UserError(f"--{key.replace('_', '-')} must be even (the last block has half its width), "
@@ -117,10 +121,11 @@ def set_precision(mode):
         {"off": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[mode])
 
 
-def make_optimizer(lr, beta1, mixed_precision):
+def make_optimizer(lr, beta1, mixed_precision, ema_momentum=None):
     import keras
 
-    opt = keras.optimizers.Adam(learning_rate=lr, beta_1=beta1, beta_2=0.999)
+    opt = keras.optimizers.Adam(learning_rate=lr, beta_1=beta1, beta_2=0.999, use_ema=bool(ema_momentum),
+                                ema_momentum=ema_momentum or 0.99)
     return keras.optimizers.LossScaleOptimizer(opt) if mixed_precision == "fp16" else opt
 
 
@@ -162,7 +167,7 @@ class StackGANTrainer:
 
     def __init__(self, stage, config, *, g_lr=2e-4, d_lr=2e-4, beta1=0.5, kl_coef=2.0,
                  global_batch_size=64, mixed_precision="off", xla=False, strategy=None,
-                 stage1_gen=None, seed=0):
+                 stage1_gen=None, seed=0, g_ema=None):
         import keras
         import tensorflow as tf
 
@@ -177,13 +182,14 @@ class StackGANTrainer:
             self.dis = models.build_discriminator(stage, self.config)
             self.stage1_gen = stage1_gen
             self.adversarial = models.build_adversarial_model(self.gen, self.dis, stage1_gen)
-            self.g_opt = make_optimizer(g_lr, beta1, mixed_precision)
+            self.g_opt = make_optimizer(g_lr, beta1, mixed_precision, g_ema)
             self.d_opt = make_optimizer(d_lr, beta1, mixed_precision)
             self.g_opt.build(self.gen.trainable_variables)
             self.d_opt.build(self.dis.trainable_variables)
             self.noise = tf.random.Generator.from_seed(seed)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.fp16 = mixed_precision == "fp16"
+        self.g_ema, self._ema_gen = g_ema, None
         self._step = tf.function(self._distributed_step, jit_compile=xla)
 
     def _replica_step(self, real, embeddings, wrong):
@@ -216,6 +222,20 @@ class StackGANTrainer:
     def train_step(self, batch):
         """One D and one G update on a (distributed) batch of (images, embeddings, wrong_images)."""
         return self._step(batch)
+
+    def sampling_generator(self):
+        """The generator to sample and export: with --g-ema a copy holding the moving average of the
+        training weights (Adam's use_ema; BatchNorm statistics from the training weights); else the
+        generator itself. The training weights are never touched."""
+        if not self.g_ema:
+            return self.gen
+        import models
+
+        if self._ema_gen is None:
+            self._ema_gen = models.build_generator(self.stage, self.config)
+        self._ema_gen.set_weights(self.gen.get_weights())
+        self.g_opt.finalize_variable_values(self._ema_gen.trainable_variables)
+        return self._ema_gen
 
     def set_learning_rates(self, g_lr, d_lr):
         self.g_opt.learning_rate.assign(g_lr)
@@ -271,8 +291,9 @@ def load_training_data(args, image_size):
     return train_split, test_split, augment
 
 
-def check_resume_config(ckpt_dir, config):
-    """A checkpoint of other widths cannot be restored: say so instead of failing deep inside TF."""
+def check_resume_config(ckpt_dir, config, g_ema):
+    """A checkpoint of other widths, or with/without the --g-ema average, cannot be restored: say so
+    instead of failing deep inside TF."""
     import json
 
     path = os.path.join(ckpt_dir, "config.json")
@@ -281,9 +302,11 @@ def check_resume_config(ckpt_dir, config):
     with open(path) as f:
         saved = json.load(f)
     diffs = [f"{k}={saved.get(k)} (now {config[k]})" for k in CONFIG_KEYS if saved.get(k) != config[k]]
+    if bool(saved.get("g_ema")) != bool(g_ema):
+        diffs.append(f"--g-ema {saved.get('g_ema')} (now {g_ema})")
     if diffs:
         raise UserError(f"the checkpoint in {ckpt_dir} was trained with {', '.join(diffs)}; "
-                        "pass the same widths to resume, or --fresh to start over")
+                        "pass the same settings to resume, or --fresh to start over")
 
 
 def run(args, stage):
@@ -322,7 +345,7 @@ def run(args, stage):
     trainer = StackGANTrainer(stage, config, g_lr=args.g_lr, d_lr=args.d_lr, beta1=args.beta1,
                               kl_coef=args.kl_coef, global_batch_size=args.batch_size,
                               mixed_precision=args.mixed_precision, xla=xla, strategy=strategy,
-                              stage1_gen=stage1_gen, seed=args.seed)
+                              stage1_gen=stage1_gen, seed=args.seed, g_ema=args.g_ema)
     ckpt_dir = os.path.join(args.results_dir, f"stage{stage}_ckpt")
     chief = is_chief(strategy)
     # Every worker saves (the save is collective); only the chief writes into results/.
@@ -331,7 +354,7 @@ def run(args, stage):
     manager = tf.train.CheckpointManager(ckpt, write_dir, max_to_keep=3)
     latest = tf.train.latest_checkpoint(ckpt_dir)
     if latest and not args.fresh:
-        check_resume_config(ckpt_dir, config)
+        check_resume_config(ckpt_dir, config, args.g_ema)
         ckpt.restore(latest).assert_existing_objects_matched()
         print(f"Resumed from {latest} at epoch {int(trainer.epoch.numpy())} "
               f"(optimizer step {int(trainer.g_opt.iterations.numpy())})")
@@ -339,7 +362,7 @@ def run(args, stage):
         print(f"--fresh: ignoring checkpoints in {ckpt_dir}")
     if chief:
         os.makedirs(ckpt_dir, exist_ok=True)
-        sampling.write_json_atomic(os.path.join(ckpt_dir, "config.json"), config)
+        sampling.write_json_atomic(os.path.join(ckpt_dir, "config.json"), dict(config, g_ema=args.g_ema))
 
     dataset = data.make_dataset(train_split, args.batch_size, image_size, augment=augment, seed=args.seed)
     steps = len(train_split.images) // args.batch_size
@@ -397,7 +420,7 @@ def run(args, stage):
                 f"D(real) {means['d_real']:.2f}  D(fake) {means['d_fake']:.2f}  {time.time() - started:.0f}s")
         last = step == args.epochs
         if chief and (step % args.sample_every == 0 or last):
-            generators = ([stage1_gen] if stage1_gen is not None else []) + [trainer.gen]
+            generators = ([stage1_gen] if stage1_gen is not None else []) + [trainer.sampling_generator()]
             images = sampling.sample_images(generators, sample_embeddings, sample_z)
             grid = sampling.stage_grid(images)
             sampling.save_png(grid, os.path.join(sample_dir, f"epoch_{step:04d}.png"))
@@ -423,28 +446,33 @@ def export_weights(trainer, results_dir, stage, config, args):
     """results/stageN_{gen,dis}.weights.h5 + stageN_config.json: what stage2.py, generate.py, evaluate.py read."""
     import sampling
 
-    save_weights_atomic(trainer.gen, sampling.weights_path(results_dir, stage, "gen"))
+    save_weights_atomic(trainer.sampling_generator(), sampling.weights_path(results_dir, stage, "gen"))
     save_weights_atomic(trainer.dis, sampling.weights_path(results_dir, stage, "dis"))
     settings = dict(config, stage=stage, epochs_trained=int(trainer.epoch.numpy()), augment=not args.no_augment,
-                    batch_size=args.batch_size, kl_coef=args.kl_coef, data_dir=args.data_dir)
+                    batch_size=args.batch_size, kl_coef=args.kl_coef, g_ema=args.g_ema,
+                    data_dir=args.data_dir)
     sampling.write_json_atomic(sampling.config_path(results_dir, stage), settings)
 
 
 def demo_report(test_split, config, args, stage):
-    """After --demo: the attribute accuracy of generated test images, and where to look."""
+    """After --demo: the attribute accuracy of generated test images, and where to look.
+
+    Every caption of every test bird, one noise draw each (1,600 images for the synthetic set), so that
+    the printed accuracy varies little from one sampling to the next."""
     import numpy as np
 
     import data
     import sampling
 
     generators, _ = sampling.load_generators(args.results_dir, stage)
-    embeddings = test_split.embeddings[:, 0]
+    embeddings = np.asarray(test_split.embeddings).reshape(-1, test_split.embeddings.shape[-1])
     z = np.random.default_rng(args.seed + 1).standard_normal((len(embeddings), config["z_dim"]))
     images = sampling.sample_images(generators, embeddings, z)
     accuracy = data.attribute_accuracy(images[-1], embeddings)
     chance = 1.0 / len(data.PALETTE)
     size = images[-1].shape[1]
-    print(f"Attribute accuracy of {len(embeddings)} generated {size}x{size} test images: "
+    print(f"Attribute accuracy of {len(embeddings)} generated {size}x{size} test images "
+          f"({len(test_split.embeddings)} birds x {test_split.embeddings.shape[1]} captions): "
           f"{accuracy:.3f} (chance {chance:.3f})")
     print(f"Sample grids: {os.path.join(args.results_dir, f'stage{stage}')}/epoch_*.png   "
           f"TensorBoard: tensorboard --logdir={args.log_dir}")

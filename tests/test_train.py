@@ -197,7 +197,8 @@ def test_stage2_with_mismatched_stage1_weights_exits_2(stage1_run, birds, tmp_pa
     assert "stage1_gen.weights.h5" in line and "python stage1.py" in line
 
 
-@pytest.mark.parametrize("flag,value", [("--epochs", "0"), ("--gf-dim", "7"), ("--batch-size", "1000")])
+@pytest.mark.parametrize("flag,value", [("--epochs", "0"), ("--gf-dim", "7"), ("--batch-size", "1000"),
+                                        ("--g-ema", "1.5")])
 def test_bad_values_exit_2(birds, tmp_path, flag, value):
     result = run_cli("stage1.py", "--data-dir", birds, "--results-dir", str(tmp_path / "r"), *TINY, flag, value)
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -210,9 +211,60 @@ def test_help_documents_every_flag():
         for flag in ("--data-dir", "--results-dir", "--log-dir", "--epochs", "--batch-size", "--g-lr", "--d-lr",
                      "--lr-decay-epochs", "--kl-coef", "--gf-dim", "--df-dim", "--no-augment", "--seed",
                      "--sample-every", "--checkpoint-every", "--fresh", "--demo", "--mixed-precision",
-                     "--distribute"):
+                     "--distribute", "--g-ema"):
             assert flag in out, (script, flag)
 
 
 def test_learning_rate_halves_every_decay_period():
     assert [train.learning_rate_at(2e-4, e, 600) for e in (0, 599, 600, 1200)] == [2e-4, 2e-4, 1e-4, 5e-5]
+
+
+def test_g_ema_samples_the_average_and_leaves_the_training_weights(birds, tmp_path):
+    config = {"gf_dim": 8, "df_dim": 4, "z_dim": 8, "condition_dim": 8, "embedding_dim": 1024}
+    trainer = train.StackGANTrainer(1, config, global_batch_size=8, g_ema=0.75)
+    split = data.load_split(birds, "train", 76)
+    batches = iter(data.make_dataset(split, 8, 64, augment=True, seed=0))
+    after = []
+    for _ in range(2):
+        trainer.train_step(next(batches))
+        after.append([v.numpy().copy() for v in trainer.gen.trainable_variables])
+    averaged = trainer.sampling_generator()
+    assert averaged is not trainer.gen
+    for first, second, avg, live in zip(*after, averaged.trainable_variables, trainer.gen.trainable_variables):
+        np.testing.assert_allclose(avg.numpy(), 0.75 * first + 0.25 * second, rtol=1e-5, atol=1e-7)
+        np.testing.assert_array_equal(live.numpy(), second)  # training continues from its own weights
+    # The average is part of the checkpoint: a resumed run samples the same generator.
+    path = trainer.checkpoint().save(str(tmp_path / "ckpt"))
+    restored = train.StackGANTrainer(1, config, global_batch_size=8, g_ema=0.75)
+    restored.checkpoint().restore(path).assert_existing_objects_matched()
+    for a, b in zip(restored.sampling_generator().weights, averaged.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    plain = train.StackGANTrainer(1, config, global_batch_size=8)
+    assert plain.sampling_generator() is plain.gen
+
+
+def test_g_ema_exports_the_average_and_resume_needs_the_same_setting(birds, tmp_path, capsys):
+    args = common(birds, tmp_path / "r", tmp_path / "l") + TINY
+    stage1.main(args + ["--epochs", "1", "--g-ema", "0.9"])
+    assert json.loads((tmp_path / "r" / "stage1_config.json").read_text())["g_ema"] == 0.9
+    (gen,), config = sampling.load_generators(str(tmp_path / "r"), 1)
+    trainer = train.StackGANTrainer(1, config, global_batch_size=8, g_ema=0.9)
+    import tensorflow as tf
+
+    trainer.checkpoint().restore(tf.train.latest_checkpoint(str(tmp_path / "r" / "stage1_ckpt"))).expect_partial()
+    for exported, average in zip(gen.trainable_variables, trainer.sampling_generator().trainable_variables):
+        np.testing.assert_array_equal(exported.numpy(), average.numpy())
+    assert any(not np.array_equal(e.numpy(), v.numpy()) for e, v in zip(gen.trainable_variables,
+                                                                        trainer.gen.trainable_variables))
+    from cli import run_main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(stage1.main, args + ["--epochs", "2"])
+    assert exit_info.value.code == 2 and "--g-ema 0.9 (now None)" in capsys.readouterr().err
+
+
+def test_demo_report_scores_every_caption_of_every_test_bird(birds, tmp_path, capsys):
+    stage1.main(common(birds, tmp_path / "r", tmp_path / "l") + TINY + ["--demo", "--epochs", "1"])
+    out = capsys.readouterr().out
+    assert "Attribute accuracy of 160 generated 64x64 test images (16 birds x 10 captions): " in out
