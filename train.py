@@ -7,6 +7,7 @@ model, with tf.GradientTape (the chapter's compile / trainable=False / train_on_
 never updates D in Keras 3).
 """
 import argparse
+import contextlib
 import math
 import os
 import shutil
@@ -189,7 +190,7 @@ class StackGANTrainer:
             self.noise = tf.random.Generator.from_seed(seed)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.fp16 = mixed_precision == "fp16"
-        self.g_ema, self._ema_gen = g_ema, None
+        self.g_ema = g_ema
         self._step = tf.function(self._distributed_step, jit_compile=xla)
 
     def _replica_step(self, real, embeddings, wrong):
@@ -223,19 +224,21 @@ class StackGANTrainer:
         """One D and one G update on a (distributed) batch of (images, embeddings, wrong_images)."""
         return self._step(batch)
 
+    @contextlib.contextmanager
     def sampling_generator(self):
-        """The generator to sample and export: with --g-ema a copy holding the moving average of the
-        training weights (Adam's use_ema; BatchNorm statistics from the training weights); else the
-        generator itself. The training weights are never touched."""
+        """The generator to sample and export inside the block. With --g-ema it holds the moving average
+        of its weights (Adam's use_ema; BatchNorm statistics stay those of training) until the block
+        ends, when its training weights come back."""
         if not self.g_ema:
-            return self.gen
-        import models
-
-        if self._ema_gen is None:
-            self._ema_gen = models.build_generator(self.stage, self.config)
-        self._ema_gen.set_weights(self.gen.get_weights())
-        self.g_opt.finalize_variable_values(self._ema_gen.trainable_variables)
-        return self._ema_gen
+            yield self.gen
+            return
+        live = [v.numpy() for v in self.gen.trainable_variables]
+        self.g_opt.finalize_variable_values(self.gen.trainable_variables)
+        try:
+            yield self.gen
+        finally:
+            for variable, value in zip(self.gen.trainable_variables, live):
+                variable.assign(value)
 
     def set_learning_rates(self, g_lr, d_lr):
         self.g_opt.learning_rate.assign(g_lr)
@@ -420,8 +423,9 @@ def run(args, stage):
                 f"D(real) {means['d_real']:.2f}  D(fake) {means['d_fake']:.2f}  {time.time() - started:.0f}s")
         last = step == args.epochs
         if chief and (step % args.sample_every == 0 or last):
-            generators = ([stage1_gen] if stage1_gen is not None else []) + [trainer.sampling_generator()]
-            images = sampling.sample_images(generators, sample_embeddings, sample_z)
+            with trainer.sampling_generator() as gen:
+                generators = ([stage1_gen] if stage1_gen is not None else []) + [gen]
+                images = sampling.sample_images(generators, sample_embeddings, sample_z)
             grid = sampling.stage_grid(images)
             sampling.save_png(grid, os.path.join(sample_dir, f"epoch_{step:04d}.png"))
             with writer.as_default():
@@ -446,7 +450,8 @@ def export_weights(trainer, results_dir, stage, config, args):
     """results/stageN_{gen,dis}.weights.h5 + stageN_config.json: what stage2.py, generate.py, evaluate.py read."""
     import sampling
 
-    save_weights_atomic(trainer.sampling_generator(), sampling.weights_path(results_dir, stage, "gen"))
+    with trainer.sampling_generator() as gen:
+        save_weights_atomic(gen, sampling.weights_path(results_dir, stage, "gen"))
     save_weights_atomic(trainer.dis, sampling.weights_path(results_dir, stage, "dis"))
     settings = dict(config, stage=stage, epochs_trained=int(trainer.epoch.numpy()), augment=not args.no_augment,
                     batch_size=args.batch_size, kl_coef=args.kl_coef, g_ema=args.g_ema,

@@ -61,13 +61,18 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     results = {}
     for name, strategy in [("one", tf.distribute.OneDeviceStrategy("/cpu:0")),
                            ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
-        trainer = train.StackGANTrainer(1, config, global_batch_size=8, strategy=strategy, seed=3)
+        trainer = train.StackGANTrainer(1, config, global_batch_size=8, strategy=strategy, seed=3, g_ema=0.9)
         dataset = tf.data.Dataset.from_tensors(batch)
         step_input = next(iter(strategy.experimental_distribute_dataset(dataset)))
         metrics = trainer.train_step(step_input)
         results[name] = {k: float(v) for k, v in metrics.items()}
         results[name]["replicas"] = strategy.num_replicas_in_sync
         results[name]["d_steps"] = int(trainer.d_opt.iterations.numpy())
+        # After one step the weight average is the weights themselves.
+        live = [v.numpy().copy() for v in trainer.gen.trainable_variables]
+        with trainer.sampling_generator() as gen:
+            results[name]["ema_gap"] = max(float(np.max(np.abs(v.numpy() - w))) for v, w in
+                                           zip(gen.trainable_variables, live))
     print("RESULT " + json.dumps(results))
 """)
 
@@ -81,6 +86,7 @@ def test_mirrored_strategy_on_two_cpus_matches_one_device():
     one, mirrored = results["one"], results["mirrored"]
     assert (one["replicas"], mirrored["replicas"]) == (1, 2)
     assert one["d_steps"] == mirrored["d_steps"] == 1
+    assert one["ema_gap"] == mirrored["ema_gap"] == 0.0
     # The terms that do not depend on the noise draws match: losses are scaled by the global batch
     # and batch norm is synchronised, so two half-batches compute what one device computes.
     for key in ("d_loss_real", "d_loss_wrong", "d_real", "d_wrong"):
@@ -101,7 +107,7 @@ def test_two_local_workers_train_together_and_write_one_checkpoint(tmp_path):
     args = [sys.executable, os.path.join(REPO, "stage1.py"), "--distribute", "multiworker", "--data-dir", birds,
             "--results-dir", str(tmp_path / "results"), "--log-dir", str(tmp_path / "logs"),
             "--gf-dim", "8", "--df-dim", "4", "--z-dim", "8", "--condition-dim", "8", "--batch-size", "8",
-            "--epochs", "1", "--steps-per-epoch", "2"]
+            "--epochs", "1", "--steps-per-epoch", "2", "--g-ema", "0.9"]
     procs = []
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})

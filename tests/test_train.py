@@ -228,19 +228,19 @@ def test_g_ema_samples_the_average_and_leaves_the_training_weights(birds, tmp_pa
     for _ in range(2):
         trainer.train_step(next(batches))
         after.append([v.numpy().copy() for v in trainer.gen.trainable_variables])
-    averaged = trainer.sampling_generator()
-    assert averaged is not trainer.gen
-    for first, second, avg, live in zip(*after, averaged.trainable_variables, trainer.gen.trainable_variables):
-        np.testing.assert_allclose(avg.numpy(), 0.75 * first + 0.25 * second, rtol=1e-5, atol=1e-7)
+    with trainer.sampling_generator() as gen:
+        averaged = [v.numpy().copy() for v in gen.weights]
+        for first, second, avg in zip(*after, gen.trainable_variables):
+            np.testing.assert_allclose(avg.numpy(), 0.75 * first + 0.25 * second, rtol=1e-5, atol=1e-7)
+    for second, live in zip(after[1], trainer.gen.trainable_variables):
         np.testing.assert_array_equal(live.numpy(), second)  # training continues from its own weights
     # The average is part of the checkpoint: a resumed run samples the same generator.
     path = trainer.checkpoint().save(str(tmp_path / "ckpt"))
     restored = train.StackGANTrainer(1, config, global_batch_size=8, g_ema=0.75)
     restored.checkpoint().restore(path).assert_existing_objects_matched()
-    for a, b in zip(restored.sampling_generator().weights, averaged.weights):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
-    plain = train.StackGANTrainer(1, config, global_batch_size=8)
-    assert plain.sampling_generator() is plain.gen
+    with restored.sampling_generator() as gen:
+        for a, b in zip(gen.weights, averaged):
+            np.testing.assert_array_equal(a.numpy(), b)
 
 
 def test_g_ema_exports_the_average_and_resume_needs_the_same_setting(birds, tmp_path, capsys):
@@ -252,8 +252,9 @@ def test_g_ema_exports_the_average_and_resume_needs_the_same_setting(birds, tmp_
     import tensorflow as tf
 
     trainer.checkpoint().restore(tf.train.latest_checkpoint(str(tmp_path / "r" / "stage1_ckpt"))).expect_partial()
-    for exported, average in zip(gen.trainable_variables, trainer.sampling_generator().trainable_variables):
-        np.testing.assert_array_equal(exported.numpy(), average.numpy())
+    with trainer.sampling_generator() as averaged:
+        for exported, average in zip(gen.trainable_variables, averaged.trainable_variables):
+            np.testing.assert_array_equal(exported.numpy(), average.numpy())
     assert any(not np.array_equal(e.numpy(), v.numpy()) for e, v in zip(gen.trainable_variables,
                                                                         trainer.gen.trainable_variables))
     from cli import run_main
