@@ -168,9 +168,11 @@ def jax_step(config, stage, batch_size, stage1_gen, seed, kl_coef=2.0):
             (fake, mls), g_ntv = gen.stateless_call(g_tv, g_ntv, [embeddings, low_res], training=True)
         else:
             (fake, mls), g_ntv = gen.stateless_call(g_tv, g_ntv, [embeddings, z], training=True)
-        fake_logits, d_ntv = dis.stateless_call(d_tv, d_ntv, [fake, embeddings], training=True)
-        real_logits, d_ntv = dis.stateless_call(d_tv, d_ntv, [real, embeddings], training=True)
-        wrong_logits, d_ntv = dis.stateless_call(d_tv, d_ntv, [wrong, embeddings], training=True)
+        # As the TF step: one D call on the real, wrong and fake images together.
+        images = jax.numpy.concatenate([real, wrong, fake.astype(real.dtype)])
+        logits, d_ntv = dis.stateless_call(d_tv, d_ntv, [images, jax.numpy.tile(embeddings, (3, 1))],
+                                           training=True)
+        real_logits, wrong_logits, fake_logits = jax.numpy.split(logits, 3)
         losses = train.stackgan_losses(real_logits, fake_logits, wrong_logits, mls, kl_coef, batch_size)
         return (losses["d_loss"], losses["g_loss"]), (losses, g_ntv, d_ntv)
 

@@ -17,7 +17,8 @@ widths.  Fixes with respect to the chapter:
 * Discriminators return the pre-sigmoid logits of the chapter's ``Dense(1)``;
   ``sigmoid(logits)`` is the chapter's probability.
 * ``build_adversarial_model`` also handles Stage-II (frozen Stage-I G ->
-  Stage-II G -> D), which the chapter calls but never defines.
+  Stage-II G -> D), which the chapter calls but never defines, and can run D
+  once on real, wrong and fake images together (see its docstring).
 * No ``Lambda`` layers anywhere, so models save/load as ``.keras`` in safe mode.
 
 Mixed precision: the conditioning-augmentation path, the final ``tanh`` and the
@@ -338,13 +339,20 @@ def build_stage2_discriminator(df_dim=64, condition_dim=128, embedding_dim=1024)
 # ---------------------------------------------------------------------------
 # Adversarial wrapper and loss
 # ---------------------------------------------------------------------------
-def build_adversarial_model(gen_model, dis_model, stage1_gen=None):
-    """[embedding, z] -> [logits, mean_logsigma, fake_image].
+def build_adversarial_model(gen_model, dis_model, stage1_gen=None, with_real_images=False):
+    """[embedding, z] -> [logits, mean_logsigma, fake_image]: the chapter's G -> D wrapper.
 
     Stage-I: fake, mls = gen([e, z]); logits = dis([fake, e]).
     Stage-II (``stage1_gen`` given): the Stage-I generator is frozen
     (``trainable = False``, inference mode) and produces the low-resolution
     image that feeds the Stage-II generator.
+
+    ``with_real_images=True`` (what training uses): inputs [embedding, z,
+    real_image, wrong_image]; ``logits`` (3B, 1) are D's on the real, wrong and
+    fake images, in that order, from ONE discriminator call. Its batch norm then
+    normalises the three batches together: called on the fakes alone it would
+    subtract their batch mean, hiding from D a colour cast that every fake of the
+    batch shares (the chapter calls D once per kind of batch).
 
     The discriminator is NOT frozen here (in Keras 3 that would also empty its
     trainable variables for its own step and put its BN in inference mode);
@@ -363,9 +371,18 @@ def build_adversarial_model(gen_model, dis_model, stage1_gen=None):
         stage1_gen.trainable = False
         lr_image = stage1_gen([embedding, z], training=False)[0]
         fake, mean_logsigma = gen_model([embedding, lr_image])
-    logits = dis_model([fake, embedding])
+    inputs = [embedding, z]
+    if with_real_images:
+        real = keras.Input(shape=fake.shape[1:], name="real_image")
+        wrong = keras.Input(shape=fake.shape[1:], name="wrong_image")
+        inputs += [real, wrong]
+        images = layers.Concatenate(axis=0, name="real_wrong_fake")([real, wrong, fake])
+        embeddings = layers.Concatenate(axis=0, name="embedding_x3")([embedding] * 3)
+        logits = dis_model([images, embeddings])
+    else:
+        logits = dis_model([fake, embedding])
     name = "stage1_adversarial" if stage1_gen is None else "stage2_adversarial"
-    return keras.Model([embedding, z], [logits, mean_logsigma, fake], name=name)
+    return keras.Model(inputs, [logits, mean_logsigma, fake], name=name)
 
 
 def KL_loss(y_true, y_pred):

@@ -3,8 +3,8 @@
 Per step (the chapter's recipe, made to work in Keras 3): one discriminator update on
 BCE(D(real, e), 0.9) + 0.5 * (BCE(D(fake, e), 0) + BCE(D(wrong, e), 0)) and one generator update on
 BCE(D(G(e, z), e), 0.9) + kl_coef * KL, both from a single forward pass through the adversarial
-model, with tf.GradientTape (the chapter's compile / trainable=False / train_on_batch pattern
-never updates D in Keras 3).
+model (which runs D once on the real, wrong and fake batches together), with tf.GradientTape (the
+chapter's compile / trainable=False / train_on_batch pattern never updates D in Keras 3).
 """
 import argparse
 import contextlib
@@ -28,7 +28,7 @@ DEMO_DEFAULTS = {
     # Stage-II learns colour more slowly: the chapter's batch of 8, a higher rate that decays quickly.
     2: dict(data_dir="data/synthetic", results_dir="results/demo", log_dir="logs/demo",
             gf_dim=16, df_dim=8, batch_size=8, epochs=24, g_lr=5e-4, d_lr=5e-4, lr_decay_epochs=6,
-            sample_every=4, checkpoint_every=4),
+            g_ema=0.995, sample_every=4, checkpoint_every=4),
 }
 CONFIG_KEYS = ("gf_dim", "df_dim", "z_dim", "condition_dim", "embedding_dim")
 
@@ -182,7 +182,8 @@ class StackGANTrainer:
             self.gen = models.build_generator(stage, self.config)
             self.dis = models.build_discriminator(stage, self.config)
             self.stage1_gen = stage1_gen
-            self.adversarial = models.build_adversarial_model(self.gen, self.dis, stage1_gen)
+            self.adversarial = models.build_adversarial_model(self.gen, self.dis, stage1_gen,
+                                                              with_real_images=True)
             self.g_opt = make_optimizer(g_lr, beta1, mixed_precision, g_ema)
             self.d_opt = make_optimizer(d_lr, beta1, mixed_precision)
             self.g_opt.build(self.gen.trainable_variables)
@@ -198,9 +199,8 @@ class StackGANTrainer:
 
         z = self.noise.normal((tf.shape(embeddings)[0], self.config["z_dim"]))
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            fake_logits, mean_logsigma, _ = self.adversarial([embeddings, z], training=True)
-            real_logits = self.dis([real, embeddings], training=True)
-            wrong_logits = self.dis([wrong, embeddings], training=True)
+            logits, mean_logsigma, _ = self.adversarial([embeddings, z, real, wrong], training=True)
+            real_logits, wrong_logits, fake_logits = tf.split(logits, 3)
             losses = stackgan_losses(real_logits, fake_logits, wrong_logits, mean_logsigma,
                                      self.kl_coef, self.global_batch_size)
             d_loss, g_loss = losses["d_loss"], losses["g_loss"]

@@ -380,6 +380,26 @@ def test_adversarial_step_trains_only_generator(stage):
     assert all(changed), "some generator weights did not change"
 
 
+@pytest.mark.parametrize("stage", [1, 2])
+def test_adversarial_with_real_images_runs_d_once_on_real_wrong_fake(stage):
+    s1 = m.build_generator(1, TINY) if stage == 2 else None
+    gen, dis = m.build_generator(stage, TINY), m.build_discriminator(stage, TINY)
+    adv = m.build_adversarial_model(gen, dis, s1, with_real_images=True)
+    size = 64 if stage == 1 else 256
+    assert [tuple(i.shape) for i in adv.inputs] == [
+        (None, 1024), (None, TINY["z_dim"]), (None, size, size, 3), (None, size, size, 3)]
+    e, z = _emb(2), _emb(2, TINY["z_dim"], seed=4)
+    real, wrong = _img(2, size, seed=1), _img(2, size, seed=2)
+    # Inference mode: each logit is D's on its own image, in the order real, wrong, fake.
+    logits, mls, fake = adv([e, z, real, wrong], training=False)
+    assert logits.shape == (6, 1) and mls.shape == (2, 256) and fake.shape == (2, size, size, 3)
+    for part, images in zip(np.split(logits.numpy(), 3), (real, wrong, fake)):
+        np.testing.assert_allclose(part, dis([np.asarray(images), e], training=False).numpy(), rtol=1e-4, atol=1e-5)
+    # Training mode: batch norm sees the three batches together, not the real batch alone.
+    logits, _, _ = adv([e, z, real, wrong], training=True)
+    assert not np.allclose(logits.numpy()[:2], dis([real, e], training=True).numpy(), atol=1e-4)
+
+
 # --------------------------------------------------------------------------- mixed precision
 @pytest.mark.parametrize("name", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_outputs_are_float32(name, policy):
