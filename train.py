@@ -53,7 +53,7 @@ def make_parser(stage):
     p.add_argument("--lr-decay-epochs", type=int, help="halve both learning rates every N epochs [600]")
     p.add_argument("--kl-coef", type=float, default=2.0, help="weight of the KL term in the generator loss [2.0]")
     p.add_argument("--g-ema", type=float, help="sample and export an exponential moving average of the generator's "
-                   "weights with this momentum per step, e.g. 0.999 (not in the chapter) [off; Stage-II demo: 0.999]")
+                   "weights with this momentum per step, e.g. 0.995 (not in the chapter) [off; Stage-II demo: 0.995]")
     p.add_argument("--gf-dim", type=int, help="generator width [128]" if stage == 1 else
                    "Stage-II generator width [128] (Stage-I widths come from its config)")
     p.add_argument("--df-dim", type=int, help="discriminator width [64]")
