@@ -12,6 +12,7 @@ in float32 as the chapter has it (--mixed-precision applies to our step only).
 --backend jax runs the same networks and losses as a jitted JAX step (Keras 3's stateless_call):
 for machines that have JAX but no TensorFlow, such as our GPU benchmark machine.
 """
+
 import argparse
 import json
 import os
@@ -22,8 +23,9 @@ from cli import UserError, run_main
 
 
 def make_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--stage", type=int, choices=[1, 2], default=1)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--steps", type=int, default=20, help="timed steps (after --warmup)")
@@ -31,13 +33,19 @@ def make_parser():
     p.add_argument("--gf-dim", type=int, default=128)
     p.add_argument("--df-dim", type=int, default=64)
     p.add_argument("--mixed-precision", choices=["off", "bf16", "fp16"], default="off")
-    p.add_argument("--no-xla", action="store_true", help="do not compile the step with XLA (XLA is on by default on a GPU)")
+    p.add_argument(
+        "--no-xla", action="store_true", help="do not compile the step with XLA (XLA is on by default on a GPU)"
+    )
     p.add_argument("--xla", action="store_true", help="compile the step with XLA on a CPU too")
     p.add_argument("--baseline", action="store_true", help="also time the chapter's loop and report the ratio")
     p.add_argument("--data-dir", help="feed the step from this dataset's input pipeline instead of random tensors")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", choices=["tensorflow", "jax"], default="tensorflow",
-                   help="jax: time an equivalent jitted JAX step (no tf.data, no --baseline)")
+    p.add_argument(
+        "--backend",
+        choices=["tensorflow", "jax"],
+        default="tensorflow",
+        help="jax: time an equivalent jitted JAX step (no tf.data, no --baseline)",
+    )
     return p
 
 
@@ -70,7 +78,7 @@ def random_batches(stage, batch_size, seed, as_tensor=None):
         wrong = rng.uniform(-1, 1, (batch_size, size, size, 3)).astype("float32")
         embeddings = rng.normal(0, 0.3, (batch_size, 1024)).astype("float32")
         batches.append(tuple(as_tensor(a) for a in (images, embeddings, wrong)))
-    return lambda: iter(batches * 10 ** 6)
+    return lambda: iter(batches * 10**6)
 
 
 def pipeline_batches(args, config):
@@ -116,8 +124,11 @@ def chapter_loop_step(config, stage, batch_size, stage1_gen):
     dis.compile(loss=bce, optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5))
     adversarial = models.build_adversarial_model(gen, dis, stage1_gen)
     dis.trainable = False
-    adversarial.compile(loss=[bce, models.KL_loss, None], loss_weights=[1.0, 2.0, 0.0],
-                        optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5))
+    adversarial.compile(
+        loss=[bce, models.KL_loss, None],
+        loss_weights=[1.0, 2.0, 0.0],
+        optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
+    )
     real_labels = np.full((batch_size, 1), 0.9, "float32")
     fake_labels = np.zeros((batch_size, 1), "float32")
     kl_target = np.zeros((batch_size, 2 * config["condition_dim"]), "float32")
@@ -157,10 +168,16 @@ def jax_step(config, stage, batch_size, stage1_gen, seed, kl_coef=2.0):
     g_opt.build(gen.trainable_variables)
     d_opt.build(dis.trainable_variables)
     values = lambda variables: [v.value for v in variables]
-    state = [values(gen.trainable_variables), values(gen.non_trainable_variables),
-             values(dis.trainable_variables), values(dis.non_trainable_variables),
-             values(g_opt.variables), values(d_opt.variables),
-             values(stage1_gen.variables) if stage1_gen is not None else [], jax.random.key(seed)]
+    state = [
+        values(gen.trainable_variables),
+        values(gen.non_trainable_variables),
+        values(dis.trainable_variables),
+        values(dis.non_trainable_variables),
+        values(g_opt.variables),
+        values(d_opt.variables),
+        values(stage1_gen.variables) if stage1_gen is not None else [],
+        jax.random.key(seed),
+    ]
 
     def losses_of(g_tv, d_tv, g_ntv, d_ntv, s1_vars, real, embeddings, wrong, z):
         if stage1_gen is not None:
@@ -170,8 +187,7 @@ def jax_step(config, stage, batch_size, stage1_gen, seed, kl_coef=2.0):
             (fake, mls), g_ntv = gen.stateless_call(g_tv, g_ntv, [embeddings, z], training=True)
         # As the TF step: one D call on the real, wrong and fake images together.
         images = jax.numpy.concatenate([real, wrong, fake.astype(real.dtype)])
-        logits, d_ntv = dis.stateless_call(d_tv, d_ntv, [images, jax.numpy.tile(embeddings, (3, 1))],
-                                           training=True)
+        logits, d_ntv = dis.stateless_call(d_tv, d_ntv, [images, jax.numpy.tile(embeddings, (3, 1))], training=True)
         real_logits, wrong_logits, fake_logits = jax.numpy.split(logits, 3)
         losses = train.stackgan_losses(real_logits, fake_logits, wrong_logits, mls, kl_coef, batch_size)
         return (losses["d_loss"], losses["g_loss"]), (losses, g_ntv, d_ntv)
@@ -184,8 +200,8 @@ def jax_step(config, stage, batch_size, stage1_gen, seed, kl_coef=2.0):
         forward = lambda g, d: losses_of(g, d, g_ntv, d_ntv, s1_vars, *batch, z)
         (d_loss, g_loss), backward, (losses, g_ntv, d_ntv) = jax.vjp(forward, g_tv, d_tv, has_aux=True)
         one, zero = jax.numpy.ones_like(d_loss), jax.numpy.zeros_like(d_loss)
-        d_grads = backward((one, zero))[1]   # dD_loss/dD
-        g_grads = backward((zero, one))[0]   # dG_loss/dG, through D
+        d_grads = backward((one, zero))[1]  # dD_loss/dD
+        g_grads = backward((zero, one))[0]  # dG_loss/dG, through D
         g_tv, g_ov = g_opt.stateless_apply(g_ov, g_grads, g_tv)
         d_tv, d_ov = d_opt.stateless_apply(d_ov, d_grads, d_tv)
         return [g_tv, g_ntv, d_tv, d_ntv, g_ov, d_ov, s1_vars, key], losses
@@ -213,16 +229,34 @@ def main(argv=None):
     xla = (on_gpu and not args.no_xla) or args.xla
     config = dict(gf_dim=args.gf_dim, df_dim=args.df_dim, z_dim=100, condition_dim=128, embedding_dim=1024)
     stage1_gen = frozen_stage1(config) if args.stage == 2 else None
-    trainer = train.StackGANTrainer(args.stage, config, global_batch_size=args.batch_size,
-                                    mixed_precision=args.mixed_precision, xla=xla,
-                                    stage1_gen=stage1_gen, seed=args.seed)
-    batches = (pipeline_batches(args, config) if args.data_dir
-               else random_batches(args.stage, args.batch_size, args.seed, tf.constant))
+    trainer = train.StackGANTrainer(
+        args.stage,
+        config,
+        global_batch_size=args.batch_size,
+        mixed_precision=args.mixed_precision,
+        xla=xla,
+        stage1_gen=stage1_gen,
+        seed=args.seed,
+    )
+    batches = (
+        pipeline_batches(args, config)
+        if args.data_dir
+        else random_batches(args.stage, args.batch_size, args.seed, tf.constant)
+    )
     seconds = time_steps(trainer.train_step, batches, args.warmup, args.steps)
-    result = dict(stage=args.stage, batch_size=args.batch_size, gf_dim=args.gf_dim, df_dim=args.df_dim,
-                  mixed_precision=args.mixed_precision, xla=xla, input="pipeline" if args.data_dir else "random",
-                  device=device_name(), backend="tensorflow", steps=args.steps,
-                  img_per_s=round(args.batch_size * args.steps / seconds, 2))
+    result = dict(
+        stage=args.stage,
+        batch_size=args.batch_size,
+        gf_dim=args.gf_dim,
+        df_dim=args.df_dim,
+        mixed_precision=args.mixed_precision,
+        xla=xla,
+        input="pipeline" if args.data_dir else "random",
+        device=device_name(),
+        backend="tensorflow",
+        steps=args.steps,
+        img_per_s=round(args.batch_size * args.steps / seconds, 2),
+    )
     if args.baseline:
         train.set_precision("off")  # the chapter's loop as written: float32
         stage1_gen = frozen_stage1(config) if args.stage == 2 else None
@@ -252,11 +286,22 @@ def main_jax(args):
     keras.utils.set_random_seed(args.seed)
     stage1_gen = frozen_stage1(config) if args.stage == 2 else None
     step = jax_step(config, args.stage, args.batch_size, stage1_gen, args.seed)
-    seconds = time_steps(step, random_batches(args.stage, args.batch_size, args.seed, jnp.asarray),
-                         args.warmup, args.steps)
-    result = dict(stage=args.stage, batch_size=args.batch_size, gf_dim=args.gf_dim, df_dim=args.df_dim,
-                  mixed_precision=args.mixed_precision, xla=True, input="random", device=device_name(),
-                  backend="jax", steps=args.steps, img_per_s=round(args.batch_size * args.steps / seconds, 2))
+    seconds = time_steps(
+        step, random_batches(args.stage, args.batch_size, args.seed, jnp.asarray), args.warmup, args.steps
+    )
+    result = dict(
+        stage=args.stage,
+        batch_size=args.batch_size,
+        gf_dim=args.gf_dim,
+        df_dim=args.df_dim,
+        mixed_precision=args.mixed_precision,
+        xla=True,
+        input="random",
+        device=device_name(),
+        backend="jax",
+        steps=args.steps,
+        img_per_s=round(args.batch_size * args.steps / seconds, 2),
+    )
     print(json.dumps(result))
     return result
 

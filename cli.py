@@ -1,4 +1,5 @@
 """Command-line plumbing shared by every script: user errors become one line and exit status 2."""
+
 import sys
 
 

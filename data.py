@@ -17,6 +17,7 @@ bird set in the real layout plus a colour metric for it, and a command line:
     python data.py check     [--data-dir data/birds]
     python data.py synthetic [--out data/synthetic] [--n-train 800 --n-test 160 --seed 0]
 """
+
 import argparse
 import colorsys
 import functools
@@ -60,9 +61,11 @@ class DataWarning(UserWarning):
 
 def _fix_hint(data_dir=None):
     d = data_dir if data_dir is not None else DEFAULT_DATA_DIR
-    return (f"get the data with `python data.py download --data-dir {d}` (or `python data.py prepare "
-            f"--cub-archive CUB_200_2011.tgz --embeddings-archive birds.zip --data-dir {d}` from local files, "
-            f"or `python data.py synthetic --out {d}` for the synthetic birds)")
+    return (
+        f"get the data with `python data.py download --data-dir {d}` (or `python data.py prepare "
+        f"--cub-archive CUB_200_2011.tgz --embeddings-archive birds.zip --data-dir {d}` from local files, "
+        f"or `python data.py synthetic --out {d}` for the synthetic birds)"
+    )
 
 
 def _require_file(path, data_dir=None):
@@ -80,8 +83,9 @@ def _load_pickle(path, what):
         with open(path, "rb") as f:
             return pickle.load(f, encoding="latin1")
     except Exception as err:  # noqa: BLE001 - a damaged pickle raises UnpicklingError, EOFError, ValueError, ...
-        raise UserError(f"{path} is not a readable {what} pickle ({type(err).__name__}: {err}); "
-                        f"download or prepare the data again") from None
+        raise UserError(
+            f"{path} is not a readable {what} pickle ({type(err).__name__}: {err}); download or prepare the data again"
+        ) from None
 
 
 def load_class_ids(class_info_file_path):
@@ -90,16 +94,16 @@ def load_class_ids(class_info_file_path):
     try:
         return [int(c) for c in obj]
     except (TypeError, ValueError):
-        raise UserError(f"{class_info_file_path} does not hold a list of class ids; "
-                        f"download or prepare the data again") from None
+        raise UserError(
+            f"{class_info_file_path} does not hold a list of class ids; download or prepare the data again"
+        ) from None
 
 
 def load_filenames(filenames_file_path):
     """Image names such as '002.Laysan_Albatross/Laysan_Albatross_0002_1027' from filenames.pickle."""
     obj = _load_pickle(filenames_file_path, "filenames")
     if not isinstance(obj, (list, tuple)) or not all(isinstance(n, str) for n in obj):
-        raise UserError(f"{filenames_file_path} does not hold a list of file names; "
-                        f"download or prepare the data again")
+        raise UserError(f"{filenames_file_path} does not hold a list of file names; download or prepare the data again")
     return list(obj)
 
 
@@ -115,13 +119,16 @@ def load_embeddings(embeddings_file_path):
         else:
             emb = np.asarray(obj, dtype=np.float32)
     except (TypeError, ValueError) as err:
-        raise UserError(f"{embeddings_file_path} does not hold embeddings ({err}); "
-                        f"download or prepare the data again") from None
+        raise UserError(
+            f"{embeddings_file_path} does not hold embeddings ({err}); download or prepare the data again"
+        ) from None
     if emb.ndim == 2:  # one embedding per image: treat as one caption
         emb = emb[:, None, :]
     if emb.ndim != 3:
-        raise UserError(f"{embeddings_file_path} holds embeddings of shape {emb.shape}, expected "
-                        f"(images, captions, dims) such as (N, 10, 1024); download or prepare the data again")
+        raise UserError(
+            f"{embeddings_file_path} holds embeddings of shape {emb.shape}, expected "
+            f"(images, captions, dims) such as (N, 10, 1024); download or prepare the data again"
+        )
     return np.ascontiguousarray(emb, dtype=np.float32)
 
 
@@ -135,8 +142,10 @@ def _read_table(path, n_values, data_dir=None):
             if not parts:
                 continue
             if len(parts) != n_values + 1:
-                raise UserError(f"{path} line {number} has {len(parts)} fields, expected {n_values + 1} "
-                                f"('{line.strip()[:60]}'); download or prepare the data again")
+                raise UserError(
+                    f"{path} line {number} has {len(parts)} fields, expected {n_values + 1} "
+                    f"('{line.strip()[:60]}'); download or prepare the data again"
+                )
             rows[parts[0]] = parts[1:]
     return rows
 
@@ -155,8 +164,10 @@ def load_bounding_boxes(dataset_dir):
         try:
             values = [float(v) for v in box]
         except ValueError:
-            raise UserError(f"{boxes_path}: the box of image {image_id} is not numeric ({' '.join(box)}); "
-                            f"download or prepare the data again") from None
+            raise UserError(
+                f"{boxes_path}: the box of image {image_id} is not numeric ({' '.join(box)}); "
+                f"download or prepare the data again"
+            ) from None
         result[os.path.splitext(name)[0]] = values
     return result
 
@@ -207,8 +218,7 @@ class _Skipped:
     def message(self, what, total):
         parts = [f"{len(self.lists[k])} {text}" for k, text in self.REASONS if self.lists[k]]
         examples = [v[0] for k, _ in self.REASONS for v in [self.lists[k]] if v][:3]
-        return (f"{what}: skipped {self.count()} of {total} images ({', '.join(parts)}; "
-                f"e.g. {'; '.join(examples)})")
+        return f"{what}: skipped {self.count()} of {total} images ({', '.join(parts)}; e.g. {'; '.join(examples)})"
 
     def warn(self, what, total):
         if self.count():
@@ -218,11 +228,15 @@ class _Skipped:
 def _check_counts(filenames, class_ids, embeddings, paths):
     f_path, c_path, e_path = paths
     if len(class_ids) != len(filenames):
-        raise UserError(f"{c_path} has {len(class_ids)} class ids but {f_path} has {len(filenames)} filenames; "
-                        f"the files belong to different datasets: download or prepare the data again")
+        raise UserError(
+            f"{c_path} has {len(class_ids)} class ids but {f_path} has {len(filenames)} filenames; "
+            f"the files belong to different datasets: download or prepare the data again"
+        )
     if len(embeddings) != len(filenames):
-        raise UserError(f"{e_path} has {len(embeddings)} embeddings but {f_path} has {len(filenames)} filenames; "
-                        f"the files belong to different datasets: download or prepare the data again")
+        raise UserError(
+            f"{e_path} has {len(embeddings)} embeddings but {f_path} has {len(filenames)} filenames; "
+            f"the files belong to different datasets: download or prepare the data again"
+        )
     if len(filenames) == 0:
         raise UserError(f"{f_path} lists no images; download or prepare the data again")
 
@@ -252,11 +266,14 @@ def _decode_images(filenames, boxes, cub_dir, image_size, out, skipped, desc):
         jobs.append((index, path, bbox, image_size))
     kept = []
     from tqdm import tqdm
+
     workers = max(1, min(4, os.cpu_count() or 1))
-    with ThreadPoolExecutor(workers) as pool, \
-            tqdm(total=len(jobs), desc=desc, unit="img", leave=False, disable=None if len(jobs) >= 500 else True) as bar:
+    with (
+        ThreadPoolExecutor(workers) as pool,
+        tqdm(total=len(jobs), desc=desc, unit="img", leave=False, disable=None if len(jobs) >= 500 else True) as bar,
+    ):
         for start in range(0, len(jobs), 256):  # PIL releases the GIL while decoding; chunks bound the memory
-            for index, img, error in pool.map(_decode_one, jobs[start:start + 256]):
+            for index, img, error in pool.map(_decode_one, jobs[start : start + 256]):
                 if img is None:
                     skipped.add("unreadable", os.path.join(images_dir, filenames[index] + ".jpg"), error)
                 else:
@@ -272,17 +289,25 @@ def load_dataset(filenames_file_path, class_info_file_path, cub_dataset_dir, emb
     filenames = load_filenames(filenames_file_path)
     class_ids = load_class_ids(class_info_file_path)
     all_embeddings = load_embeddings(embeddings_file_path)
-    _check_counts(filenames, class_ids, all_embeddings,
-                  (filenames_file_path, class_info_file_path, embeddings_file_path))
+    _check_counts(
+        filenames, class_ids, all_embeddings, (filenames_file_path, class_info_file_path, embeddings_file_path)
+    )
     bounding_boxes = load_bounding_boxes(cub_dataset_dir)
     w, h = _size_wh(image_size)
     X = np.empty((len(filenames), h, w, 3), dtype=np.uint8)
     skipped = _Skipped()
-    kept = _decode_images(filenames, bounding_boxes, cub_dataset_dir, (w, h), X, skipped,
-                          desc=f"decoding {os.path.basename(os.path.dirname(filenames_file_path))}")
+    kept = _decode_images(
+        filenames,
+        bounding_boxes,
+        cub_dataset_dir,
+        (w, h),
+        X,
+        skipped,
+        desc=f"decoding {os.path.basename(os.path.dirname(filenames_file_path))}",
+    )
     _no_images_left(kept, skipped, filenames_file_path, len(filenames))
     skipped.warn(filenames_file_path, len(filenames))
-    X = X[:len(kept)] if len(kept) == len(filenames) else X[:len(kept)].copy()
+    X = X[: len(kept)] if len(kept) == len(filenames) else X[: len(kept)].copy()
     y = np.asarray(class_ids, dtype=np.int64)[kept]
     return X, y, all_embeddings[kept]
 
@@ -298,6 +323,7 @@ def _no_images_left(kept, skipped, what, total, data_dir=None):
 class Split(NamedTuple):
     """One split, rows aligned: images uint8 (N, S, S, 3), class_ids int64 (N,), embeddings float32
     (N, 10, 1024), filenames list[str]. images and embeddings may be read-only memmaps of the cache."""
+
     images: np.ndarray
     class_ids: np.ndarray
     embeddings: np.ndarray
@@ -411,9 +437,16 @@ def load_split(data_dir, split, image_size):
     _check_counts(filenames, class_ids, embeddings, paths)
     class_ids = np.asarray(class_ids, dtype=np.int64)
 
-    key_src = json.dumps([CACHE_VERSION, split, size, filenames,
-                          _file_digest(os.path.join(cub_dir, "images.txt")),
-                          _file_digest(os.path.join(cub_dir, "bounding_boxes.txt"))])
+    key_src = json.dumps(
+        [
+            CACHE_VERSION,
+            split,
+            size,
+            filenames,
+            _file_digest(os.path.join(cub_dir, "images.txt")),
+            _file_digest(os.path.join(cub_dir, "bounding_boxes.txt")),
+        ]
+    )
     key = hashlib.sha1(key_src.encode()).hexdigest()[:16]
     cache_dir = os.path.join(data_dir, "cache")
     npy_path, meta_path = _cache_paths(cache_dir, split, size, key)
@@ -430,18 +463,29 @@ def load_split(data_dir, split, image_size):
             os.makedirs(cache_dir, exist_ok=True)
             kept = _build_image_cache(filenames, boxes, cub_dir, size, npy_path, skipped, f"caching {split} {size}px")
             _no_images_left(kept, skipped, what, len(filenames), data_dir)
-            write_json_atomic(meta_path, {"version": CACHE_VERSION, "n_total": len(filenames), "size": size,
-                                          "kept": kept.tolist(), "skipped": skipped.lists})
+            write_json_atomic(
+                meta_path,
+                {
+                    "version": CACHE_VERSION,
+                    "n_total": len(filenames),
+                    "size": size,
+                    "kept": kept.tolist(),
+                    "skipped": skipped.lists,
+                },
+            )
             _remove_stale(cache_dir, f"{split}_{size}_", {npy_path, meta_path})
             images = np.load(npy_path, mmap_mode="r")
         except OSError as err:  # read-only data folder, full disk: work from memory
-            warnings.warn(f"could not write the image cache in {cache_dir} ({err}); decoding without a cache",
-                          DataWarning, stacklevel=2)
+            warnings.warn(
+                f"could not write the image cache in {cache_dir} ({err}); decoding without a cache",
+                DataWarning,
+                stacklevel=2,
+            )
             skipped = _Skipped()
             images = np.empty((len(filenames), size, size, 3), dtype=np.uint8)
             kept = _decode_images(filenames, boxes, cub_dir, (size, size), images, skipped, f"decoding {split}")
             _no_images_left(kept, skipped, what, len(filenames), data_dir)
-            images = images[:len(kept)]
+            images = images[: len(kept)]
     skipped.warn(what, len(filenames))
     if len(kept) == len(filenames):
         return Split(images, class_ids, embeddings, filenames)
@@ -457,9 +501,13 @@ def _read_cache(npy_path, meta_path, n_total, size):
             meta = json.load(f)
         kept = np.asarray(meta["kept"], dtype=np.int64)
         images = np.load(npy_path, mmap_mode="r")
-        if (meta.get("version") != CACHE_VERSION or meta.get("n_total") != n_total
-                or images.shape != (len(kept), size, size, 3) or images.dtype != np.uint8
-                or (len(kept) and (kept.min() < 0 or kept.max() >= n_total))):
+        if (
+            meta.get("version") != CACHE_VERSION
+            or meta.get("n_total") != n_total
+            or images.shape != (len(kept), size, size, 3)
+            or images.dtype != np.uint8
+            or (len(kept) and (kept.min() < 0 or kept.max() >= n_total))
+        ):
             return None
         return images, kept, _Skipped(meta.get("skipped"))
     except (OSError, ValueError, KeyError, TypeError):
@@ -518,19 +566,25 @@ def make_dataset(split, batch_size, image_size, augment=True, seed=None, shuffle
         raise UserError(f"split images have shape {images.shape}; expected (N, size, size, 3)")
     stored = images.shape[1]
     if augment and stored < size:
-        raise UserError(f"images are stored at {stored}x{stored}, smaller than the {size}x{size} crops; "
-                        f"load the split with load_split(..., stored_size({size}, True)) = {stored_size(size, True)}")
+        raise UserError(
+            f"images are stored at {stored}x{stored}, smaller than the {size}x{size} crops; "
+            f"load the split with load_split(..., stored_size({size}, True)) = {stored_size(size, True)}"
+        )
     if not augment and stored != size:
-        raise UserError(f"images are stored at {stored}x{stored} but augment=False needs {size}x{size}; "
-                        f"load the split with load_split(..., {size})")
+        raise UserError(
+            f"images are stored at {stored}x{stored} but augment=False needs {size}x{size}; "
+            f"load the split with load_split(..., {size})"
+        )
     if len(class_ids) != n or len(embeddings) != n:
         raise UserError(f"split rows disagree: {n} images, {len(class_ids)} class ids, {len(embeddings)} embeddings")
     if batch_size < 1 or batch_size > n:
         raise UserError(f"batch size {batch_size} must be between 1 and the {n} images of the split")
     classes, class_index, counts = np.unique(class_ids, return_inverse=True, return_counts=True)
     if len(classes) < 2:
-        raise UserError(f"the split has a single class ({classes[0] if len(classes) else 'none'}): "
-                        f"wrong images must come from a different class")
+        raise UserError(
+            f"the split has a single class ({classes[0] if len(classes) else 'none'}): "
+            f"wrong images must come from a different class"
+        )
     order = np.argsort(class_index, kind="stable")  # sample indices grouped by class
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     n_batches = n // batch_size
@@ -546,7 +600,7 @@ def make_dataset(split, batch_size, image_size, augment=True, seed=None, shuffle
         ox = rng.integers(0, stored - size + 1, len(idx))
         flip = rng.random(len(idx)) < 0.5
         for i in range(len(idx)):
-            crop = batch[i, oy[i]:oy[i] + size, ox[i]:ox[i] + size]
+            crop = batch[i, oy[i] : oy[i] + size, ox[i] : ox[i] + size]
             out[i] = crop[:, ::-1] if flip[i] else crop
         return out
 
@@ -556,7 +610,7 @@ def make_dataset(split, batch_size, image_size, augment=True, seed=None, shuffle
         rng = np.random.default_rng(None if seed is None else [int(seed), epoch])
         perm = rng.permutation(n) if shuffle else np.arange(n)
         for b in range(n_batches):
-            idx = perm[b * batch_size:(b + 1) * batch_size]
+            idx = perm[b * batch_size : (b + 1) * batch_size]
             cls = class_index[idx]
             r = rng.integers(0, n - counts[cls])  # a position among the samples of the other classes
             wrong = order[np.where(r < starts[cls], r, r + counts[cls])]
@@ -566,7 +620,8 @@ def make_dataset(split, batch_size, image_size, augment=True, seed=None, shuffle
 
     image_spec = tf.TensorSpec((batch_size, size, size, 3), tf.uint8)
     ds = tf.data.Dataset.from_generator(
-        generate, output_signature=(image_spec, tf.TensorSpec((batch_size, dim), tf.float32), image_spec))
+        generate, output_signature=(image_spec, tf.TensorSpec((batch_size, dim), tf.float32), image_spec)
+    )
     ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))
 
     def to_float(real, emb, wrong):
@@ -628,8 +683,10 @@ def embedding_colours(embeddings):
     if e.ndim == 3:
         e = e.mean(axis=1)
     if e.ndim != 2 or e.shape[-1] != EMBEDDING_DIM:
-        raise UserError(f"embeddings of shape {e.shape}: expected (N, {EMBEDDING_DIM}) or (N, captions, {EMBEDDING_DIM})")
-    return np.argmax(e @ _code_basis()[1:1 + len(PALETTE)].T, axis=1).astype(np.int64)
+        raise UserError(
+            f"embeddings of shape {e.shape}: expected (N, {EMBEDDING_DIM}) or (N, captions, {EMBEDDING_DIM})"
+        )
+    return np.argmax(e @ _code_basis()[1 : 1 + len(PALETTE)].T, axis=1).astype(np.int64)
 
 
 def image_colours(images, min_saturation=0.45, min_value=0.25, min_fraction=0.01):
@@ -646,7 +703,7 @@ def image_colours(images, min_saturation=0.45, min_value=0.25, min_fraction=0.01
     hues = _palette_hues()
     result = np.full(len(x), -1, dtype=np.int64)
     for start in range(0, len(x), 128):
-        chunk = x[start:start + 128, ::step, ::step]
+        chunk = x[start : start + 128, ::step, ::step]
         if np.issubdtype(chunk.dtype, np.integer):
             f = chunk.astype(np.float32) / 255.0
         else:
@@ -665,7 +722,7 @@ def image_colours(images, min_saturation=0.45, min_value=0.25, min_fraction=0.01
         votes = np.bincount(owner.ravel(), weights.ravel(), minlength=len(chunk) * len(hues))
         votes = votes.reshape(len(chunk), len(hues))
         enough = coloured.reshape(len(chunk), -1).mean(axis=1) >= min_fraction
-        result[start:start + len(chunk)] = np.where(enough, votes.argmax(axis=1), -1)
+        result[start : start + len(chunk)] = np.where(enough, votes.argmax(axis=1), -1)
     return result
 
 
@@ -695,10 +752,21 @@ def _bird_parts(rng):
         ("leg", np.array([[0.07, 0.2], [0.1, 0.2], [0.08, 0.46], [0.05, 0.46]])),
         ("tail", np.array([[-0.3, -0.06], [-0.78, tail_up - 0.08], [-0.76, tail_up + 0.12], [-0.3, 0.12]])),
         ("body", _rotated_ellipse(0, 0, 0.5, rng.uniform(0.26, 0.32))),
-        ("wing", _rotated_ellipse(-0.08, -0.02, rng.uniform(0.26, 0.32), rng.uniform(0.11, 0.15), rng.uniform(-0.3, 0.1))),
+        (
+            "wing",
+            _rotated_ellipse(-0.08, -0.02, rng.uniform(0.26, 0.32), rng.uniform(0.11, 0.15), rng.uniform(-0.3, 0.1)),
+        ),
         ("head", _rotated_ellipse(hx, head_y, head_r, head_r)),
-        ("beak", np.array([[hx + 0.8 * head_r, head_y - 0.06], [hx + 0.8 * head_r, head_y + 0.05],
-                           [hx + head_r + rng.uniform(0.12, 0.2), head_y + 0.01]])),
+        (
+            "beak",
+            np.array(
+                [
+                    [hx + 0.8 * head_r, head_y - 0.06],
+                    [hx + 0.8 * head_r, head_y + 0.05],
+                    [hx + head_r + rng.uniform(0.12, 0.2), head_y + 0.01],
+                ]
+            ),
+        ),
         ("eye", _rotated_ellipse(hx + 0.35 * head_r, head_y - 0.3 * head_r, 0.035, 0.035, n=12)),
         ("pupil", _rotated_ellipse(hx + 0.4 * head_r, head_y - 0.3 * head_r, 0.018, 0.018, n=10)),
     ]
@@ -722,8 +790,9 @@ def _background(rng, width, height):
     kind = rng.integers(3)
     if kind == 0:
         theta, period = rng.uniform(0, np.pi), rng.uniform(6, 40)
-        lum = rng.uniform(8, 25) * np.sin(2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / period
-                                          + rng.uniform(0, 2 * np.pi))
+        lum = rng.uniform(8, 25) * np.sin(
+            2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / period + rng.uniform(0, 2 * np.pi)
+        )
     elif kind == 1:
         small = rng.normal(0, 1, (max(2, height // 16), max(2, width // 16))).astype(np.float32)
         lum = np.asarray(Image.fromarray(small, mode="F").resize((width, height), Image.BICUBIC))
@@ -756,12 +825,23 @@ def _draw_synthetic_bird(rng, colour, wing):
     draw = ImageDraw.Draw(img)
     if rng.random() < 0.5:  # a perch under the feet, greyish brown
         y0 = cy + (0.46 * length) * c + rng.uniform(0, 4)
-        draw.line([(0, y0 + rng.uniform(-8, 8)), (width, y0 + rng.uniform(-8, 8))],
-                  fill=_grey(rng, (0.25, 0.5), 0.25), width=max(2, int(length * 0.06)))
+        draw.line(
+            [(0, y0 + rng.uniform(-8, 8)), (width, y0 + rng.uniform(-8, 8))],
+            fill=_grey(rng, (0.25, 0.5), 0.25),
+            width=max(2, int(length * 0.06)),
+        )
     body = _jitter_colour(rng, PALETTE[colour][1])
     wing_rgb = _grey(rng, (0.1, 0.22), 0.2) if WING_SHADES[wing] == "dark" else _grey(rng, (0.88, 0.97), 0.06)
-    fills = {"leg": _grey(rng, (0.15, 0.3)), "tail": wing_rgb, "body": body, "wing": wing_rgb, "head": body,
-             "beak": _grey(rng, (0.2, 0.35)), "eye": (245, 245, 245), "pupil": (10, 10, 10)}
+    fills = {
+        "leg": _grey(rng, (0.15, 0.3)),
+        "tail": wing_rgb,
+        "body": body,
+        "wing": wing_rgb,
+        "head": body,
+        "beak": _grey(rng, (0.2, 0.35)),
+        "eye": (245, 245, 245),
+        "pupil": (10, 10, 10),
+    }
     layer = Image.new("RGB", img.size)
     mask = Image.new("L", img.size, 0)
     layer_draw, mask_draw = ImageDraw.Draw(layer), ImageDraw.Draw(mask)
@@ -803,13 +883,32 @@ def _p2_ndarray(a):
     """A numpy array as Python-2 numpy pickled it: _reconstruct + BUILD with the raw bytes as a str."""
     a = np.ascontiguousarray(a)
     order, kind = a.dtype.str[:1], a.dtype.str[1:]
-    dtype = (b"cnumpy\ndtype\n" + _p2_tuple([_p2_str(kind.encode()), _p2_int(0), _p2_int(1)]) + b"R"
-             + _p2_tuple([_p2_int(3), _p2_str(order.encode()), b"N", b"N", b"N",
-                          b"J\xff\xff\xff\xff", b"J\xff\xff\xff\xff", _p2_int(0)]) + b"b")
-    return (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + _p2_tuple([_p2_int(0)])
-            + _p2_str(b"b") + b"\x87R"
-            + _p2_tuple([_p2_int(1), _p2_tuple([_p2_int(n) for n in a.shape]), dtype, b"\x89",
-                         _p2_str(a.tobytes())]) + b"b")
+    dtype = (
+        b"cnumpy\ndtype\n"
+        + _p2_tuple([_p2_str(kind.encode()), _p2_int(0), _p2_int(1)])
+        + b"R"
+        + _p2_tuple(
+            [
+                _p2_int(3),
+                _p2_str(order.encode()),
+                b"N",
+                b"N",
+                b"N",
+                b"J\xff\xff\xff\xff",
+                b"J\xff\xff\xff\xff",
+                _p2_int(0),
+            ]
+        )
+        + b"b"
+    )
+    return (
+        b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+        + _p2_tuple([_p2_int(0)])
+        + _p2_str(b"b")
+        + b"\x87R"
+        + _p2_tuple([_p2_int(1), _p2_tuple([_p2_int(n) for n in a.shape]), dtype, b"\x89", _p2_str(a.tobytes())])
+        + b"b"
+    )
 
 
 # A Python-2 str holding a non-ASCII byte, pushed and popped: the list pickles then need latin1 like the
@@ -820,7 +919,7 @@ _P2_PREAMBLE = b"\x80\x02" + _p2_str("synthetic birds \xb7 Python 2 pickle".enco
 def _p2_list(encoded_items):
     out = [_P2_PREAMBLE, b"]"]
     for i in range(0, len(encoded_items), 1000):
-        out += [b"("] + encoded_items[i:i + 1000] + [b"e"]
+        out += [b"("] + encoded_items[i : i + 1000] + [b"e"]
     out.append(b".")
     return b"".join(out)
 
@@ -855,8 +954,10 @@ def write_synthetic(out_dir, n_train=800, n_test=160, seed=0):
         images_root = os.path.join(tmp, CUB_DIR, "images")
         for d in [os.path.join(tmp, s) for s in SPLITS] + [images_root]:
             os.makedirs(d, exist_ok=True)
-        per_class = {s: [n // n_classes + (k < n % n_classes) for k in range(n_classes)]
-                     for s, n in (("train", n_train), ("test", n_test))}
+        per_class = {
+            s: [n // n_classes + (k < n % n_classes) for k in range(n_classes)]
+            for s, n in (("train", n_train), ("test", n_test))
+        }
         split_rows = {s: [] for s in SPLITS}  # (filename, class id, embeddings)
         image_lines, box_lines = [], []
         uid = 0
@@ -865,7 +966,7 @@ def write_synthetic(out_dir, n_train=800, n_test=160, seed=0):
             os.makedirs(os.path.join(images_root, cls), exist_ok=True)
             m = per_class["train"][k] + per_class["test"][k]
             is_test = np.zeros(m, dtype=bool)
-            is_test[np.random.default_rng([seed, 7919, k]).permutation(m)[:per_class["test"][k]]] = True
+            is_test[np.random.default_rng([seed, 7919, k]).permutation(m)[: per_class["test"][k]]] = True
             for j in range(m):
                 uid += 1
                 rng = np.random.default_rng([seed, uid])
@@ -899,9 +1000,17 @@ def write_synthetic(out_dir, n_train=800, n_test=160, seed=0):
             if os.path.isdir(dest):
                 shutil.rmtree(dest)
             os.replace(os.path.join(tmp, name), dest)
-        write_json_atomic(os.path.join(out_dir, SYNTHETIC_MARKER),
-                          {"n_train": n_train, "n_test": n_test, "seed": seed, "classes": n_classes,
-                           "palette": [name for name, _ in PALETTE], "wing_shades": list(WING_SHADES)})
+        write_json_atomic(
+            os.path.join(out_dir, SYNTHETIC_MARKER),
+            {
+                "n_train": n_train,
+                "n_test": n_test,
+                "seed": seed,
+                "classes": n_classes,
+                "palette": [name for name, _ in PALETTE],
+                "wing_shades": list(WING_SHADES),
+            },
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -927,9 +1036,11 @@ def ensure_synthetic(out_dir):
     if not _layout_missing(out_dir):
         return False
     if not is_synthetic(out_dir) and any(os.path.exists(os.path.join(out_dir, n)) for n in SPLITS + (CUB_DIR,)):
-        raise UserError(f"{out_dir} holds an incomplete dataset that is not the synthetic one (missing "
-                        f"{_layout_missing(out_dir)[0]}); run `python data.py check --data-dir {out_dir}` "
-                        f"or give another folder for the synthetic birds")
+        raise UserError(
+            f"{out_dir} holds an incomplete dataset that is not the synthetic one (missing "
+            f"{_layout_missing(out_dir)[0]}); run `python data.py check --data-dir {out_dir}` "
+            f"or give another folder for the synthetic birds"
+        )
     write_synthetic(out_dir)
     return True
 
@@ -938,9 +1049,11 @@ def ensure_synthetic(out_dir):
 # download / prepare / check
 # ---------------------------------------------------------------------------
 def _prepare_hint(data_dir):
-    return (f"download it by hand (CUB_200_2011.tgz: {CUB_URL}; birds.zip: "
-            f"https://drive.google.com/uc?id={EMBEDDINGS_DRIVE_ID}) and run `python data.py prepare "
-            f"--cub-archive CUB_200_2011.tgz --embeddings-archive birds.zip --data-dir {data_dir}`")
+    return (
+        f"download it by hand (CUB_200_2011.tgz: {CUB_URL}; birds.zip: "
+        f"https://drive.google.com/uc?id={EMBEDDINGS_DRIVE_ID}) and run `python data.py prepare "
+        f"--cub-archive CUB_200_2011.tgz --embeddings-archive birds.zip --data-dir {data_dir}`"
+    )
 
 
 def _download_url(url, dest, md5, data_dir):
@@ -955,8 +1068,7 @@ def _download_url(url, dest, md5, data_dir):
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as f:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                      desc=os.path.basename(dest)) as bar:
+            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=os.path.basename(dest)) as bar:
                 for chunk in iter(lambda: response.read(1 << 20), b""):
                     f.write(chunk)
                     digest.update(chunk)
@@ -966,8 +1078,9 @@ def _download_url(url, dest, md5, data_dir):
         raise UserError(f"could not download {url} ({type(err).__name__}: {err}); {_prepare_hint(data_dir)}") from None
     if md5 and digest.hexdigest() != md5:
         _remove(part)
-        raise UserError(f"{url} arrived damaged (MD5 {digest.hexdigest()}, expected {md5}); "
-                        f"try again or {_prepare_hint(data_dir)}")
+        raise UserError(
+            f"{url} arrived damaged (MD5 {digest.hexdigest()}, expected {md5}); try again or {_prepare_hint(data_dir)}"
+        )
     os.replace(part, dest)
 
 
@@ -983,8 +1096,10 @@ def _download_drive(file_id, dest, data_dir):
         result = gdown.download(id=file_id, output=part, quiet=False)
     except Exception as err:  # noqa: BLE001 - gdown raises its own errors for quota pages, network, ...
         _remove(part)
-        raise UserError(f"could not download Google Drive file {file_id} ({type(err).__name__}: "
-                        f"{str(err).splitlines()[0] if str(err) else ''}); {_prepare_hint(data_dir)}") from None
+        raise UserError(
+            f"could not download Google Drive file {file_id} ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); {_prepare_hint(data_dir)}"
+        ) from None
     if result is None or not os.path.isfile(part) or not zipfile.is_zipfile(part):
         _remove(part)
         raise UserError(f"Google Drive did not return the embeddings zip (id {file_id}); {_prepare_hint(data_dir)}")
@@ -1038,13 +1153,17 @@ def _extract_cub(archive, tmp):
                     tar.extract(member, tmp)
                 count += 1
     except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
-        raise UserError(f"{archive} is not a readable CUB_200_2011.tgz ({type(err).__name__}: {err}); "
-                        f"download it again ({CUB_URL}, MD5 {CUB_MD5})") from None
+        raise UserError(
+            f"{archive} is not a readable CUB_200_2011.tgz ({type(err).__name__}: {err}); "
+            f"download it again ({CUB_URL}, MD5 {CUB_MD5})"
+        ) from None
     src = os.path.join(tmp, CUB_DIR)
     missing = [f for f in ("images.txt", "bounding_boxes.txt", "images") if not os.path.exists(os.path.join(src, f))]
     if missing:
-        raise UserError(f"{archive} has no {CUB_DIR}/{missing[0]} ({count} entries under {CUB_DIR}/): "
-                        f"it is not CUB_200_2011.tgz; download it from {CUB_URL}")
+        raise UserError(
+            f"{archive} has no {CUB_DIR}/{missing[0]} ({count} entries under {CUB_DIR}/): "
+            f"it is not CUB_200_2011.tgz; download it from {CUB_URL}"
+        )
     return count
 
 
@@ -1056,8 +1175,11 @@ def _extract_embeddings(archive, tmp):
     drive = f"https://drive.google.com/uc?id={EMBEDDINGS_DRIVE_ID}"
     try:
         with zipfile.ZipFile(archive) as zf:
-            names = [n for n in zf.namelist() if not n.startswith("__MACOSX/") and not n.endswith("/")
-                     and not os.path.basename(n).startswith("._")]
+            names = [
+                n
+                for n in zf.namelist()
+                if not n.startswith("__MACOSX/") and not n.endswith("/") and not os.path.basename(n).startswith("._")
+            ]
             chosen, missing = {}, []
             for split in SPLITS:
                 for f in (FILENAMES_FILE, CLASS_INFO_FILE, EMBEDDINGS_FILE):
@@ -1067,15 +1189,18 @@ def _extract_embeddings(archive, tmp):
                     else:
                         missing.append(f"{split}/{f}")
             if missing:
-                raise UserError(f"{archive} has no {missing[0]} ({len(missing)} of the 6 pickles missing): "
-                                f"it is not StackGAN's birds.zip; download it from {drive}")
+                raise UserError(
+                    f"{archive} has no {missing[0]} ({len(missing)} of the 6 pickles missing): "
+                    f"it is not StackGAN's birds.zip; download it from {drive}"
+                )
             for (split, f), member in chosen.items():
                 os.makedirs(os.path.join(tmp, split), exist_ok=True)
                 with open(os.path.join(tmp, split, f), "wb") as out, zf.open(member) as src:
                     shutil.copyfileobj(src, out, 1 << 20)  # checks the CRC
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
-        raise UserError(f"{archive} is not a readable birds.zip ({type(err).__name__}: {err}); "
-                        f"download it again from {drive}") from None
+        raise UserError(
+            f"{archive} is not a readable birds.zip ({type(err).__name__}: {err}); download it again from {drive}"
+        ) from None
 
 
 def prepare(cub_archive, embeddings_archive, data_dir=DEFAULT_DATA_DIR):
@@ -1083,8 +1208,10 @@ def prepare(cub_archive, embeddings_archive, data_dir=DEFAULT_DATA_DIR):
     Both are unpacked into a temporary folder first: a damaged archive leaves data_dir as it was."""
     for path, what in ((cub_archive, "--cub-archive"), (embeddings_archive, "--embeddings-archive")):
         if not os.path.isfile(path):
-            raise UserError(f"{what} {path} not found; {_prepare_hint(data_dir)} (or `python data.py download "
-                            f"--data-dir {data_dir}`)")
+            raise UserError(
+                f"{what} {path} not found; {_prepare_hint(data_dir)} (or `python data.py download "
+                f"--data-dir {data_dir}`)"
+            )
     os.makedirs(data_dir, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=data_dir, prefix=".prepare-")
     try:
@@ -1127,8 +1254,10 @@ def check(data_dir=DEFAULT_DATA_DIR):
         no_box = [n for n in filenames if n not in boxes]
         no_image = [n for n in filenames if not os.path.isfile(os.path.join(cub_dir, "images", n + ".jpg"))]
         usable = len(set(filenames) - set(no_box) - set(no_image))
-        print(f"  {split}: {len(filenames)} images, {len(set(class_ids))} classes, embeddings "
-              f"{tuple(emb.shape)} {emb.dtype}, {len(no_box)} without bounding box, {len(no_image)} missing images")
+        print(
+            f"  {split}: {len(filenames)} images, {len(set(class_ids))} classes, embeddings "
+            f"{tuple(emb.shape)} {emb.dtype}, {len(no_box)} without bounding box, {len(no_image)} missing images"
+        )
         for what, names in (("no bounding box", no_box), ("missing image", no_image)):
             if names:
                 print(f"    {what}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}")
@@ -1145,26 +1274,41 @@ def check(data_dir=DEFAULT_DATA_DIR):
 # Command line
 # ---------------------------------------------------------------------------
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="data.py", description="CUB-200-2011 birds + char-CNN-RNN embeddings "
-                                     "for StackGAN: download, prepare, check, or write synthetic birds.")
+    parser = argparse.ArgumentParser(
+        prog="data.py",
+        description="CUB-200-2011 birds + char-CNN-RNN embeddings "
+        "for StackGAN: download, prepare, check, or write synthetic birds.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="{download,prepare,check,synthetic}")
-    p = sub.add_parser("download", help="download CUB_200_2011.tgz and birds.zip, then prepare",
-                       description=f"Download CUB_200_2011.tgz ({CUB_URL}, MD5-checked) and birds.zip (Google "
-                       f"Drive id {EMBEDDINGS_DRIVE_ID}, via gdown) into DATA_DIR/downloads and unpack them. "
-                       "If a link is dead, download by hand and use `prepare`.")
+    p = sub.add_parser(
+        "download",
+        help="download CUB_200_2011.tgz and birds.zip, then prepare",
+        description=f"Download CUB_200_2011.tgz ({CUB_URL}, MD5-checked) and birds.zip (Google "
+        f"Drive id {EMBEDDINGS_DRIVE_ID}, via gdown) into DATA_DIR/downloads and unpack them. "
+        "If a link is dead, download by hand and use `prepare`.",
+    )
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="where to put the data (default: %(default)s)")
-    p = sub.add_parser("prepare", help="unpack local CUB_200_2011.tgz and birds.zip",
-                       description="Unpack local archives into DATA_DIR/{train,test}/*.pickle and DATA_DIR/CUB_200_2011.")
+    p = sub.add_parser(
+        "prepare",
+        help="unpack local CUB_200_2011.tgz and birds.zip",
+        description="Unpack local archives into DATA_DIR/{train,test}/*.pickle and DATA_DIR/CUB_200_2011.",
+    )
     p.add_argument("--cub-archive", required=True, help="path of CUB_200_2011.tgz")
     p.add_argument("--embeddings-archive", required=True, help="path of StackGAN's birds.zip")
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="where to put the data (default: %(default)s)")
-    p = sub.add_parser("check", help="summarise a data folder or say what is missing",
-                       description="Print images per split, classes, embedding shape and missing images/boxes; "
-                       "exit status 2 and the command to run when required files are missing.")
+    p = sub.add_parser(
+        "check",
+        help="summarise a data folder or say what is missing",
+        description="Print images per split, classes, embedding shape and missing images/boxes; "
+        "exit status 2 and the command to run when required files are missing.",
+    )
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="data folder (default: %(default)s)")
-    p = sub.add_parser("synthetic", help="write the synthetic birds",
-                       description="Write a deterministic synthetic bird set (class = body colour) in the real "
-                       "layout, for quick training runs and tests.")
+    p = sub.add_parser(
+        "synthetic",
+        help="write the synthetic birds",
+        description="Write a deterministic synthetic bird set (class = body colour) in the real "
+        "layout, for quick training runs and tests.",
+    )
     p.add_argument("--out", default=SYNTHETIC_DATA_DIR, help="output folder (default: %(default)s)")
     p.add_argument("--n-train", type=int, default=800, help="training images (default: %(default)s)")
     p.add_argument("--n-test", type=int, default=160, help="test images (default: %(default)s)")
@@ -1179,8 +1323,10 @@ def main(argv=None):
         check(args.data_dir)
     elif args.command == "synthetic":
         write_synthetic(args.out, args.n_train, args.n_test, args.seed)
-        print(f"Wrote {args.n_train} training and {args.n_test} test synthetic birds ({len(PALETTE)} classes) "
-              f"to {args.out}")
+        print(
+            f"Wrote {args.n_train} training and {args.n_test} test synthetic birds ({len(PALETTE)} classes) "
+            f"to {args.out}"
+        )
     return 0
 
 

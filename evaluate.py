@@ -16,6 +16,7 @@ is          Inception Score with the ImageNet InceptionV3 classifier. This is NO
 Generated images are read as FOLDER/{index:05d}_{sample}.png (what generate.py writes; its
 grid.png is skipped). A folder without such names is read as every .png/.jpg in it.
 """
+
 import argparse
 import hashlib
 import json
@@ -70,8 +71,9 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, "float64")), np.atleast_1d(np.asarray(mu2, "float64"))
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, "float64")), np.atleast_2d(np.asarray(sigma2, "float64"))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
-        raise ValueError(f"statistics do not match: mu {mu1.shape} vs {mu2.shape}, "
-                         f"sigma {sigma1.shape} vs {sigma2.shape}")
+        raise ValueError(
+            f"statistics do not match: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}"
+        )
     diff = mu1 - mu2
     covmean = linalg.sqrtm(sigma1 @ sigma2)
     if not np.isfinite(covmean).all():
@@ -79,8 +81,10 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
         covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
     if np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"matrix square root has a large imaginary component "
-                             f"({np.max(np.abs(covmean.imag)):.3g}); the covariances are ill-conditioned")
+            raise ValueError(
+                f"matrix square root has a large imaginary component "
+                f"({np.max(np.abs(covmean.imag)):.3g}); the covariances are ill-conditioned"
+            )
         covmean = covmean.real
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
 
@@ -136,8 +140,11 @@ def list_images(folder, what="--images"):
     generated = generated_images(folder)
     if generated:
         return [path for _, _, path in generated]
-    return sorted(os.path.join(folder, f) for f in os.listdir(folder)
-                  if f.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, f)))
+    return sorted(
+        os.path.join(folder, f)
+        for f in os.listdir(folder)
+        if f.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, f))
+    )
 
 
 def load_image(path, size=None):
@@ -164,12 +171,12 @@ def resize_batch(images, size):
 
 def folder_batches(paths, batch_size, size):
     for start in range(0, len(paths), batch_size):
-        yield np.stack([load_image(p, size) for p in paths[start:start + batch_size]])
+        yield np.stack([load_image(p, size) for p in paths[start : start + batch_size]])
 
 
 def array_batches(images, batch_size):
     for start in range(0, len(images), batch_size):
-        yield images[start:start + batch_size]
+        yield images[start : start + batch_size]
 
 
 # ---------------------------------------------------------------------------
@@ -189,8 +196,10 @@ def build_inception(include_top, weights_path=None):
     import keras
 
     if weights_path is not None and not os.path.isfile(weights_path):
-        raise UserError(f"--inception-weights {weights_path} not found; give the path of "
-                        f"{WEIGHT_FILES[include_top]} (from {WEIGHTS_URL})")
+        raise UserError(
+            f"--inception-weights {weights_path} not found; give the path of "
+            f"{WEIGHT_FILES[include_top]} (from {WEIGHTS_URL})"
+        )
 
     def build(top):
         with warnings.catch_warnings():  # a wrong .h5 file gives one warning per layer before the error
@@ -200,17 +209,23 @@ def build_inception(include_top, weights_path=None):
     def _build(top):
         if top:
             return keras.applications.InceptionV3(include_top=True, weights=weights_path or "imagenet")
-        return keras.applications.InceptionV3(include_top=False, pooling="avg", weights=weights_path or "imagenet",
-                                              input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3))
+        return keras.applications.InceptionV3(
+            include_top=False,
+            pooling="avg",
+            weights=weights_path or "imagenet",
+            input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3),
+        )
 
     try:
         return build(include_top)
     except Exception as err:  # noqa: BLE001 - a failed download or a wrong h5 file raise many types
         first = err
     if weights_path is None:
-        raise UserError(f"could not get the ImageNet InceptionV3 weights ({_first_line(first)}); download "
-                        f"{WEIGHTS_URL}{WEIGHT_FILES[include_top]} where there is internet access and pass "
-                        f"--inception-weights PATH")
+        raise UserError(
+            f"could not get the ImageNet InceptionV3 weights ({_first_line(first)}); download "
+            f"{WEIGHTS_URL}{WEIGHT_FILES[include_top]} where there is internet access and pass "
+            f"--inception-weights PATH"
+        )
     if not include_top:  # maybe the full weights file: take the pool features from it
         try:
             full = build(True)
@@ -218,8 +233,10 @@ def build_inception(include_top, weights_path=None):
             full = None
         if full is not None:
             return keras.Model(full.inputs, full.get_layer("avg_pool").output, name="inception_v3_pool")
-    raise UserError(f"--inception-weights {weights_path} does not fit InceptionV3 ({_first_line(first)}); "
-                    f"it should be {WEIGHT_FILES[include_top]} from {WEIGHTS_URL}")
+    raise UserError(
+        f"--inception-weights {weights_path} does not fit InceptionV3 ({_first_line(first)}); "
+        f"it should be {WEIGHT_FILES[include_top]} from {WEIGHTS_URL}"
+    )
 
 
 def input_size(model):
@@ -262,19 +279,25 @@ def attributes(images_dir, data_dir=DEFAULT_DATA_DIR, split="test"):
         raise UserError(f"--images {images_dir} is not a folder; give the --out folder of generate.py")
     found = generated_images(images_dir)
     if not found:
-        raise UserError(f"{images_dir} holds no {{index:05d}}_{{sample}}.png images; "
-                        f"write them with `python generate.py --out {images_dir}`")
+        raise UserError(
+            f"{images_dir} holds no {{index:05d}}_{{sample}}.png images; "
+            f"write them with `python generate.py --out {images_dir}`"
+        )
     path = os.path.join(data_dir, split, EMBEDDINGS_FILE)
     if not os.path.isfile(path):
         raise UserError(f"{path} not found; pass the --data-dir and --split the images were generated from")
     if not data.is_synthetic(data_dir):
-        raise UserError(f"{data_dir} is not a synthetic birds set (no {data.SYNTHETIC_MARKER}): attribute accuracy "
-                        f"needs the colour code of the synthetic embeddings; for CUB use `evaluate.py fid` or `is`")
+        raise UserError(
+            f"{data_dir} is not a synthetic birds set (no {data.SYNTHETIC_MARKER}): attribute accuracy "
+            f"needs the colour code of the synthetic embeddings; for CUB use `evaluate.py fid` or `is`"
+        )
     embeddings = np.asarray(data.load_embeddings(path))
     indices = np.array([i for i, _, _ in found])
     if indices.max() >= len(embeddings):
-        raise UserError(f"{images_dir} has images for embedding {indices.max()} but the {split} split of "
-                        f"{data_dir} has only {len(embeddings)}; pass the --data-dir/--split used by generate.py")
+        raise UserError(
+            f"{images_dir} has images for embedding {indices.max()} but the {split} split of "
+            f"{data_dir} has only {len(embeddings)}; pass the --data-dir/--split used by generate.py"
+        )
     images = [load_image(p) for _, _, p in found]
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
@@ -306,11 +329,15 @@ def reference_fingerprint(real, data_dir):
     """What the real statistics depend on, besides the network: the folder's files or the split's files."""
     if real == "test":
         split_dir = os.path.join(data_dir, "test")
-        files = [os.path.join(split_dir, f) for f in sorted(os.listdir(split_dir))
-                 if os.path.isfile(os.path.join(split_dir, f)) and ".cache" not in f and not f.startswith(".")]
+        files = [
+            os.path.join(split_dir, f)
+            for f in sorted(os.listdir(split_dir))
+            if os.path.isfile(os.path.join(split_dir, f)) and ".cache" not in f and not f.startswith(".")
+        ]
         cub = os.path.join(data_dir, "CUB_200_2011")
-        files += [os.path.join(cub, f) for f in ("images.txt", "bounding_boxes.txt")
-                  if os.path.isfile(os.path.join(cub, f))]
+        files += [
+            os.path.join(cub, f) for f in ("images.txt", "bounding_boxes.txt") if os.path.isfile(os.path.join(cub, f))
+        ]
         return {"split": "test", "data_dir": os.path.realpath(data_dir), "files": [_file_fingerprint(f) for f in files]}
     return {"folder": os.path.realpath(real), "files": [_file_fingerprint(p) for p in list_images(real, "--real")]}
 
@@ -319,8 +346,12 @@ def real_statistics(real, data_dir, model, batch_size, cache_dir=None, digest=No
     """(mu, sigma, n, cached) of the reference set, from the .npz cache when the same set and weights were seen."""
     cache_path = None
     if cache_dir is not None:
-        key = {"reference": reference_fingerprint(real, data_dir), "weights": digest or model_digest(model),
-               "input_size": input_size(model), "pipeline": FEATURE_PIPELINE}
+        key = {
+            "reference": reference_fingerprint(real, data_dir),
+            "weights": digest or model_digest(model),
+            "input_size": input_size(model),
+            "pipeline": FEATURE_PIPELINE,
+        }
         name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
         cache_path = os.path.join(cache_dir, f"fid_real_{name}.npz")
         if os.path.isfile(cache_path):
@@ -352,23 +383,34 @@ def fid(real, fake, model, data_dir=DEFAULT_DATA_DIR, batch_size=32, cache_dir=N
     """FID between the reference `real` ('test' or a folder) and the image folder `fake`."""
     fake_paths = list_images(fake, "--fake")
     if len(fake_paths) < 2:
-        raise UserError(f"--fake {fake} has {len(fake_paths)} image(s); FID needs at least 2 "
-                        f"(thousands for a useful number)")
+        raise UserError(
+            f"--fake {fake} has {len(fake_paths)} image(s); FID needs at least 2 (thousands for a useful number)"
+        )
     mu_r, sigma_r, n_real, cached = real_statistics(real, data_dir, model, batch_size, cache_dir)
-    mu_f, sigma_f = activation_statistics(model_outputs(model, folder_batches(fake_paths, batch_size,
-                                                                              input_size(model))))
+    mu_f, sigma_f = activation_statistics(
+        model_outputs(model, folder_batches(fake_paths, batch_size, input_size(model)))
+    )
     if mu_r.shape != mu_f.shape:
-        raise UserError(f"cached real statistics have {mu_r.shape[0]} features but the network gives "
-                        f"{mu_f.shape[0]}; delete the cache folder {cache_dir}")
-    return {"fid": frechet_distance(mu_r, sigma_r, mu_f, sigma_f), "real": n_real, "fake": len(fake_paths),
-            "features": int(mu_f.shape[0]), "real_stats_cached": cached}
+        raise UserError(
+            f"cached real statistics have {mu_r.shape[0]} features but the network gives "
+            f"{mu_f.shape[0]}; delete the cache folder {cache_dir}"
+        )
+    return {
+        "fid": frechet_distance(mu_r, sigma_r, mu_f, sigma_f),
+        "real": n_real,
+        "fake": len(fake_paths),
+        "features": int(mu_f.shape[0]),
+        "real_stats_cached": cached,
+    }
 
 
 def _check_reference(real, data_dir):
     if real == "test":
         if not os.path.isdir(os.path.join(data_dir, "test")):
-            raise UserError(f"--real test needs the prepared dataset at {data_dir}/test; "
-                            f"run `python data.py prepare` or pass --data-dir")
+            raise UserError(
+                f"--real test needs the prepared dataset at {data_dir}/test; "
+                f"run `python data.py prepare` or pass --data-dir"
+            )
     elif not os.path.isdir(real):
         raise UserError(f"--real {real} is neither a folder of images nor 'test' (the cropped test split)")
 
@@ -377,50 +419,79 @@ def _check_reference(real, data_dir):
 # command line
 # ---------------------------------------------------------------------------
 def build_parser():
-    p = argparse.ArgumentParser(prog="evaluate.py", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 2)[2])
+    p = argparse.ArgumentParser(
+        prog="evaluate.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 2)[2],
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="{attributes,fid,is}")
 
-    a = sub.add_parser("attributes", help="attribute accuracy and sample diversity (synthetic birds)",
-                       description="Attribute accuracy of generated synthetic birds: does each image show the "
-                                   "colours its text embedding asks for? Plus diversity: the mean absolute pixel "
-                                   "distance (0..1) between samples of the same embedding; 0 means mode collapse, "
-                                   "'n/a' with one sample per embedding (use generate.py --samples-per-embedding).")
+    a = sub.add_parser(
+        "attributes",
+        help="attribute accuracy and sample diversity (synthetic birds)",
+        description="Attribute accuracy of generated synthetic birds: does each image show the "
+        "colours its text embedding asks for? Plus diversity: the mean absolute pixel "
+        "distance (0..1) between samples of the same embedding; 0 means mode collapse, "
+        "'n/a' with one sample per embedding (use generate.py --samples-per-embedding).",
+    )
     a.add_argument("--images", required=True, help="folder of {index:05d}_{sample}.png written by generate.py")
-    a.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
-                   help="dataset the embeddings came from (default: %(default)s)")
-    a.add_argument("--split", default="test", choices=("train", "test"),
-                   help="split whose row `index` each image was generated from (default: %(default)s)")
+    a.add_argument(
+        "--data-dir", default=DEFAULT_DATA_DIR, help="dataset the embeddings came from (default: %(default)s)"
+    )
+    a.add_argument(
+        "--split",
+        default="test",
+        choices=("train", "test"),
+        help="split whose row `index` each image was generated from (default: %(default)s)",
+    )
     a.add_argument("--json", action="store_true", help="print one JSON line instead of text")
 
-    f = sub.add_parser("fid", help="Frechet Inception Distance (ImageNet InceptionV3 pool features)",
-                       description="Frechet Inception Distance between a reference set and generated images, on "
-                                   "2048-d ImageNet InceptionV3 pool features of images resized to 299x299 "
-                                   "(bilinear). Papers use ~30k generated images; with fewer than 2048 the "
-                                   "number is biased upward and only comparable at equal counts. The reference "
-                                   "statistics are cached.")
-    f.add_argument("--real", required=True,
-                   help="reference images: a folder, or 'test' for the cropped test split of --data-dir")
+    f = sub.add_parser(
+        "fid",
+        help="Frechet Inception Distance (ImageNet InceptionV3 pool features)",
+        description="Frechet Inception Distance between a reference set and generated images, on "
+        "2048-d ImageNet InceptionV3 pool features of images resized to 299x299 "
+        "(bilinear). Papers use ~30k generated images; with fewer than 2048 the "
+        "number is biased upward and only comparable at equal counts. The reference "
+        "statistics are cached.",
+    )
+    f.add_argument(
+        "--real", required=True, help="reference images: a folder, or 'test' for the cropped test split of --data-dir"
+    )
     f.add_argument("--fake", required=True, help="folder of generated images (generate.py --out)")
     f.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="dataset for --real test (default: %(default)s)")
-    f.add_argument("--inception-weights", default=None, metavar="PATH",
-                   help=f"local InceptionV3 weights for offline use ({WEIGHT_FILES[False]}, or the full "
-                        f"{WEIGHT_FILES[True]}); default: Keras downloads the ImageNet weights once")
+    f.add_argument(
+        "--inception-weights",
+        default=None,
+        metavar="PATH",
+        help=f"local InceptionV3 weights for offline use ({WEIGHT_FILES[False]}, or the full "
+        f"{WEIGHT_FILES[True]}); default: Keras downloads the ImageNet weights once",
+    )
     f.add_argument("--batch-size", type=positive_int, default=32, help="images per pass (default: %(default)s)")
-    f.add_argument("--cache-dir", default=None,
-                   help="where reference statistics are cached as .npz (default: <data-dir>/fid_cache)")
+    f.add_argument(
+        "--cache-dir",
+        default=None,
+        help="where reference statistics are cached as .npz (default: <data-dir>/fid_cache)",
+    )
     f.add_argument("--no-cache", action="store_true", help="neither read nor write cached reference statistics")
     f.add_argument("--json", action="store_true", help="print one JSON line instead of text")
 
-    s = sub.add_parser("is", help="Inception Score (ImageNet InceptionV3, not the paper's CUB model)",
-                       description="Inception Score with the ImageNet InceptionV3 classifier (1000 classes). "
-                                   "NOT the CUB-fine-tuned Inception model behind StackGAN's published 3.70: "
-                                   "numbers compare only among runs of this command.")
+    s = sub.add_parser(
+        "is",
+        help="Inception Score (ImageNet InceptionV3, not the paper's CUB model)",
+        description="Inception Score with the ImageNet InceptionV3 classifier (1000 classes). "
+        "NOT the CUB-fine-tuned Inception model behind StackGAN's published 3.70: "
+        "numbers compare only among runs of this command.",
+    )
     s.add_argument("--images", required=True, help="folder of generated images (generate.py --out)")
-    s.add_argument("--inception-weights", default=None, metavar="PATH",
-                   help=f"local full InceptionV3 weights for offline use ({WEIGHT_FILES[True]}); "
-                        f"default: Keras downloads the ImageNet weights once")
+    s.add_argument(
+        "--inception-weights",
+        default=None,
+        metavar="PATH",
+        help=f"local full InceptionV3 weights for offline use ({WEIGHT_FILES[True]}); "
+        f"default: Keras downloads the ImageNet weights once",
+    )
     s.add_argument("--splits", type=positive_int, default=10, help="number of splits (default: %(default)s)")
     s.add_argument("--batch-size", type=positive_int, default=32, help="images per pass (default: %(default)s)")
     s.add_argument("--json", action="store_true", help="print one JSON line instead of text")
@@ -441,9 +512,11 @@ def main(argv=None, model_factory=None):
         if args.json:
             print(json.dumps(r, sort_keys=True))
         else:
-            print(f"attribute accuracy {r['attribute_accuracy']:.4f}, diversity {_fmt(r['diversity'])} "
-                  f"({r['images']} images of {r['embeddings']} embeddings from the {args.split} split, "
-                  f"{r['image_size']}x{r['image_size']})")
+            print(
+                f"attribute accuracy {r['attribute_accuracy']:.4f}, diversity {_fmt(r['diversity'])} "
+                f"({r['images']} images of {r['embeddings']} embeddings from the {args.split} split, "
+                f"{r['image_size']}x{r['image_size']})"
+            )
         return 0
 
     if args.command == "fid":
@@ -457,29 +530,48 @@ def main(argv=None, model_factory=None):
             print(json.dumps(r, sort_keys=True))
         else:
             ref = f"the {args.real} split of {args.data_dir}" if args.real == "test" else args.real
-            print(f"FID {r['fid']:.3f} ({r['real']} real images from {ref}, {r['fake']} generated from "
-                  f"{args.fake}; {r['features']}-d InceptionV3 pool features"
-                  + (f"; real statistics from {r['real_stats_cached']}" if r["real_stats_cached"] else "") + ")")
+            print(
+                f"FID {r['fid']:.3f} ({r['real']} real images from {ref}, {r['fake']} generated from "
+                f"{args.fake}; {r['features']}-d InceptionV3 pool features"
+                + (f"; real statistics from {r['real_stats_cached']}" if r["real_stats_cached"] else "")
+                + ")"
+            )
         if min(r["real"], r["fake"]) < FEW_IMAGES:
-            print(f"note: fewer than {FEW_IMAGES} images in a set makes FID biased upward; compare only runs with "
-                  f"equal counts (papers use ~30k generated images)", file=sys.stderr)
+            print(
+                f"note: fewer than {FEW_IMAGES} images in a set makes FID biased upward; compare only runs with "
+                f"equal counts (papers use ~30k generated images)",
+                file=sys.stderr,
+            )
         return 0
 
     # is
     paths = list_images(args.images)
     if len(paths) < args.splits:
-        raise UserError(f"--images {args.images} has {len(paths)} image(s), fewer than --splits {args.splits}; "
-                        f"generate more or lower --splits")
+        raise UserError(
+            f"--images {args.images} has {len(paths)} image(s), fewer than --splits {args.splits}; "
+            f"generate more or lower --splits"
+        )
     model = model_factory(True, args.inception_weights)
     probs = model_outputs(model, folder_batches(paths, args.batch_size, input_size(model)))
     mean, std = inception_score(probs, args.splits)
     if args.json:
-        print(json.dumps({"inception_score": mean, "std": std, "images": len(paths), "splits": args.splits,
-                          "model": "ImageNet InceptionV3 (not the CUB-fine-tuned model of the paper)"}))
+        print(
+            json.dumps(
+                {
+                    "inception_score": mean,
+                    "std": std,
+                    "images": len(paths),
+                    "splits": args.splits,
+                    "model": "ImageNet InceptionV3 (not the CUB-fine-tuned model of the paper)",
+                }
+            )
+        )
     else:
-        print(f"Inception Score {mean:.3f} ± {std:.3f} ({len(paths)} images, {args.splits} splits; ImageNet "
-              f"InceptionV3, not the CUB-fine-tuned model behind the paper's 3.70: compare only among runs "
-              f"of this command)")
+        print(
+            f"Inception Score {mean:.3f} ± {std:.3f} ({len(paths)} images, {args.splits} splits; ImageNet "
+            f"InceptionV3, not the CUB-fine-tuned model behind the paper's 3.70: compare only among runs "
+            f"of this command)"
+        )
     return 0
 
 

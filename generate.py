@@ -7,6 +7,7 @@ The networks are rebuilt from the config that training wrote beside the weights
 (results/stage{N}_config.json, results/stage{N}_gen.weights.h5), so no width flags are needed.
 Writes OUT/{index:05d}_{sample}.png in the order of the embeddings, plus OUT/grid.png.
 """
+
 import argparse
 import os
 import re
@@ -46,47 +47,84 @@ def build_parser():
     p = argparse.ArgumentParser(
         prog="generate.py",
         description="Generate images from text embeddings with a trained Stage-I or Stage-II StackGAN generator. "
-                    "Writes OUT/{index:05d}_{sample}.png in embedding order and OUT/grid.png.")
-    p.add_argument("--stage", type=int, choices=(1, 2), required=True,
-                   help="1: 64x64 images from Stage-I; 2: 256x256 images from Stage-I followed by Stage-II")
-    p.add_argument("--results-dir", default="results",
-                   help="folder holding stage{N}_config.json and stage{N}_gen.weights.h5 written by training "
-                        "(default: %(default)s)")
-    p.add_argument("--embeddings", default=None,
-                   help="text embeddings to draw: a char-CNN-RNN pickle ((N,10,1024) array or list of arrays), "
-                        "or a .npy of shape (N,1024) or (N,10,1024). Default: the test split embeddings "
-                        f"<data-dir>/test/{EMBEDDINGS_FILE}")
-    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
-                   help="dataset folder used when --embeddings is not given (default: %(default)s)")
+        "Writes OUT/{index:05d}_{sample}.png in embedding order and OUT/grid.png.",
+    )
+    p.add_argument(
+        "--stage",
+        type=int,
+        choices=(1, 2),
+        required=True,
+        help="1: 64x64 images from Stage-I; 2: 256x256 images from Stage-I followed by Stage-II",
+    )
+    p.add_argument(
+        "--results-dir",
+        default="results",
+        help="folder holding stage{N}_config.json and stage{N}_gen.weights.h5 written by training "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--embeddings",
+        default=None,
+        help="text embeddings to draw: a char-CNN-RNN pickle ((N,10,1024) array or list of arrays), "
+        "or a .npy of shape (N,1024) or (N,10,1024). Default: the test split embeddings "
+        f"<data-dir>/test/{EMBEDDINGS_FILE}",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=DEFAULT_DATA_DIR,
+        help="dataset folder used when --embeddings is not given (default: %(default)s)",
+    )
     p.add_argument("--out", required=True, help="output folder (created if missing)")
-    p.add_argument("--caption-index", type=caption_index_arg, default=0,
-                   help="which of the captions per image to use: a number (default 0) or 'mean' to average "
-                        "them; an (N,1024) file has one caption per row")
-    p.add_argument("--samples-per-embedding", type=positive_int, default=1,
-                   help="images per embedding, each with its own noise z (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="random seed for z and the conditioning-augmentation noise; the same seed and --batch-size "
-                        "give the same images (default: %(default)s)")
-    p.add_argument("--batch-size", type=positive_int, default=64,
-                   help="images per forward pass; lower it if memory runs out (default: %(default)s)")
-    p.add_argument("--limit", type=positive_int, default=None,
-                   help="use only the first N embeddings (default: all)")
-    p.add_argument("--save-stage1", action="store_true",
-                   help="with --stage 2, also write the 64x64 Stage-I inputs as OUT/stage1/{index:05d}_{sample}.png")
+    p.add_argument(
+        "--caption-index",
+        type=caption_index_arg,
+        default=0,
+        help="which of the captions per image to use: a number (default 0) or 'mean' to average "
+        "them; an (N,1024) file has one caption per row",
+    )
+    p.add_argument(
+        "--samples-per-embedding",
+        type=positive_int,
+        default=1,
+        help="images per embedding, each with its own noise z (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed for z and the conditioning-augmentation noise; the same seed and --batch-size "
+        "give the same images (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=64,
+        help="images per forward pass; lower it if memory runs out (default: %(default)s)",
+    )
+    p.add_argument("--limit", type=positive_int, default=None, help="use only the first N embeddings (default: all)")
+    p.add_argument(
+        "--save-stage1",
+        action="store_true",
+        help="with --stage 2, also write the 64x64 Stage-I inputs as OUT/stage1/{index:05d}_{sample}.png",
+    )
     return p
 
 
 def read_embedding_file(path):
     """The raw array of an embeddings file: (N, D) or (N, C, D) float32."""
     if not os.path.isfile(path):
-        raise UserError(f"embeddings file {path} not found; pass --embeddings PATH (a .npy or "
-                        f"char-CNN-RNN pickle) or prepare the dataset with `python data.py prepare`")
+        raise UserError(
+            f"embeddings file {path} not found; pass --embeddings PATH (a .npy or "
+            f"char-CNN-RNN pickle) or prepare the dataset with `python data.py prepare`"
+        )
     if path.lower().endswith(".npy"):
         try:
             array = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as err:
-            raise UserError(f"{path} is not a readable .npy array ({type(err).__name__}: {err}); "
-                            f"save embeddings with numpy.save as shape (N, 1024) or (N, 10, 1024)") from None
+            raise UserError(
+                f"{path} is not a readable .npy array ({type(err).__name__}: {err}); "
+                f"save embeddings with numpy.save as shape (N, 1024) or (N, 10, 1024)"
+            ) from None
     else:
         import data
 
@@ -95,8 +133,10 @@ def read_embedding_file(path):
         except UserError:
             raise
         except Exception as err:  # noqa: BLE001 - a bad pickle raises many types
-            raise UserError(f"{path} is not a readable char-CNN-RNN embeddings pickle ({type(err).__name__}); "
-                            f"pass a pickle of an (N, 10, 1024) array or an (N, 1024) .npy") from None
+            raise UserError(
+                f"{path} is not a readable char-CNN-RNN embeddings pickle ({type(err).__name__}); "
+                f"pass a pickle of an (N, 10, 1024) array or an (N, 1024) .npy"
+            ) from None
     try:
         array = np.asarray(array, dtype="float32")
     except (TypeError, ValueError):
@@ -107,12 +147,16 @@ def read_embedding_file(path):
 def select_embeddings(array, path, embedding_dim, caption_index, limit=None):
     """(N, D) or (N, C, D) -> (N', D) with the chosen caption (or the mean over captions)."""
     if array.ndim not in (2, 3) or array.shape[0] == 0 or array.shape[-1] == 0:
-        raise UserError(f"{path} has shape {array.shape}; expected (N, {embedding_dim}) or (N, captions, "
-                        f"{embedding_dim}) with N >= 1")
+        raise UserError(
+            f"{path} has shape {array.shape}; expected (N, {embedding_dim}) or (N, captions, "
+            f"{embedding_dim}) with N >= 1"
+        )
     if array.shape[-1] != embedding_dim:
-        raise UserError(f"{path} has {array.shape[-1]}-dimensional embeddings (shape {array.shape}) but the "
-                        f"generator was trained on {embedding_dim}-dimensional ones; use embeddings from the "
-                        f"same text encoder")
+        raise UserError(
+            f"{path} has {array.shape[-1]}-dimensional embeddings (shape {array.shape}) but the "
+            f"generator was trained on {embedding_dim}-dimensional ones; use embeddings from the "
+            f"same text encoder"
+        )
     if array.ndim == 2:
         array = array[:, None, :]
     if limit is not None:
@@ -121,8 +165,10 @@ def select_embeddings(array, path, embedding_dim, caption_index, limit=None):
     if caption_index == "mean":
         chosen = array.mean(axis=1)
     elif caption_index >= captions:
-        raise UserError(f"--caption-index {caption_index} is out of range: {path} has {captions} caption(s) per "
-                        f"row, so use 0..{captions - 1} or 'mean'")
+        raise UserError(
+            f"--caption-index {caption_index} is out of range: {path} has {captions} caption(s) per "
+            f"row, so use 0..{captions - 1} or 'mean'"
+        )
     else:
         chosen = array[:, caption_index, :]
     if not np.isfinite(chosen).all():
@@ -160,8 +206,8 @@ def main(argv=None):
     written = set()
     chunk = args.batch_size
     for start in range(0, n * per, chunk):
-        idx = rows[start:start + chunk]
-        outputs = sampling.sample_images(generators, embeddings[idx], z[start:start + chunk], chunk)
+        idx = rows[start : start + chunk]
+        outputs = sampling.sample_images(generators, embeddings[idx], z[start : start + chunk], chunk)
         final = sampling.to_uint8(outputs[-1])
         lows = sampling.to_uint8(outputs[0]) if args.save_stage1 else None
         for j, k in enumerate(range(start, start + len(idx))):
@@ -173,7 +219,7 @@ def main(argv=None):
         have = sum(len(g) for g in grid_parts[0])
         if have < GRID_IMAGES:
             for part, out in zip(grid_parts, outputs):
-                part.append(out[:GRID_IMAGES - have])
+                part.append(out[: GRID_IMAGES - have])
         if n * per > chunk:
             print(f"  {min(start + chunk, n * per)}/{n * per} images", file=sys.stderr, flush=True)
 
@@ -182,14 +228,18 @@ def main(argv=None):
     sampling.save_png(grid, grid_path)
 
     size = sampling.STAGE_IMAGE_SIZE[args.stage]
-    print(f"wrote {len(written)} images ({size}x{size}, {n} embeddings x {per} samples) to {args.out}/ "
-          f"and a grid of the first {min(GRID_IMAGES, len(written))} to {grid_path}"
-          + (f"; 64x64 Stage-I inputs in {os.path.join(args.out, 'stage1')}/" if args.save_stage1 else ""))
+    print(
+        f"wrote {len(written)} images ({size}x{size}, {n} embeddings x {per} samples) to {args.out}/ "
+        f"and a grid of the first {min(GRID_IMAGES, len(written))} to {grid_path}"
+        + (f"; 64x64 Stage-I inputs in {os.path.join(args.out, 'stage1')}/" if args.save_stage1 else "")
+    )
     stale = [f for f in os.listdir(args.out) if IMAGE_NAME.match(f) and f not in written]
     if stale:
-        print(f"note: {args.out} also holds {len(stale)} older image(s) from an earlier run (e.g. {min(stale)}); "
-              f"evaluate.py reads every {{index}}_{{sample}}.png there, so remove them or use a fresh --out",
-              file=sys.stderr)
+        print(
+            f"note: {args.out} also holds {len(stale)} older image(s) from an earlier run (e.g. {min(stale)}); "
+            f"evaluate.py reads every {{index}}_{{sample}}.png there, so remove them or use a fresh --out",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -63,14 +63,10 @@ class ConditioningAugmentation(keras.layers.Layer):
         last = input_shape[-1]
         if last is None or last % 2:
             raise ValueError(
-                "ConditioningAugmentation expects an input of shape "
-                f"(batch, 2 * condition_dim), got {input_shape}"
+                f"ConditioningAugmentation expects an input of shape (batch, 2 * condition_dim), got {input_shape}"
             )
         if self.condition_dim is not None and last != 2 * self.condition_dim:
-            raise ValueError(
-                f"Input last dimension {last} != 2 * condition_dim "
-                f"({2 * self.condition_dim})"
-            )
+            raise ValueError(f"Input last dimension {last} != 2 * condition_dim ({2 * self.condition_dim})")
         self.condition_dim = last // 2
         super().build(input_shape)
 
@@ -79,9 +75,7 @@ class ConditioningAugmentation(keras.layers.Layer):
         log_sigma = inputs[:, self.condition_dim :]
         replica = _tf_replica_id()
         if replica is None:
-            eps = keras.random.normal(
-                ops.shape(mean), dtype=mean.dtype, seed=self.seed_generator
-            )
+            eps = keras.random.normal(ops.shape(mean), dtype=mean.dtype, seed=self.seed_generator)
         else:
             # Under tf.distribute every replica holds an identical copy of the
             # seed state, so keras.random would give every replica the same
@@ -91,9 +85,7 @@ class ConditioningAugmentation(keras.layers.Layer):
             seed = self.seed_generator.next()
             offset = tf.cast(replica + 1, seed.dtype) * 1_000_003
             seed = tf.stack([seed[0] + offset, seed[1]])
-            eps = tf.random.stateless_normal(
-                tf.shape(mean), seed=seed, dtype=mean.dtype
-            )
+            eps = tf.random.stateless_normal(tf.shape(mean), seed=seed, dtype=mean.dtype)
         return mean + ops.exp(log_sigma) * eps
 
     def compute_output_shape(self, input_shape):
@@ -119,18 +111,12 @@ def _tf_replica_id():
 
 def _mean_logsigma(embedding, condition_dim, prefix="ca"):
     """The chapter's CA head: Dense(2*cond) + LeakyReLU(0.2), kept in float32."""
-    x = layers.Dense(2 * condition_dim, dtype="float32", name=f"{prefix}_dense")(
-        embedding
-    )
-    return layers.LeakyReLU(
-        negative_slope=0.2, dtype="float32", name=f"{prefix}_leaky_relu"
-    )(x)
+    x = layers.Dense(2 * condition_dim, dtype="float32", name=f"{prefix}_dense")(embedding)
+    return layers.LeakyReLU(negative_slope=0.2, dtype="float32", name=f"{prefix}_leaky_relu")(x)
 
 
 def _sample_c(mean_logsigma, prefix="ca"):
-    return ConditioningAugmentation(dtype="float32", name=f"{prefix}_sample")(
-        mean_logsigma
-    )
+    return ConditioningAugmentation(dtype="float32", name=f"{prefix}_sample")(mean_logsigma)
 
 
 def build_ca_model(embedding_dim=1024, condition_dim=128):
@@ -162,12 +148,8 @@ def _batch_norm():
 def _spatial_tile(v, height, width, name=None):
     """(B, C) -> (B, height, width, C), every position holding the vector."""
     channels = v.shape[-1]
-    x = layers.RepeatVector(
-        height * width, name=None if name is None else f"{name}_repeat"
-    )(v)
-    return layers.Reshape(
-        (height, width, channels), name=None if name is None else f"{name}_reshape"
-    )(x)
+    x = layers.RepeatVector(height * width, name=None if name is None else f"{name}_repeat")(v)
+    return layers.Reshape((height, width, channels), name=None if name is None else f"{name}_reshape")(x)
 
 
 def joint_block(c, x):
@@ -191,9 +173,7 @@ def residual_block(x, channels):
 
 def _up_block(x, channels):
     x = layers.UpSampling2D(size=(2, 2))(x)
-    x = layers.Conv2D(
-        channels, kernel_size=3, strides=1, padding="same", use_bias=False
-    )(x)
+    x = layers.Conv2D(channels, kernel_size=3, strides=1, padding="same", use_bias=False)(x)
     x = _batch_norm()(x)
     return layers.ReLU()(x)
 
@@ -230,9 +210,7 @@ def _classifier(x, compressed, df_dim):
 # ---------------------------------------------------------------------------
 # Stage I
 # ---------------------------------------------------------------------------
-def build_stage1_generator(
-    gf_dim=128, z_dim=100, condition_dim=128, embedding_dim=1024
-):
+def build_stage1_generator(gf_dim=128, z_dim=100, condition_dim=128, embedding_dim=1024):
     """[embedding, z] -> [image (B,64,64,3) tanh, mean_logsigma (B, 2*cond)]."""
     embedding = keras.Input(shape=(embedding_dim,), name="embedding")
     z = keras.Input(shape=(z_dim,), name="z")
@@ -296,9 +274,7 @@ def build_stage2_generator(gf_dim=128, condition_dim=128, embedding_dim=1024):
     for channels in (gf_dim * 4, gf_dim * 2, gf_dim, gf_dim // 2):
         x = _up_block(x, channels)
     image = _to_image(x)
-    return keras.Model(
-        [embedding, lr_image], [image, mean_logsigma], name="stage2_generator"
-    )
+    return keras.Model([embedding, lr_image], [image, mean_logsigma], name="stage2_generator")
 
 
 def build_stage2_discriminator(df_dim=64, condition_dim=128, embedding_dim=1024):
@@ -318,14 +294,10 @@ def build_stage2_discriminator(df_dim=64, condition_dim=128, embedding_dim=1024)
     x2 = layers.Conv2D(df_dim * 2, (1, 1), strides=1, padding="same", use_bias=False)(x)
     x2 = _batch_norm()(x2)
     x2 = layers.LeakyReLU(negative_slope=0.2)(x2)
-    x2 = layers.Conv2D(df_dim * 2, (3, 3), strides=1, padding="same", use_bias=False)(
-        x2
-    )
+    x2 = layers.Conv2D(df_dim * 2, (3, 3), strides=1, padding="same", use_bias=False)(x2)
     x2 = _batch_norm()(x2)
     x2 = layers.LeakyReLU(negative_slope=0.2)(x2)
-    x2 = layers.Conv2D(df_dim * 8, (3, 3), strides=1, padding="same", use_bias=False)(
-        x2
-    )
+    x2 = layers.Conv2D(df_dim * 8, (3, 3), strides=1, padding="same", use_bias=False)(x2)
     x2 = _batch_norm()(x2)
 
     x = layers.Add()([x, x2])
@@ -409,24 +381,16 @@ def _cfg(config):
 def build_generator(stage, config=None):
     cfg = _cfg(config)
     if stage == 1:
-        return build_stage1_generator(
-            cfg["gf_dim"], cfg["z_dim"], cfg["condition_dim"], cfg["embedding_dim"]
-        )
+        return build_stage1_generator(cfg["gf_dim"], cfg["z_dim"], cfg["condition_dim"], cfg["embedding_dim"])
     if stage == 2:
-        return build_stage2_generator(
-            cfg["gf_dim"], cfg["condition_dim"], cfg["embedding_dim"]
-        )
+        return build_stage2_generator(cfg["gf_dim"], cfg["condition_dim"], cfg["embedding_dim"])
     raise ValueError(f"stage must be 1 or 2, got {stage!r}")
 
 
 def build_discriminator(stage, config=None):
     cfg = _cfg(config)
     if stage == 1:
-        return build_stage1_discriminator(
-            cfg["df_dim"], cfg["condition_dim"], cfg["embedding_dim"]
-        )
+        return build_stage1_discriminator(cfg["df_dim"], cfg["condition_dim"], cfg["embedding_dim"])
     if stage == 2:
-        return build_stage2_discriminator(
-            cfg["df_dim"], cfg["condition_dim"], cfg["embedding_dim"]
-        )
+        return build_stage2_discriminator(cfg["df_dim"], cfg["condition_dim"], cfg["embedding_dim"])
     raise ValueError(f"stage must be 1 or 2, got {stage!r}")

@@ -2,6 +2,7 @@
 
 Shared by training (epoch grids), generate.py and evaluate.py.
 """
+
 import json
 import os
 import tempfile
@@ -41,8 +42,10 @@ def read_config(results_dir, stage, needed_by="this command"):
     weights = weights_path(results_dir, stage, "gen")
     if not os.path.exists(path) or not os.path.exists(weights):
         missing = path if not os.path.exists(path) else weights
-        raise UserError(f"{missing} not found: {needed_by} needs trained Stage-{stage} weights; "
-                        f"run `python stage{stage}.py --results-dir {results_dir}` first")
+        raise UserError(
+            f"{missing} not found: {needed_by} needs trained Stage-{stage} weights; "
+            f"run `python stage{stage}.py --results-dir {results_dir}` first"
+        )
     try:
         with open(path) as f:
             return json.load(f)
@@ -54,9 +57,11 @@ def load_generator_weights(model, path, stage):
     try:
         model.load_weights(path)
     except Exception as err:  # h5py/Keras raise many types for a wrong or corrupt file
-        raise UserError(f"{path} does not fit the Stage-{stage} generator described by "
-                        f"{os.path.basename(config_path(os.path.dirname(path), stage))} ({type(err).__name__}); "
-                        f"retrain with `python stage{stage}.py`") from None
+        raise UserError(
+            f"{path} does not fit the Stage-{stage} generator described by "
+            f"{os.path.basename(config_path(os.path.dirname(path), stage))} ({type(err).__name__}); "
+            f"retrain with `python stage{stage}.py`"
+        ) from None
 
 
 def load_generators(results_dir, stage, needed_by="this command"):
@@ -79,8 +84,8 @@ def sample_images(generators, embeddings, z, batch_size=64):
     """
     outputs = [[] for _ in generators]
     for start in range(0, len(embeddings), batch_size):
-        e = np.asarray(embeddings[start:start + batch_size], dtype="float32")
-        lr, _ = generators[0]([e, np.asarray(z[start:start + batch_size], dtype="float32")], training=False)
+        e = np.asarray(embeddings[start : start + batch_size], dtype="float32")
+        lr, _ = generators[0]([e, np.asarray(z[start : start + batch_size], dtype="float32")], training=False)
         outputs[0].append(np.asarray(lr))
         if len(generators) > 1:
             hr, _ = generators[1]([e, np.asarray(lr)], training=False)
@@ -101,7 +106,7 @@ def make_grid(images, columns=8, pad=2):
     grid = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, 3), 255, np.uint8)
     for i, img in enumerate(images):
         r, c = divmod(i, columns)
-        grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = img
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = img
     return grid
 
 
@@ -111,8 +116,9 @@ def stage_grid(stage_images, columns=8):
     if len(stage_images) == 1:
         return make_grid(final, columns)
     size = final.shape[1]
-    lows = np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.NEAREST))
-                     for im in to_uint8(stage_images[0])])
+    lows = np.stack(
+        [np.asarray(Image.fromarray(im).resize((size, size), Image.NEAREST)) for im in to_uint8(stage_images[0])]
+    )
     pairs = np.concatenate([lows, final], axis=2)  # low-res input | high-res output, side by side
     return make_grid(pairs, max(1, columns // 2))
 

@@ -1,9 +1,10 @@
 """Train StackGAN Stage-I (64x64 from text embeddings).
 
-    python stage1.py            # the chapter's settings on data/birds
-    python stage1.py --demo     # small networks on synthetic birds, minutes on a CPU
-    python stage1.py --help
+python stage1.py            # the chapter's settings on data/birds
+python stage1.py --demo     # small networks on synthetic birds, minutes on a CPU
+python stage1.py --help
 """
+
 from cli import run_main
 from train import main_for_stage
 

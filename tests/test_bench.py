@@ -1,4 +1,5 @@
 """bench.py: one JSON line, and a chapter-loop baseline that really trains (else the ratio means nothing)."""
+
 import json
 
 import numpy as np

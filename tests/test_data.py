@@ -1,4 +1,5 @@
 """Tests of data.py: loaders, crop, skipping, cache, input pipeline, synthetic birds, metric, CLI."""
+
 import os
 import pickle
 import pickletools
@@ -99,8 +100,11 @@ def test_load_bounding_boxes_all_rows_as_floats(tmp_path):
     (cub / "images.txt").write_text("1 001.A/A_1.jpg\n2 001.A/A_2.jpg\n3 002.B/B_3.jpg\n")
     (cub / "bounding_boxes.txt").write_text("3 1.5 2.0 30.25 40.0\n1 60.0 27.0 325.0 304.0\n2 0.0 0.0 10.0 11.0\n")
     boxes = data.load_bounding_boxes(str(cub))
-    assert boxes == {"001.A/A_1": [60.0, 27.0, 325.0, 304.0], "001.A/A_2": [0.0, 0.0, 10.0, 11.0],
-                     "002.B/B_3": [1.5, 2.0, 30.25, 40.0]}
+    assert boxes == {
+        "001.A/A_1": [60.0, 27.0, 325.0, 304.0],
+        "001.A/A_2": [0.0, 0.0, 10.0, 11.0],
+        "002.B/B_3": [1.5, 2.0, 30.25, 40.0],
+    }
     assert all(isinstance(v, float) for box in boxes.values() for v in box)
     (cub / "bounding_boxes.txt").unlink()
     with pytest.raises(UserError, match=r"bounding_boxes\.txt not found.*python data\.py download"):
@@ -113,12 +117,15 @@ def coordinate_image(path, width=200, height=150):
     Image.fromarray(np.stack([xx, yy, np.zeros_like(xx)], -1).astype(np.uint8)).save(path)
 
 
-@pytest.mark.parametrize("bbox, rect", [
-    ([50, 40, 60, 30], (35, 10, 125, 100)),     # inside: R = 45 around (80, 55)
-    ([0, 0, 100, 40], (0, 0, 125, 95)),          # touching the top-left border: clipped
-    ([150, 120, 50, 30], (138, 98, 200, 150)),   # touching the bottom-right border: clipped
-    ([10.6, 20.4, 33.3, 20.9], (3, 6, 51, 54)),  # float box: R = int(24.975), centre int(27.25), int(30.85)
-])
+@pytest.mark.parametrize(
+    "bbox, rect",
+    [
+        ([50, 40, 60, 30], (35, 10, 125, 100)),  # inside: R = 45 around (80, 55)
+        ([0, 0, 100, 40], (0, 0, 125, 95)),  # touching the top-left border: clipped
+        ([150, 120, 50, 30], (138, 98, 200, 150)),  # touching the bottom-right border: clipped
+        ([10.6, 20.4, 33.3, 20.9], (3, 6, 51, 54)),  # float box: R = int(24.975), centre int(27.25), int(30.85)
+    ],
+)
 def test_crop_rectangle(tmp_path, bbox, rect):
     assert data.crop_box(bbox, 200, 150) == rect
     coordinate_image(tmp_path / "c.png")
@@ -191,7 +198,10 @@ def test_skips_missing_box_missing_image_and_corrupt_image(syn_copy):
 
     shutil.rmtree(os.path.join(cub, "images"))
     os.makedirs(os.path.join(cub, "images"))
-    with pytest.raises(UserError, match=r"no usable image.*skipped 40 of 40 images \(1 without a bounding box, 39 missing.*--data-dir .*birds"):
+    with pytest.raises(
+        UserError,
+        match=r"no usable image.*skipped 40 of 40 images \(1 without a bounding box, 39 missing.*--data-dir .*birds",
+    ):
         data.load_split(syn_copy, "train", 32)
 
 
@@ -232,8 +242,16 @@ def test_cache_hit_and_rebuild(syn_copy, monkeypatch):
     third = data.load_split(syn_copy, "train", 64)
     assert len(calls) == 35 and third.images.shape == (35, 64, 64, 3)
     np.testing.assert_array_equal(third.images, first.images[5:])
-    assert len([f for f in os.listdir(os.path.join(syn_copy, "cache")) if f.startswith("train_64_")
-                and f.endswith(".cache.npy")]) == 1  # the stale entry is gone
+    assert (
+        len(
+            [
+                f
+                for f in os.listdir(os.path.join(syn_copy, "cache"))
+                if f.startswith("train_64_") and f.endswith(".cache.npy")
+            ]
+        )
+        == 1
+    )  # the stale entry is gone
 
 
 # ---------------------------------------------------------------------------
@@ -295,8 +313,9 @@ def test_pipeline_augment_crop_flip_and_range():
     n, stored, size = 16, 76, 64
     ramp = np.arange(stored, dtype=np.uint8) * 3  # value = 3 * x
     images = np.broadcast_to(ramp[None, None, :, None], (n, stored, stored, 3)).copy()
-    split = data.Split(images, np.arange(n, dtype=np.int64) % 4, np.zeros((n, 10, 1024), np.float32),
-                       [str(i) for i in range(n)])
+    split = data.Split(
+        images, np.arange(n, dtype=np.int64) % 4, np.zeros((n, 10, 1024), np.float32), [str(i) for i in range(n)]
+    )
     assert data.stored_size(64, True) == 76 and data.stored_size(256, True) == 304
     assert data.stored_size(64, False) == 64
     ds = data.make_dataset(split, 8, size, augment=True, seed=0)
@@ -478,8 +497,14 @@ def test_check(syn_copy, tmp_path, capsys):
     with pytest.raises(UserError, match=r"lacks 1 required file.*test.filenames\.pickle.*python data\.py download"):
         data.main(["check", "--data-dir", syn_copy])
     missing = str(tmp_path / "no_such_dir")
-    run = subprocess.run([sys.executable, "data.py", "check", "--data-dir", missing], cwd=REPO,
-                         capture_output=True, text=True, timeout=120, check=False)
+    run = subprocess.run(
+        [sys.executable, "data.py", "check", "--data-dir", missing],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert run.returncode == 2
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: data folder") and "python data.py download" in lines[0]

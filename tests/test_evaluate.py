@@ -1,4 +1,5 @@
 """evaluate.py: FID / IS arithmetic, the Inception feature pipeline (untrained network), attributes."""
+
 import json
 import os
 
@@ -75,8 +76,9 @@ def untrained():
             if include_top:  # small input: any size works without ImageNet weights
                 built[True] = keras.applications.InceptionV3(include_top=True, weights=None, input_shape=(75, 75, 3))
             else:
-                built[False] = keras.applications.InceptionV3(include_top=False, pooling="avg", weights=None,
-                                                              input_shape=(299, 299, 3))
+                built[False] = keras.applications.InceptionV3(
+                    include_top=False, pooling="avg", weights=None, input_shape=(299, 299, 3)
+                )
         return built[include_top]
 
     return factory
@@ -109,8 +111,7 @@ def test_fid_end_to_end_with_cache(untrained, tmp_path, capsys):
     fake = write_images(tmp_path / "fake", 3, 64, seed=1)
     Image.new("RGB", (500, 300)).save(fake / "grid.png")  # generate.py's grid: must be skipped
     cache = tmp_path / "cache"
-    argv = ["fid", "--real", str(real), "--fake", str(fake), "--cache-dir", str(cache), "--batch-size", "2",
-            "--json"]
+    argv = ["fid", "--real", str(real), "--fake", str(fake), "--cache-dir", str(cache), "--batch-size", "2", "--json"]
     assert run(argv, untrained) == 0
     first = json.loads(capsys.readouterr().out)
     assert first["real"] == 4 and first["fake"] == 3 and first["features"] == 2048
@@ -150,16 +151,19 @@ def test_inception_download_failure_names_the_flag(monkeypatch, tmp_path, capsys
     images = write_images(tmp_path / "gen", 2, 16, seed=4)
     err = fails(["fid", "--real", str(images), "--fake", str(images), "--no-cache"], capsys)
     assert "--inception-weights" in err and "notop" in err
-    err = fails(["fid", "--real", str(images), "--fake", str(images), "--inception-weights",
-                 str(tmp_path / "missing.h5")], capsys)
+    err = fails(
+        ["fid", "--real", str(images), "--fake", str(images), "--inception-weights", str(tmp_path / "missing.h5")],
+        capsys,
+    )
     assert "missing.h5 not found" in err
 
 
 def test_fid_and_is_bad_inputs(tmp_path, capsys):
     images = write_images(tmp_path / "gen", 3, 16, seed=5)
     assert "neither a folder" in fails(["fid", "--real", str(tmp_path / "nope"), "--fake", str(images)], capsys)
-    assert "python data.py prepare" in fails(["fid", "--real", "test", "--fake", str(images), "--data-dir",
-                                              str(tmp_path / "nodata")], capsys)
+    assert "python data.py prepare" in fails(
+        ["fid", "--real", "test", "--fake", str(images), "--data-dir", str(tmp_path / "nodata")], capsys
+    )
     assert "not a folder" in fails(["fid", "--real", str(images), "--fake", str(tmp_path / "nope")], capsys)
     assert "fewer than --splits 10" in fails(["is", "--images", str(images)], capsys)
 
@@ -228,11 +232,14 @@ def test_attributes_bad_inputs(synthetic, tmp_path, capsys):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "00000_0.png").write_bytes(b"not a png")
     assert "not a readable image" in fails(base + [str(tmp_path / "bad")], capsys)
-    assert "not found" in fails(["attributes", "--images", str(tmp_path / "bad"), "--data-dir",
-                                 str(tmp_path / "nodata")], capsys)
+    assert "not found" in fails(
+        ["attributes", "--images", str(tmp_path / "bad"), "--data-dir", str(tmp_path / "nodata")], capsys
+    )
     cub_like = tmp_path / "cub"
     (cub_like / "test").mkdir(parents=True)
-    (cub_like / "test" / evaluate.EMBEDDINGS_FILE).write_bytes((data_dir / "test" / evaluate.EMBEDDINGS_FILE)
-                                                               .read_bytes())
-    assert "not a synthetic birds set" in fails(base[:1] + ["--data-dir", str(cub_like), "--images",
-                                                            str(tmp_path / "bad")], capsys)
+    (cub_like / "test" / evaluate.EMBEDDINGS_FILE).write_bytes(
+        (data_dir / "test" / evaluate.EMBEDDINGS_FILE).read_bytes()
+    )
+    assert "not a synthetic birds set" in fails(
+        base[:1] + ["--data-dir", str(cub_like), "--images", str(tmp_path / "bad")], capsys
+    )

@@ -1,4 +1,5 @@
 """generate.py on a tiny fake trained result (random weights, narrow networks)."""
+
 import os
 import pickle
 import subprocess
@@ -60,8 +61,18 @@ def test_stage1_npy_samples_and_seed(results, tmp_path, capsys):
     emb = tmp_path / "emb.npy"
     np.save(emb, embeddings(5))
     out = tmp_path / "out"
-    argv = ["--stage", "1", "--results-dir", results, "--embeddings", str(emb), "--samples-per-embedding", "2",
-            "--batch-size", "4"]
+    argv = [
+        "--stage",
+        "1",
+        "--results-dir",
+        results,
+        "--embeddings",
+        str(emb),
+        "--samples-per-embedding",
+        "2",
+        "--batch-size",
+        "4",
+    ]
     assert run(argv + ["--out", str(out)]) == 0
     assert pngs(out) == [f"{i:05d}_{s}.png" for i in range(5) for s in range(2)]
     assert {size_of(out / f) for f in pngs(out)} == {(64, 64)}
@@ -80,8 +91,23 @@ def test_stage1_pickle_list_of_arrays_and_caption_index(results, tmp_path):
     with open(emb, "wb") as f:
         pickle.dump(list(embeddings(3, captions=10)), f, protocol=2)  # list of (10,1024), as some files are
     out = tmp_path / "out"
-    assert run(["--stage", "1", "--results-dir", results, "--embeddings", str(emb), "--caption-index", "9",
-                "--out", str(out)]) == 0
+    assert (
+        run(
+            [
+                "--stage",
+                "1",
+                "--results-dir",
+                results,
+                "--embeddings",
+                str(emb),
+                "--caption-index",
+                "9",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert pngs(out) == ["00000_0.png", "00001_0.png", "00002_0.png"]
 
 
@@ -91,8 +117,26 @@ def test_stage2_default_test_split_mean_caption_save_stage1(results, tmp_path, c
     with open(data_dir / "test" / generate.EMBEDDINGS_FILE, "wb") as f:
         pickle.dump(embeddings(6, captions=10), f, protocol=2)
     out = tmp_path / "out"
-    assert run(["--stage", "2", "--results-dir", results, "--data-dir", str(data_dir), "--caption-index", "mean",
-                "--limit", "3", "--save-stage1", "--out", str(out)]) == 0
+    assert (
+        run(
+            [
+                "--stage",
+                "2",
+                "--results-dir",
+                results,
+                "--data-dir",
+                str(data_dir),
+                "--caption-index",
+                "mean",
+                "--limit",
+                "3",
+                "--save-stage1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert pngs(out) == ["00000_0.png", "00001_0.png", "00002_0.png"]
     assert {size_of(out / f) for f in pngs(out)} == {(256, 256)}
     assert pngs(out / "stage1") == pngs(out)
@@ -120,25 +164,52 @@ def test_bad_inputs_exit_2(results, tmp_path, capsys):
     assert "shape (1024,)" in fails(base + ["--embeddings", str(flat)], capsys)
     ten = tmp_path / "ten.npy"
     np.save(ten, embeddings(2, captions=10))
-    assert "--caption-index 10 is out of range" in fails(base + ["--embeddings", str(ten), "--caption-index", "10"],
-                                                         capsys)
+    assert "--caption-index 10 is out of range" in fails(
+        base + ["--embeddings", str(ten), "--caption-index", "10"], capsys
+    )
     assert "not found" in fails(base + ["--embeddings", str(tmp_path / "missing.npy")], capsys)
     assert "not found" in fails(base + ["--data-dir", str(tmp_path / "nodata")], capsys)
     junk = tmp_path / "junk.pickle"
     junk.write_bytes(b"not a pickle")
     assert "junk.pickle" in fails(base + ["--embeddings", str(junk)], capsys)
-    err = fails(["--stage", "2", "--results-dir", str(tmp_path / "empty"), "--embeddings", str(ten),
-                 "--out", str(tmp_path / "o")], capsys)
+    err = fails(
+        [
+            "--stage",
+            "2",
+            "--results-dir",
+            str(tmp_path / "empty"),
+            "--embeddings",
+            str(ten),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capsys,
+    )
     assert "stage1_config.json not found" in err
 
 
 def test_missing_weights_subprocess(tmp_path):
     np.save(tmp_path / "e.npy", embeddings(2))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "generate.py"), "--stage", "1", "--results-dir",
-                           str(tmp_path / "results"), "--embeddings", str(tmp_path / "e.npy"), "--out",
-                           str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=60,
-                          check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "generate.py"),
+            "--stage",
+            "1",
+            "--results-dir",
+            str(tmp_path / "results"),
+            "--embeddings",
+            str(tmp_path / "e.npy"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "stage1.py" in lines[0], proc.stderr

@@ -1,5 +1,6 @@
 """The condition is learned: after a short Stage-I run on synthetic birds, generated test images
 show the body colour their text embedding asks for far more often than chance."""
+
 import json
 
 import numpy as np
@@ -19,8 +20,23 @@ def trained(tmp_path_factory):
     data.write_synthetic(birds, n_train=800, n_test=160, seed=0)  # the --demo set
     results = root / "results"
     # The --demo networks and settings, for fewer epochs (the demo runs 120).
-    stage1.main(["--demo", "--data-dir", birds, "--results-dir", str(results), "--log-dir", str(root / "logs"),
-                 "--epochs", "50", "--sample-every", "50", "--checkpoint-every", "50"])
+    stage1.main(
+        [
+            "--demo",
+            "--data-dir",
+            birds,
+            "--results-dir",
+            str(results),
+            "--log-dir",
+            str(root / "logs"),
+            "--epochs",
+            "50",
+            "--sample-every",
+            "50",
+            "--checkpoint-every",
+            "50",
+        ]
+    )
     return birds, str(results)
 
 
@@ -41,8 +57,20 @@ def test_stage1_learns_the_body_colour_from_the_embedding(trained):
 def test_generate_then_evaluate_attributes_on_the_trained_model(trained, tmp_path, capsys):
     birds, results = trained
     out = tmp_path / "samples"
-    generate.main(["--stage", "1", "--results-dir", results, "--data-dir", birds, "--out", str(out),
-                   "--samples-per-embedding", "2"])
+    generate.main(
+        [
+            "--stage",
+            "1",
+            "--results-dir",
+            results,
+            "--data-dir",
+            birds,
+            "--out",
+            str(out),
+            "--samples-per-embedding",
+            "2",
+        ]
+    )
     capsys.readouterr()
     assert evaluate.main(["attributes", "--images", str(out), "--data-dir", birds, "--json"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -44,9 +44,7 @@ def _all_layers(model):
 
 
 def _ca_layers(model):
-    return [
-        lyr for lyr in _all_layers(model) if isinstance(lyr, m.ConditioningAugmentation)
-    ]
+    return [lyr for lyr in _all_layers(model) if isinstance(lyr, m.ConditioningAugmentation)]
 
 
 def _snapshot(variables):
@@ -97,9 +95,7 @@ def test_default_parameter_counts_and_shapes():
         m.build_generator(3, {})
 
     for model in (ca, comp, g1, d1, g2, d2):
-        assert not any(
-            isinstance(lyr, keras.layers.Lambda) for lyr in _all_layers(model)
-        )
+        assert not any(isinstance(lyr, keras.layers.Lambda) for lyr in _all_layers(model))
 
     # One batch-1 forward pass through the default Stage-I networks.
     img, mls = g1([_emb(1), _emb(1, 100)], training=False)
@@ -127,13 +123,9 @@ def test_small_width_forward(cfg):
 
     # Widths derive from gf_dim / df_dim as in the chapter.
     gf, df = cfg["gf_dim"], cfg["df_dim"]
-    g1_convs = [
-        lyr.filters for lyr in g1.layers if isinstance(lyr, keras.layers.Conv2D)
-    ]
+    g1_convs = [lyr.filters for lyr in g1.layers if isinstance(lyr, keras.layers.Conv2D)]
     assert g1_convs == [4 * gf, 2 * gf, gf, gf // 2, 3]
-    d2_convs = [
-        lyr.filters for lyr in d2.layers if isinstance(lyr, keras.layers.Conv2D)
-    ]
+    d2_convs = [lyr.filters for lyr in d2.layers if isinstance(lyr, keras.layers.Conv2D)]
     assert d2_convs == [
         df,
         2 * df,
@@ -158,16 +150,12 @@ def test_joint_and_residual_blocks():
     out = m.residual_block(joined, 12)
     model = keras.Model([c, x], [joined, out])
     convs = [lyr for lyr in model.layers if isinstance(lyr, keras.layers.Conv2D)]
-    assert len(convs) == 2 and all(
-        cv.use_bias and cv.kernel_size == (3, 3) for cv in convs
-    )
+    assert len(convs) == 2 and all(cv.use_bias and cv.kernel_size == (3, 3) for cv in convs)
     cv = np.arange(10, dtype="float32").reshape(2, 5)
     xv = _rng().standard_normal((2, 4, 3, 7)).astype("float32")
     jv, ov = model([cv, xv])
     # c comes first and is replicated at every spatial position.
-    np.testing.assert_array_equal(
-        jv[:, :, :, :5], np.broadcast_to(cv[:, None, None], (2, 4, 3, 5))
-    )
+    np.testing.assert_array_equal(jv[:, :, :, :5], np.broadcast_to(cv[:, None, None], (2, 4, 3, 5)))
     np.testing.assert_array_equal(jv[:, :, :, 5:], xv)
     assert ov.shape == (2, 4, 3, 12) and float(tf.reduce_min(ov)) >= 0.0
 
@@ -211,9 +199,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
 
 def test_conditioning_augmentation_noise_differs_across_replicas():
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(
-        os.environ, PYTHONPATH=repo, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=""
-    )
+    env = dict(os.environ, PYTHONPATH=repo, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run(
         [sys.executable, "-c", MIRRORED_SCRIPT],
         check=False,
@@ -267,12 +253,8 @@ def test_kl_loss_closed_form():
 # --------------------------------------------------------------------------- saving
 def _set_same_noise(a, b, value=(7, 11)):
     for la, lb in zip(_ca_layers(a), _ca_layers(b), strict=True):
-        la.seed_generator.state.assign(
-            np.array(value, dtype=la.seed_generator.state.dtype)
-        )
-        lb.seed_generator.state.assign(
-            np.array(value, dtype=lb.seed_generator.state.dtype)
-        )
+        la.seed_generator.state.assign(np.array(value, dtype=la.seed_generator.state.dtype))
+        lb.seed_generator.state.assign(np.array(value, dtype=lb.seed_generator.state.dtype))
 
 
 @pytest.mark.parametrize("stage", [1, 2])
@@ -325,9 +307,7 @@ def _generator_step(adv, gen):
     with tf.GradientTape() as tape:
         logits, mls, fake = adv([e, z], training=True)
         loss = tf.reduce_mean(
-            keras.losses.binary_crossentropy(
-                tf.fill(tf.shape(logits), 0.9), logits, from_logits=True
-            )
+            keras.losses.binary_crossentropy(tf.fill(tf.shape(logits), 0.9), logits, from_logits=True)
         ) + 2.0 * m.KL_loss(None, mls)
     grads = tape.gradient(loss, gen.trainable_variables)
     assert all(g is not None for g in grads)
@@ -353,30 +333,21 @@ def test_adversarial_step_trains_only_generator(stage):
         (None, 256),
         (None, size, size, 3),
     ]
-    assert dis.trainable and dis.trainable_variables, (
-        "D must stay trainable for its own step"
-    )
+    assert dis.trainable and dis.trainable_variables, "D must stay trainable for its own step"
 
     d_before = _snapshot(dis.trainable_variables)
     g_before = _snapshot(gen.trainable_variables)
     s1_before = _snapshot(s1.weights) if s1 is not None else None
 
     logits, mls, fake = _generator_step(adv, gen)
-    assert (
-        logits.shape == (2, 1)
-        and mls.shape == (2, 256)
-        and fake.shape == (2, size, size, 3)
-    )
+    assert logits.shape == (2, 1) and mls.shape == (2, 256) and fake.shape == (2, size, size, 3)
 
     for a, b in zip(d_before, dis.trainable_variables, strict=True):
         np.testing.assert_array_equal(a, b.numpy())
     if s1 is not None:
         for a, b in zip(s1_before, s1.weights, strict=True):
             np.testing.assert_array_equal(a, b.numpy())
-    changed = [
-        not np.array_equal(a, b.numpy())
-        for a, b in zip(g_before, gen.trainable_variables, strict=True)
-    ]
+    changed = [not np.array_equal(a, b.numpy()) for a, b in zip(g_before, gen.trainable_variables, strict=True)]
     assert all(changed), "some generator weights did not change"
 
 
@@ -387,7 +358,11 @@ def test_adversarial_with_real_images_runs_d_once_on_real_wrong_fake(stage):
     adv = m.build_adversarial_model(gen, dis, s1, with_real_images=True)
     size = 64 if stage == 1 else 256
     assert [tuple(i.shape) for i in adv.inputs] == [
-        (None, 1024), (None, TINY["z_dim"]), (None, size, size, 3), (None, size, size, 3)]
+        (None, 1024),
+        (None, TINY["z_dim"]),
+        (None, size, size, 3),
+        (None, size, size, 3),
+    ]
     e, z = _emb(2), _emb(2, TINY["z_dim"], seed=4)
     real, wrong = _img(2, size, seed=1), _img(2, size, seed=2)
     # Inference mode: each logit is D's on its own image, in the order real, wrong, fake.
@@ -410,13 +385,9 @@ def test_mixed_precision_outputs_are_float32(name, policy):
     g2 = m.build_generator(2, TINY)
     d2 = m.build_discriminator(2, TINY)
     assert s1.get_layer("image").compute_dtype == "float32"
-    logits, mls, fake = m.build_adversarial_model(s1, d1)(
-        [e, _emb(2, 100)], training=True
-    )
+    logits, mls, fake = m.build_adversarial_model(s1, d1)([e, _emb(2, 100)], training=True)
     assert (logits.dtype, mls.dtype, fake.dtype) == (tf.float32,) * 3
-    logits2, mls2, fake2 = m.build_adversarial_model(g2, d2, s1)(
-        [e, _emb(2, 100)], training=True
-    )
+    logits2, mls2, fake2 = m.build_adversarial_model(g2, d2, s1)([e, _emb(2, 100)], training=True)
     assert (logits2.dtype, mls2.dtype, fake2.dtype) == (tf.float32,) * 3
     assert fake2.shape == (2, 256, 256, 3)
     assert np.all(np.isfinite(logits2.numpy())) and np.all(np.isfinite(fake2.numpy()))

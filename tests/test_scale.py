@@ -1,4 +1,5 @@
 """Mixed precision and tf.distribute: the same training step under other policies and strategies."""
+
 import json
 import os
 import socket
@@ -83,8 +84,14 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 
 def test_mirrored_strategy_on_two_cpus_matches_one_device():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
-    out = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, json.dumps(CONFIG)], capture_output=True,
-                         text=True, cwd=REPO, env=env, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT, json.dumps(CONFIG)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads(out.stdout.split("RESULT ", 1)[1])
     one, mirrored = results["one"], results["mirrored"]
@@ -93,8 +100,17 @@ def test_mirrored_strategy_on_two_cpus_matches_one_device():
     assert one["ema_gap"] == mirrored["ema_gap"] == 0.0
     # Losses are scaled by the global batch and batch norm is synchronised, so two half-batches compute
     # what one device computes (the noise draws differ per replica, but here the fakes do not depend on them).
-    for key in ("d_loss", "d_loss_real", "d_loss_wrong", "d_loss_fake", "d_real", "d_wrong", "d_fake",
-                "g_loss_adv", "kl_loss"):
+    for key in (
+        "d_loss",
+        "d_loss_real",
+        "d_loss_wrong",
+        "d_loss_fake",
+        "d_real",
+        "d_wrong",
+        "d_fake",
+        "g_loss_adv",
+        "kl_loss",
+    ):
         assert mirrored[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), key
     assert all(np.isfinite(list(mirrored.values())))
 
@@ -109,23 +125,57 @@ def test_two_local_workers_train_together_and_write_one_checkpoint(tmp_path):
     birds = str(tmp_path / "birds")
     data.write_synthetic(birds, n_train=32, n_test=8, seed=2)
     cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
-    args = [sys.executable, os.path.join(REPO, "stage1.py"), "--distribute", "multiworker", "--data-dir", birds,
-            "--results-dir", str(tmp_path / "results"), "--log-dir", str(tmp_path / "logs"),
-            "--gf-dim", "8", "--df-dim", "4", "--z-dim", "8", "--condition-dim", "8", "--batch-size", "8",
-            "--epochs", "1", "--steps-per-epoch", "2", "--g-ema", "0.9"]
+    args = [
+        sys.executable,
+        os.path.join(REPO, "stage1.py"),
+        "--distribute",
+        "multiworker",
+        "--data-dir",
+        birds,
+        "--results-dir",
+        str(tmp_path / "results"),
+        "--log-dir",
+        str(tmp_path / "logs"),
+        "--gf-dim",
+        "8",
+        "--df-dim",
+        "4",
+        "--z-dim",
+        "8",
+        "--condition-dim",
+        "8",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+        "--g-ema",
+        "0.9",
+    ]
     procs = []
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         env = dict(os.environ, TF_CONFIG=tf_config, TF_CPP_MIN_LOG_LEVEL="3")
-        procs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                      cwd=str(tmp_path)))
+        procs.append(
+            subprocess.Popen(
+                args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(tmp_path)
+            )
+        )
     outputs = [p.communicate(timeout=400) for p in procs]
     for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
     assert "stage1 epoch 1/1" in outputs[0][0]  # the chief reports; the other worker stays quiet
     ckpt_dir = tmp_path / "results" / "stage1_ckpt"
     assert sorted(f for f in os.listdir(ckpt_dir) if f.startswith("ckpt-")) == [
-        "ckpt-1.data-00000-of-00001", "ckpt-1.index"]
+        "ckpt-1.data-00000-of-00001",
+        "ckpt-1.index",
+    ]
     assert (tmp_path / "results" / "stage1_gen.weights.h5").is_file()
     assert sorted(os.listdir(tmp_path / "results")) == [  # the other worker's temporary checkpoint is gone
-        "stage1", "stage1_ckpt", "stage1_config.json", "stage1_dis.weights.h5", "stage1_gen.weights.h5"]
+        "stage1",
+        "stage1_ckpt",
+        "stage1_config.json",
+        "stage1_dis.weights.h5",
+        "stage1_gen.weights.h5",
+    ]

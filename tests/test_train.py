@@ -1,4 +1,5 @@
 """End-to-end training on a tiny synthetic set: files, resume, frozen Stage-I, errors, learning."""
+
 import json
 import os
 import subprocess
@@ -37,8 +38,13 @@ def stage1_run(birds, tmp_path_factory):
 
 def test_stage1_writes_weights_config_grids_checkpoints_and_logs(stage1_run):
     results, logs = stage1_run
-    for name in ("stage1_gen.weights.h5", "stage1_dis.weights.h5", "stage1_config.json",
-                 "stage1/epoch_0001.png", "stage1/epoch_0002.png"):
+    for name in (
+        "stage1_gen.weights.h5",
+        "stage1_dis.weights.h5",
+        "stage1_config.json",
+        "stage1/epoch_0001.png",
+        "stage1/epoch_0002.png",
+    ):
         assert (results / name).is_file(), name
     config = json.loads((results / "stage1_config.json").read_text())
     assert (config["gf_dim"], config["df_dim"], config["z_dim"], config["condition_dim"]) == (8, 4, 8, 8)
@@ -54,9 +60,20 @@ def test_tensorboard_logs_hold_the_losses_and_the_grid(stage1_run):
     _, logs = stage1_run
     events = EventAccumulator(str(logs / "stage1"), size_guidance={"tensors": 0}).Reload()
     tags = set(events.Tags()["tensors"])
-    for tag in ("loss/d_loss", "loss/d_loss_real", "loss/d_loss_fake", "loss/d_loss_wrong", "loss/g_loss",
-                "loss/kl_loss", "D/d_real", "D/d_fake", "lr/generator", "lr/discriminator", "samples",
-                "eval/attribute_accuracy"):
+    for tag in (
+        "loss/d_loss",
+        "loss/d_loss_real",
+        "loss/d_loss_fake",
+        "loss/d_loss_wrong",
+        "loss/g_loss",
+        "loss/kl_loss",
+        "D/d_real",
+        "D/d_fake",
+        "lr/generator",
+        "lr/discriminator",
+        "samples",
+        "eval/attribute_accuracy",
+    ):
         assert tag in tags, tag
     import tensorflow as tf
 
@@ -86,7 +103,8 @@ def test_one_step_changes_both_networks_and_losses_are_finite(birds):
     metrics = {k: float(v) for k, v in trainer.train_step(batch).items()}
     assert all(np.isfinite(list(metrics.values())))
     assert metrics["d_loss"] == pytest.approx(
-        metrics["d_loss_real"] + 0.5 * (metrics["d_loss_fake"] + metrics["d_loss_wrong"]), rel=1e-5)
+        metrics["d_loss_real"] + 0.5 * (metrics["d_loss_fake"] + metrics["d_loss_wrong"]), rel=1e-5
+    )
     assert metrics["g_loss"] == pytest.approx(metrics["g_loss_adv"] + 2.0 * metrics["kl_loss"], rel=1e-5)
     changed = lambda before, now: [not np.array_equal(b, v.numpy()) for b, v in zip(before, now)]
     assert all(changed(g_before, trainer.gen.trainable_variables))
@@ -147,9 +165,13 @@ def test_stage2_trains_on_a_frozen_stage1(stage1_run, birds, tmp_path):
     before = (results / "stage1_gen.weights.h5").read_bytes()
     (g1,), _ = sampling.load_generators(str(results), 1)
     weights_before = [w.numpy().copy() for w in g1.weights]
-    trainer, _, config = train.run(train.make_parser(2).parse_args(
-        common(birds, results, tmp_path / "l") + ["--gf-dim", "4", "--df-dim", "2", "--batch-size", "4",
-                                                   "--epochs", "1", "--steps-per-epoch", "2"]), 2)
+    trainer, _, config = train.run(
+        train.make_parser(2).parse_args(
+            common(birds, results, tmp_path / "l")
+            + ["--gf-dim", "4", "--df-dim", "2", "--batch-size", "4", "--epochs", "1", "--steps-per-epoch", "2"]
+        ),
+        2,
+    )
     assert config["z_dim"] == 8 and config["gf_dim"] == 4  # Stage-I's settings carried over
     assert all(np.array_equal(b, w.numpy()) for b, w in zip(weights_before, trainer.stage1_gen.weights))
     assert (results / "stage1_gen.weights.h5").read_bytes() == before
@@ -163,13 +185,20 @@ def test_stage2_trains_on_a_frozen_stage1(stage1_run, birds, tmp_path):
 
 def run_cli(script, *args, cwd=REPO):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, os.path.join(REPO, script), *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, script), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_missing_data_exits_2_with_one_line(tmp_path):
-    result = run_cli("stage1.py", "--data-dir", str(tmp_path / "nowhere"), "--results-dir", str(tmp_path / "r"),
-                     "--epochs", "1")
+    result = run_cli(
+        "stage1.py", "--data-dir", str(tmp_path / "nowhere"), "--results-dir", str(tmp_path / "r"), "--epochs", "1"
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
@@ -190,15 +219,15 @@ def test_stage2_with_mismatched_stage1_weights_exits_2(stage1_run, birds, tmp_pa
     (results / "stage1_gen.weights.h5").write_bytes((results1 / "stage1_gen.weights.h5").read_bytes())
     config = json.loads((results1 / "stage1_config.json").read_text())
     (results / "stage1_config.json").write_text(json.dumps(dict(config, gf_dim=16)))
-    result = run_cli("stage2.py", "--data-dir", birds, "--results-dir", str(results), "--gf-dim", "4",
-                     "--df-dim", "2")
+    result = run_cli("stage2.py", "--data-dir", birds, "--results-dir", str(results), "--gf-dim", "4", "--df-dim", "2")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     line = result.stderr.strip().splitlines()[-1]
     assert "stage1_gen.weights.h5" in line and "python stage1.py" in line
 
 
-@pytest.mark.parametrize("flag,value", [("--epochs", "0"), ("--gf-dim", "7"), ("--batch-size", "1000"),
-                                        ("--g-ema", "1.5")])
+@pytest.mark.parametrize(
+    "flag,value", [("--epochs", "0"), ("--gf-dim", "7"), ("--batch-size", "1000"), ("--g-ema", "1.5")]
+)
 def test_bad_values_exit_2(birds, tmp_path, flag, value):
     result = run_cli("stage1.py", "--data-dir", birds, "--results-dir", str(tmp_path / "r"), *TINY, flag, value)
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -208,10 +237,28 @@ def test_bad_values_exit_2(birds, tmp_path, flag, value):
 def test_help_documents_every_flag():
     for script in ("stage1.py", "stage2.py"):
         out = run_cli(script, "--help").stdout
-        for flag in ("--data-dir", "--results-dir", "--log-dir", "--epochs", "--batch-size", "--g-lr", "--d-lr",
-                     "--lr-decay-epochs", "--kl-coef", "--gf-dim", "--df-dim", "--no-augment", "--seed",
-                     "--sample-every", "--checkpoint-every", "--fresh", "--demo", "--mixed-precision",
-                     "--distribute", "--g-ema"):
+        for flag in (
+            "--data-dir",
+            "--results-dir",
+            "--log-dir",
+            "--epochs",
+            "--batch-size",
+            "--g-lr",
+            "--d-lr",
+            "--lr-decay-epochs",
+            "--kl-coef",
+            "--gf-dim",
+            "--df-dim",
+            "--no-augment",
+            "--seed",
+            "--sample-every",
+            "--checkpoint-every",
+            "--fresh",
+            "--demo",
+            "--mixed-precision",
+            "--distribute",
+            "--g-ema",
+        ):
             assert flag in out, (script, flag)
 
 
@@ -255,8 +302,10 @@ def test_g_ema_exports_the_average_and_resume_needs_the_same_setting(birds, tmp_
     with trainer.sampling_generator() as averaged:
         for exported, average in zip(gen.trainable_variables, averaged.trainable_variables):
             np.testing.assert_array_equal(exported.numpy(), average.numpy())
-    assert any(not np.array_equal(e.numpy(), v.numpy()) for e, v in zip(gen.trainable_variables,
-                                                                        trainer.gen.trainable_variables))
+    assert any(
+        not np.array_equal(e.numpy(), v.numpy())
+        for e, v in zip(gen.trainable_variables, trainer.gen.trainable_variables)
+    )
     from cli import run_main
 
     capsys.readouterr()
