@@ -1,0 +1,211 @@
+"""Hardware detection and precision choice; pure functions, testable with faked inputs.
+
+Nothing here imports TensorFlow at module level: call quiet_tensorflow() before TF is imported.
+"""
+
+import os
+import platform
+import sys
+from collections import Counter
+
+# oneDNN's CPU ISA levels that matter here, lowest first.
+ISA_LADDER = ("DEFAULT", "SSE41", "AVX2", "AVX512_CORE", "AVX512_CORE_BF16", "AVX512_CORE_AMX")
+
+# ONEDNN_MAX_CPU_ISA values mapped onto the ladder: the highest ladder level the cap still allows.
+_ISA_CAPS = {
+    "DEFAULT": "DEFAULT",
+    "SSE41": "SSE41",
+    "AVX": "SSE41",
+    "AVX2": "AVX2",
+    "AVX2_VNNI": "AVX2",
+    "AVX2_VNNI_2": "AVX2",
+    "AVX512_CORE": "AVX512_CORE",
+    "AVX512_CORE_VNNI": "AVX512_CORE",
+    "AVX512_CORE_BF16": "AVX512_CORE_BF16",
+    "AVX512_CORE_FP16": "AVX512_CORE_BF16",
+    "AVX10_1_512": "AVX512_CORE_BF16",
+    "AVX10_2_512": "AVX512_CORE_BF16",
+    "AVX512_CORE_AMX": "AVX512_CORE_AMX",
+    "AVX512_CORE_AMX_FP16": "AVX512_CORE_AMX",
+    "AVX10_1_512_AMX": "AVX512_CORE_AMX",
+    "AVX10_1_512_AMX_FP16": "AVX512_CORE_AMX",
+    "AVX10_2_512_AMX_2": "AVX512_CORE_AMX",
+}
+
+PRECISION_LABELS = {"off": "float32", "bf16": "mixed bf16", "fp16": "mixed fp16"}
+
+
+def cpu_info(cpuinfo_text=None):
+    """{"model": str, "flags": set} from /proc/cpuinfo (or the given text); platform.processor() elsewhere."""
+    if cpuinfo_text is None and sys.platform.startswith("linux"):
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo_text = f.read()
+        except OSError:
+            pass
+    model, flags = "", set()
+    for line in (cpuinfo_text or "").splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key == "model name" and not model:
+            model = " ".join(value.split())
+        elif key in ("flags", "features") and not flags:  # "Features" on ARM
+            flags = set(value.split())
+    return {"model": model or platform.processor() or platform.machine() or "unknown CPU", "flags": flags}
+
+
+def onednn_max_isa_env(environ=None):
+    """The ONEDNN_MAX_CPU_ISA (or old DNNL_MAX_CPU_ISA) setting, or None."""
+    env = os.environ if environ is None else environ
+    return env.get("ONEDNN_MAX_CPU_ISA") or env.get("DNNL_MAX_CPU_ISA") or None
+
+
+def parse_isa_cap(onednn_max_isa):
+    """(ladder level or None for no cap, warning or None) for an ONEDNN_MAX_CPU_ISA value."""
+    if not onednn_max_isa or onednn_max_isa.strip().upper() == "ALL":
+        return None, None
+    value = onednn_max_isa.strip().upper()
+    if value in _ISA_CAPS:
+        return _ISA_CAPS[value], None
+    return None, f"unknown ONEDNN_MAX_CPU_ISA={onednn_max_isa!r} ignored"
+
+
+def isa_level(flags, onednn_max_isa=None):
+    """The CPU's vector ISA level as oneDNN names it, capped by ONEDNN_MAX_CPU_ISA."""
+    flags = set(flags)
+    if {"amx_bf16", "amx_tile"} <= flags:
+        level = "AVX512_CORE_AMX"
+    elif "avx512_bf16" in flags:
+        level = "AVX512_CORE_BF16"
+    elif {"avx512f", "avx512bw"} <= flags:
+        level = "AVX512_CORE"
+    elif "avx2" in flags:
+        level = "AVX2"
+    elif "sse4_1" in flags:
+        level = "SSE41"
+    else:
+        level = "DEFAULT"
+    cap, _ = parse_isa_cap(onednn_max_isa)
+    if cap is not None and ISA_LADDER.index(cap) < ISA_LADDER.index(level):
+        level = cap
+    return level
+
+
+def native_bf16_cpu(flags, onednn_max_isa=None):
+    """True where oneDNN runs bf16 matmul/conv natively (avx512_bf16 or AMX, not capped away)."""
+    return ISA_LADDER.index(isa_level(flags, onednn_max_isa)) >= ISA_LADDER.index("AVX512_CORE_BF16")
+
+
+def _min_capability(gpus):
+    caps = [tuple(g.get("compute_capability") or ()) for g in gpus]
+    return None if any(len(c) < 2 for c in caps) else min(caps)
+
+
+def choose_precision(requested, gpus, cpu_flags, onednn_max_isa=None):
+    """(mode in {"off", "bf16", "fp16"}, short reason) for --mixed-precision auto|off|bf16|fp16."""
+    requested = (requested or "auto").lower()
+    if requested in PRECISION_LABELS:
+        return requested, "requested"
+    if requested != "auto":
+        raise ValueError(f"unknown precision {requested!r}: expected auto, off, bf16 or fp16")
+    if gpus:
+        cap = _min_capability(gpus)
+        if cap is None:
+            return "off", "auto: unknown GPU compute capability"
+        cc = f"{cap[0]}.{cap[1]}"
+        if cap >= (8, 0):
+            return "bf16", f"auto: GPU compute capability {cc} has native bf16"
+        return "fp16", f"auto: GPU compute capability {cc} < 8.0 has no fast bf16, fp16 with loss scaling"
+    level = isa_level(cpu_flags, onednn_max_isa)
+    if native_bf16_cpu(cpu_flags, onednn_max_isa):
+        return "bf16", f"auto: native bf16 on this CPU ({level})"
+    return "off", "auto: no native bf16 on this CPU"
+
+
+def warn_slow_precision(mode, gpus, cpu_flags, onednn_max_isa=None):
+    """A one-line warning when the chosen mode is emulated (slow) on this hardware, else None."""
+    if gpus:
+        cap = _min_capability(gpus)
+        if mode == "bf16" and cap is not None and cap < (8, 0):
+            return (
+                f"bf16 is emulated on GPUs of compute capability {cap[0]}.{cap[1]} (needs 8.0+): "
+                "expect it to be slow; use --mixed-precision auto or fp16"
+            )
+        return None
+    if mode == "bf16" and not native_bf16_cpu(cpu_flags, onednn_max_isa):
+        why = "no avx512_bf16/amx_bf16"
+        if native_bf16_cpu(cpu_flags):
+            why = f"ONEDNN_MAX_CPU_ISA={onednn_max_isa} disables avx512_bf16/amx_bf16"
+        return (
+            f"bf16 is emulated on this CPU ({why}): expect it to be several times slower than float32; "
+            "use --mixed-precision auto or off"
+        )
+    if mode == "fp16":
+        return (
+            "fp16 is emulated on a CPU: expect it to be several times slower than float32; "
+            "use --mixed-precision auto or off"
+        )
+    return None
+
+
+def visible_gpus():
+    """[{"name", "compute_capability"}] for the GPUs TensorFlow sees; imports TensorFlow."""
+    import tensorflow as tf
+
+    gpus = []
+    for device in tf.config.list_physical_devices("GPU"):
+        try:
+            details = tf.config.experimental.get_device_details(device)
+        except Exception:  # details are optional
+            details = {}
+        cc = details.get("compute_capability")
+        gpus.append({"name": details.get("device_name", device.name), "compute_capability": tuple(cc) if cc else None})
+    return gpus
+
+
+def quiet_tensorflow(environ=None):
+    """Hide TensorFlow's C++ start-up log (CUDA probing on a CPU machine, "failed call to cuInit", oneDNN
+    notes) unless the user set TF_CPP_MIN_LOG_LEVEL. Level 3 is the one that hides all of it (level 2 keeps
+    the cuInit ERROR line, which reads like a crash); real failures still raise Python exceptions.
+
+    Call before TensorFlow is imported. Returns whether it changed anything.
+    """
+    env = os.environ if environ is None else environ
+    if "TF_CPP_MIN_LOG_LEVEL" in env:
+        return False
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    return True
+
+
+def device_description(gpus, cpu, cores=None, onednn_max_isa=None):
+    """ "CPU <model> (<n> cores, <ISA>)" or "<n>x <GPU name> (compute X.Y)"."""
+    if not gpus:
+        cores = cores or os.cpu_count() or 1
+        return (
+            f"CPU {cpu['model']} ({cores} core{'s' if cores != 1 else ''}, {isa_level(cpu['flags'], onednn_max_isa)})"
+        )
+    parts = []
+    for (name, cc), n in Counter((g["name"], g.get("compute_capability")) for g in gpus).items():
+        parts.append(f"{n}x {name}" + (f" (compute {cc[0]}.{cc[1]})" if cc else ""))
+    return " + ".join(parts)
+
+
+def startup_line(device, precision, precision_reason, xla, global_batch, replicas):
+    """One line summarising where and how training runs."""
+    label = PRECISION_LABELS.get(precision, precision)
+    return (
+        f"Running on {device} | precision {label} ({precision_reason}) | XLA {'on' if xla else 'off'} | "
+        f"global batch {global_batch} | {replicas} replica{'s' if replicas != 1 else ''}"
+    )
+
+
+def cpu_training_warning(gpus, gf_dim, df_dim, chapter_gf=128, chapter_df=64):
+    """A warning when training at the chapter's widths without a GPU, else None."""
+    if gpus or gf_dim < chapter_gf or df_dim < chapter_df:
+        return None
+    return (
+        f"No GPU is visible to TensorFlow: training at the chapter's widths (gf_dim={gf_dim}, df_dim={df_dim}) "
+        "will take days on a CPU.\n"
+        'To use an NVIDIA GPU (Linux + NVIDIA driver): pip install -r requirements-gpu.txt (i.e. pip install "tensorflow[and-cuda]").\n'
+        "Or try --demo: small networks on synthetic birds that learn in minutes on a CPU."
+    )

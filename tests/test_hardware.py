@@ -1,0 +1,187 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+import hardware as hw
+
+EPYC_FLAGS = (
+    "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ht syscall nx "
+    "mmxext fxsr_opt pdpe1gb rdtscp lm constant_tsc rep_good nopl xtopology nonstop_tsc cpuid extd_apicid "
+    "tsc_known_freq pni pclmulqdq ssse3 fma cx16 pcid sse4_1 sse4_2 x2apic movbe popcnt tsc_deadline_timer aes xsave "
+    "avx f16c rdrand hypervisor lahf_lm cmp_legacy cr8_legacy abm sse4a misalignsse 3dnowprefetch osvw topoext ssbd "
+    "ibrs ibpb stibp vmmcall fsgsbase tsc_adjust bmi1 avx2 smep bmi2 erms invpcid rdseed adx smap clflushopt clwb "
+    "sha_ni xsaveopt xsavec xgetbv1 xsaves clzero xsaveerptr wbnoinvd arat umip pku ospke vaes vpclmulqdq rdpid fsrm"
+)
+SPR_FLAGS = EPYC_FLAGS + (
+    " avx512f avx512dq avx512cd avx512bw avx512vl avx512_vnni avx512_bf16 avx512_fp16 avx512vbmi amx_bf16 amx_tile "
+    "amx_int8"
+)
+
+
+def cpuinfo(model, flags):
+    block = f"processor\t: {{i}}\nvendor_id\t: x\nmodel name\t: {model}\nflags\t\t: {flags}\n\n"
+    return block.format(i=0) + block.format(i=1)
+
+
+EPYC = hw.cpu_info(cpuinfo("AMD EPYC", EPYC_FLAGS))
+SPR = hw.cpu_info(cpuinfo("Intel(R) Xeon(R) Platinum 8480+", SPR_FLAGS))
+H100 = {"name": "NVIDIA H100 80GB HBM3", "compute_capability": (9, 0)}
+
+
+def gpu(cc):
+    return [{"name": f"GPU {cc}", "compute_capability": cc}]
+
+
+def test_cpu_info_parses_model_and_flags():
+    assert EPYC["model"] == "AMD EPYC"
+    assert {"avx2", "fma", "sse4_1"} <= EPYC["flags"] and not any(f.startswith("avx512") for f in EPYC["flags"])
+    assert SPR["model"] == "Intel(R) Xeon(R) Platinum 8480+"
+    assert {"amx_bf16", "amx_tile", "avx512_bf16"} <= SPR["flags"]
+
+
+def test_cpu_info_fallback_without_cpuinfo():
+    info = hw.cpu_info("")
+    assert isinstance(info["model"], str) and info["model"] and info["flags"] == set()
+
+
+def test_cpu_info_on_this_machine_without_tensorflow():
+    code = "import sys, hardware; i = hardware.cpu_info(); assert i['model'] and isinstance(i['flags'], set); "
+    code += "assert 'tensorflow' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.abspath(hw.__file__)))
+    info = hw.cpu_info()
+    assert isinstance(info["model"], str) and info["model"].strip()
+    assert isinstance(info["flags"], set)
+
+
+@pytest.mark.parametrize(
+    "flags, cap, level",
+    [
+        (EPYC["flags"], None, "AVX2"),
+        (EPYC["flags"], "avx512_core_amx", "AVX2"),
+        (EPYC["flags"], "sse41", "SSE41"),
+        (SPR["flags"], None, "AVX512_CORE_AMX"),
+        (SPR["flags"], "ALL", "AVX512_CORE_AMX"),
+        (SPR["flags"], "avx512_core", "AVX512_CORE"),
+        (SPR["flags"], "AVX512_CORE_VNNI", "AVX512_CORE"),
+        (SPR["flags"], "AVX512_CORE_FP16", "AVX512_CORE_BF16"),
+        (SPR["flags"], "AVX10_1_512_AMX", "AVX512_CORE_AMX"),
+        (SPR["flags"], "AVX2_VNNI", "AVX2"),
+        (SPR["flags"], "nonsense", "AVX512_CORE_AMX"),
+        ({"sse4_1"}, None, "SSE41"),
+        (set(), None, "DEFAULT"),
+        ({"avx512f", "avx512bw", "avx2"}, None, "AVX512_CORE"),
+        ({"avx512_bf16", "avx512f", "avx512bw"}, None, "AVX512_CORE_BF16"),
+    ],
+)
+def test_isa_level(flags, cap, level):
+    assert hw.isa_level(flags, cap) == level
+
+
+def test_isa_cap_parsing_and_env(monkeypatch):
+    assert hw.parse_isa_cap("avx2") == ("AVX2", None)
+    assert hw.parse_isa_cap("all") == (None, None)
+    cap, warning = hw.parse_isa_cap("AVX9000")
+    assert cap is None and "AVX9000" in warning
+    assert hw.onednn_max_isa_env({"DNNL_MAX_CPU_ISA": "AVX2"}) == "AVX2"
+    assert hw.onednn_max_isa_env({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "DNNL_MAX_CPU_ISA": "AVX2"}) == "AVX512_CORE"
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    assert hw.onednn_max_isa_env() is None
+
+
+def test_native_bf16_cpu():
+    assert not hw.native_bf16_cpu(EPYC["flags"])
+    assert hw.native_bf16_cpu(SPR["flags"])
+    assert hw.native_bf16_cpu(SPR["flags"], "AVX512_CORE_BF16")
+    assert not hw.native_bf16_cpu(SPR["flags"], "AVX2")
+    assert not hw.native_bf16_cpu(SPR["flags"], "avx512_core")
+
+
+def test_auto_precision_on_cpus():
+    mode, reason = hw.choose_precision("auto", [], EPYC["flags"])
+    assert mode == "off" and "no native bf16" in reason
+    mode, reason = hw.choose_precision("auto", [], SPR["flags"])
+    assert mode == "bf16" and "AVX512_CORE_AMX" in reason
+    assert hw.choose_precision("auto", [], SPR["flags"], "AVX2")[0] == "off"
+    assert hw.choose_precision("auto", [], SPR["flags"], "AVX512_CORE")[0] == "off"
+
+
+@pytest.mark.parametrize("cc, mode", [((7, 0), "fp16"), ((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])
+def test_auto_precision_on_gpus(cc, mode):
+    got, reason = hw.choose_precision("auto", gpu(cc), EPYC["flags"])
+    assert got == mode and f"{cc[0]}.{cc[1]}" in reason
+
+
+def test_auto_precision_uses_weakest_gpu_and_unknown_capability():
+    assert hw.choose_precision("auto", gpu((9, 0)) + gpu((7, 5)), set())[0] == "fp16"
+    assert hw.choose_precision("auto", [{"name": "x", "compute_capability": None}], set())[0] == "off"
+
+
+@pytest.mark.parametrize("requested", ["off", "bf16", "fp16", "BF16"])
+@pytest.mark.parametrize(
+    "gpus, flags", [([], EPYC["flags"]), ([], SPR["flags"]), (gpu((7, 0)), set()), ([H100], set())]
+)
+def test_explicit_precision_wins(requested, gpus, flags):
+    assert hw.choose_precision(requested, gpus, flags) == (requested.lower(), "requested")
+
+
+def test_unknown_precision_raises():
+    with pytest.raises(ValueError):
+        hw.choose_precision("fp8", [], set())
+
+
+def test_slow_precision_warnings():
+    w = hw.warn_slow_precision("bf16", [], EPYC["flags"])
+    assert "emulated" in w and "no avx512_bf16/amx_bf16" in w and "--mixed-precision auto or off" in w
+    assert "\n" not in w
+    assert "ONEDNN_MAX_CPU_ISA=AVX2" in hw.warn_slow_precision("bf16", [], SPR["flags"], "AVX2")
+    assert hw.warn_slow_precision("bf16", [], SPR["flags"]) is None
+    assert "fp16" in hw.warn_slow_precision("fp16", [], SPR["flags"])
+    assert hw.warn_slow_precision("off", [], EPYC["flags"]) is None
+    assert hw.warn_slow_precision("bf16", [H100], set()) is None
+    assert hw.warn_slow_precision("fp16", gpu((7, 5)), set()) is None
+    assert "7.5" in hw.warn_slow_precision("bf16", gpu((7, 5)), set())
+
+
+def test_quiet_tensorflow(monkeypatch):
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
+    assert hw.quiet_tensorflow() is False
+    assert hw.os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL")
+    assert hw.quiet_tensorflow() is True
+    assert hw.os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"
+    assert hw.quiet_tensorflow() is False
+
+
+def test_startup_line_cpu():
+    mode, reason = hw.choose_precision("auto", [], EPYC["flags"])
+    device = hw.device_description([], EPYC, cores=2)
+    assert device == "CPU AMD EPYC (2 cores, AVX2)"
+    line = hw.startup_line(device, mode, reason, False, 32, 1)
+    assert line == (
+        "Running on CPU AMD EPYC (2 cores, AVX2) | precision float32 (auto: no native bf16 on this CPU) | XLA off | "
+        "global batch 32 | 1 replica"
+    )
+
+
+def test_startup_line_gpu():
+    mode, reason = hw.choose_precision("auto", [H100], set())
+    device = hw.device_description([H100], EPYC)
+    assert device == "1x NVIDIA H100 80GB HBM3 (compute 9.0)"
+    line = hw.startup_line(device, mode, reason, True, 64, 1)
+    assert line.startswith("Running on 1x NVIDIA H100 80GB HBM3 (compute 9.0) | precision mixed bf16 (auto: ")
+    assert line.endswith("| XLA on | global batch 64 | 1 replica")
+    assert "2x NVIDIA H100" in hw.device_description([H100, H100], EPYC)
+    assert hw.startup_line(device, "fp16", "requested", True, 128, 2).endswith("global batch 128 | 2 replicas")
+
+
+def test_cpu_training_warning():
+    w = hw.cpu_training_warning([], 128, 64)
+    assert "No GPU" in w and "days" in w and "requirements-gpu.txt" in w and "tensorflow[and-cuda]" in w
+    assert "--demo" in w and len(w.splitlines()) <= 3
+    assert hw.cpu_training_warning([], 256, 128) is not None
+    assert hw.cpu_training_warning([], 32, 16) is None  # --demo widths
+    assert hw.cpu_training_warning([], 16, 8) is None
+    assert hw.cpu_training_warning([H100], 128, 64) is None
