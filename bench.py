@@ -1,13 +1,15 @@
 """Time the training step: images per second of the project's step, and optionally the chapter's loop.
 
     python bench.py --stage 1 --batch-size 64 --steps 20 --baseline
-    python bench.py --stage 2 --batch-size 64 --steps 20 --mixed-precision bf16
+    python bench.py --stage 1 --batch-size 32 --gf-dim 32 --df-dim 16 --data-dir data/synthetic
+    python bench.py --stage 1 --pipeline-only --data-dir data/synthetic
 
-Prints one JSON line. --baseline also times the chapter's loop ported to Keras 3 with the least
-change that makes it train (G.predict for the fakes, the compressor's predict, three
-D.train_on_batch calls with D.trainable toggled, one adversarial train_on_batch), in the same run,
-in float32 as the chapter has it (--mixed-precision applies to our step only).
---data-dir times the real input pipeline instead of random tensors.
+Prints one JSON line. The step runs as in training (trainer.train_steps, --steps-per-call steps per
+compiled call), fed uint8 batches: random ones, or with --data-dir the real input pipeline.
+--pipeline-only times the input pipeline alone. --baseline also times, in the same run, the chapter's loop
+ported to Keras 3 with the least change that makes it train (G.predict for the fakes, the compressor's
+predict, three D.train_on_batch calls with D.trainable toggled, one adversarial train_on_batch), in
+float32 as the chapter has it (--mixed-precision applies to our step only).
 
 --backend jax runs the same networks and losses as a jitted JAX step (Keras 3's stateless_call):
 for machines that have JAX but no TensorFlow, such as our GPU benchmark machine.
@@ -16,29 +18,35 @@ for machines that have JAX but no TensorFlow, such as our GPU benchmark machine.
 import argparse
 import json
 import os
-import platform
 import time
 
-from cli import UserError, run_main
+import cli
+import settings
+from cli import UserError, positive_int, run_main
 
 
 def make_parser():
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    p = cli.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--stage", type=int, choices=[1, 2], default=1)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--steps", type=int, default=20, help="timed steps (after --warmup)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (tracing, autotuning)")
-    p.add_argument("--gf-dim", type=int, default=128)
-    p.add_argument("--df-dim", type=int, default=64)
-    p.add_argument("--mixed-precision", choices=["off", "bf16", "fp16"], default="off")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--steps", type=positive_int, default=20, help="timed steps (after --warmup)")
+    p.add_argument("--warmup", type=positive_int, default=3, help="untimed steps first (tracing, autotuning)")
+    p.add_argument("--steps-per-call", type=positive_int, default=1, help="training steps per compiled call")
+    p.add_argument("--gf-dim", type=positive_int, default=settings.NETWORK_DEFAULTS["gf_dim"])
+    p.add_argument("--df-dim", type=positive_int, default=settings.NETWORK_DEFAULTS["df_dim"])
+    p.add_argument(
+        "--mixed-precision",
+        choices=["auto", "off", "bf16", "fp16"],
+        default="auto",
+        help="auto: bf16 only where it is native (see stage1.py --help), else float32",
+    )
     p.add_argument(
         "--no-xla", action="store_true", help="do not compile the step with XLA (XLA is on by default on a GPU)"
     )
     p.add_argument("--xla", action="store_true", help="compile the step with XLA on a CPU too")
     p.add_argument("--baseline", action="store_true", help="also time the chapter's loop and report the ratio")
     p.add_argument("--data-dir", help="feed the step from this dataset's input pipeline instead of random tensors")
+    p.add_argument("--pipeline-only", action="store_true", help="time the input pipeline of --data-dir alone")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--backend",
@@ -49,57 +57,82 @@ def make_parser():
     return p
 
 
-def device_name():
-    import keras
-
-    if keras.backend.backend() == "jax":
-        import jax
-
-        device = jax.devices()[0]
-        return f"{len(jax.devices())}x {getattr(device, 'device_kind', device.platform)}"
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        return f"{len(gpus)}x {details.get('device_name', 'GPU')}"
-    return f"CPU {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
-
-
-def random_batches(stage, batch_size, seed, as_tensor=None):
-    """A few fixed random batches of (images, embeddings, wrong images), cycled."""
+def random_batches(stage, batch_size, seed, as_tensor=None, dtype="float32"):
+    """Two fixed random batches of (images, embeddings, wrong images): images float32 in [-1, 1], or
+    uint8 as the input pipeline gives them."""
     import numpy as np
 
-    size = 64 if stage == 1 else 256
+    size = settings.IMAGE_SIZE[stage]
     rng = np.random.default_rng(seed)
     batches = []
     for _ in range(2):
-        images = rng.uniform(-1, 1, (batch_size, size, size, 3)).astype("float32")
-        wrong = rng.uniform(-1, 1, (batch_size, size, size, 3)).astype("float32")
-        embeddings = rng.normal(0, 0.3, (batch_size, 1024)).astype("float32")
+        images, wrong = (rng.integers(0, 256, (batch_size, size, size, 3)).astype("uint8") for _ in range(2))
+        if dtype == "float32":
+            images, wrong = (a.astype("float32") / 127.5 - 1.0 for a in (images, wrong))
+        embeddings = rng.normal(0, 0.3, (batch_size, settings.EMBEDDING_DIM)).astype("float32")
         batches.append(tuple(as_tensor(a) for a in (images, embeddings, wrong)))
-    return lambda: iter(batches * 10**6)
+    return batches
 
 
-def pipeline_batches(args, config):
+def random_dataset(args):
+    """An endless tf.data.Dataset cycling two random uint8 training batches."""
+    import tensorflow as tf
+
+    batches = random_batches(args.stage, args.batch_size, args.seed, tf.constant, "uint8")
+    return tf.data.Dataset.from_tensor_slices(tuple(tf.stack(t) for t in zip(*batches))).repeat()
+
+
+def train_split(args):
     import data
 
-    size = 64 if args.stage == 1 else 256
-    split = data.load_split(args.data_dir, "train", data.stored_size(size, True))
-    dataset = data.make_dataset(split, args.batch_size, size, augment=True, seed=args.seed).repeat()
-    return lambda: iter(dataset)
+    size = settings.IMAGE_SIZE[args.stage]
+    return data.load_split(args.data_dir, "train", settings.stored_size(size, True))
 
 
-def time_steps(step, batches, warmup, steps):
-    it = batches()
-    for _ in range(warmup):
-        out = step(next(it))
-    float(out["d_loss"] if isinstance(out, dict) else out)
+def rate(args, seconds):
+    return round(args.batch_size * args.steps / seconds, 2)
+
+
+def time_calls(run, warmup, steps):
+    """Seconds for run(steps) after run(warmup); run(n) does n steps and waits for them."""
+    run(warmup)
     start = time.perf_counter()
-    for _ in range(steps):
-        out = step(next(it))
-    float(out["d_loss"] if isinstance(out, dict) else out)  # wait for the device
+    run(steps)
     return time.perf_counter() - start
+
+
+def time_pipeline(dataset, warmup, steps):
+    it = iter(dataset)
+
+    def run(n):
+        for _ in range(n):
+            batch = next(it)
+        next(iter(batch.values()) if isinstance(batch, dict) else iter(batch)).numpy()
+
+    return time_calls(run, warmup, steps)
+
+
+def time_trainer(trainer, dataset, warmup, steps, steps_per_call):
+    it = iter(dataset)
+
+    def run(n):
+        while n > 0:
+            trainer.train_steps(it, min(n, steps_per_call))
+            n -= steps_per_call
+        trainer.pop_mean_losses()  # reads the sums: waits for the device
+
+    return time_calls(run, warmup, steps)
+
+
+def time_each_step(step, batches, warmup, steps):
+    """For steps called from Python one batch at a time (the chapter's loop, the JAX step)."""
+
+    def run(n):
+        for k in range(n):
+            out = step(batches[k % len(batches)])
+        float(out["d_loss"] if isinstance(out, dict) else out)  # waits for the device
+
+    return time_calls(run, warmup, steps)
 
 
 def frozen_stage1(config):
@@ -111,7 +144,8 @@ def frozen_stage1(config):
 
 
 def chapter_loop_step(config, stage, batch_size, stage1_gen):
-    """The chapter's per-batch procedure in Keras 3, changed only where it would not run or train."""
+    """The chapter's per-batch procedure in Keras 3, changed only where it would not run or train.
+    Returns the step function; its .gen and .dis are the networks it trains."""
     import keras
     import numpy as np
 
@@ -150,16 +184,17 @@ def chapter_loop_step(config, stage, batch_size, stage1_gen):
         adversarial.train_on_batch([embeddings, z], [real_labels, kl_target, images[:, :0]])
         return 0.5 * (d_real + 0.5 * (d_wrong + d_fake))
 
+    step.gen, step.dis = gen, dis
     return step
 
 
 def jax_step(config, stage, batch_size, stage1_gen, seed, kl_coef=2.0):
-    """The training step of train.StackGANTrainer as one jitted JAX function (same networks and losses)."""
+    """The training step of StackGANTrainer as one jitted JAX function (same networks and losses)."""
     import jax
     import keras
 
     import models
-    import train
+    from trainer import stackgan_losses
 
     gen = models.build_generator(stage, config)
     dis = models.build_discriminator(stage, config)
@@ -189,7 +224,7 @@ def jax_step(config, stage, batch_size, stage1_gen, seed, kl_coef=2.0):
         images = jax.numpy.concatenate([real, wrong, fake.astype(real.dtype)])
         logits, d_ntv = dis.stateless_call(d_tv, d_ntv, [images, jax.numpy.tile(embeddings, (3, 1))], training=True)
         real_logits, wrong_logits, fake_logits = jax.numpy.split(logits, 3)
-        losses = train.stackgan_losses(real_logits, fake_logits, wrong_logits, mls, kl_coef, batch_size)
+        losses = stackgan_losses(real_logits, fake_logits, wrong_logits, mls, kl_coef, batch_size)
         return (losses["d_loss"], losses["g_loss"]), (losses, g_ntv, d_ntv)
 
     @jax.jit
@@ -216,54 +251,75 @@ def jax_step(config, stage, batch_size, stage1_gen, seed, kl_coef=2.0):
 
 def main(argv=None):
     args = make_parser().parse_args(argv)
-    if args.batch_size < 1 or args.steps < 1:
-        raise UserError("--batch-size and --steps must be at least 1")
     if args.backend == "jax":
         return main_jax(args)
-    import tensorflow as tf
+    if args.pipeline_only and not args.data_dir:
+        raise UserError("--pipeline-only times the input pipeline of a dataset: give --data-dir (e.g. data/synthetic)")
+    import hardware
 
-    import train
+    hardware.import_tensorflow()
+    import pipeline
+    from trainer import StackGANTrainer, set_precision
 
-    train.set_precision(args.mixed_precision)
-    on_gpu = bool(tf.config.list_physical_devices("GPU"))
-    xla = (on_gpu and not args.no_xla) or args.xla
-    config = dict(gf_dim=args.gf_dim, df_dim=args.df_dim, z_dim=100, condition_dim=128, embedding_dim=1024)
+    gpus, cpu = hardware.visible_gpus(), hardware.cpu_info()
+    isa_cap = hardware.onednn_max_isa_env()
+    precision, reason = hardware.choose_precision(args.mixed_precision, gpus, cpu["flags"], isa_cap)
+    result = dict(
+        stage=args.stage,
+        batch_size=args.batch_size,
+        device=hardware.device_description(gpus, cpu, onednn_max_isa=isa_cap),
+        input="pipeline" if args.data_dir else "random",
+        steps=args.steps,
+    )
+    size = settings.IMAGE_SIZE[args.stage]
+    split = train_split(args) if args.data_dir else None
+    if args.pipeline_only:
+        plans = pipeline.make_plan_dataset(split, args.batch_size, size, seed=args.seed).repeat()
+        batches = pipeline.make_dataset(split, args.batch_size, size, seed=args.seed).repeat()
+        result.update(
+            backend="tf.data",
+            img_per_s=rate(args, time_pipeline(plans, args.warmup, args.steps)),
+            assembled_on_host_img_per_s=rate(args, time_pipeline(batches, args.warmup, args.steps)),
+        )
+        print(json.dumps(result))
+        return result
+    set_precision(precision)
+    xla = (bool(gpus) and not args.no_xla) or args.xla
+    config = dict(settings.NETWORK_DEFAULTS, gf_dim=args.gf_dim, df_dim=args.df_dim)
     stage1_gen = frozen_stage1(config) if args.stage == 2 else None
-    trainer = train.StackGANTrainer(
+    trainer = StackGANTrainer(
         args.stage,
         config,
         global_batch_size=args.batch_size,
-        mixed_precision=args.mixed_precision,
+        mixed_precision=precision,
         xla=xla,
         stage1_gen=stage1_gen,
         seed=args.seed,
     )
-    batches = (
-        pipeline_batches(args, config)
-        if args.data_dir
-        else random_batches(args.stage, args.batch_size, args.seed, tf.constant)
-    )
-    seconds = time_steps(trainer.train_step, batches, args.warmup, args.steps)
-    result = dict(
-        stage=args.stage,
-        batch_size=args.batch_size,
+    if split is None:
+        dataset = random_dataset(args)
+    else:
+        trainer.source = pipeline.DeviceSplit(split, size)
+        dataset = pipeline.make_plan_dataset(split, args.batch_size, size, seed=args.seed).repeat()
+    seconds = time_trainer(trainer, dataset, args.warmup, args.steps, args.steps_per_call)
+    result.update(
         gf_dim=args.gf_dim,
         df_dim=args.df_dim,
-        mixed_precision=args.mixed_precision,
+        mixed_precision=precision,
+        precision_reason=reason,
         xla=xla,
-        input="pipeline" if args.data_dir else "random",
-        device=device_name(),
+        steps_per_call=args.steps_per_call,
         backend="tensorflow",
-        steps=args.steps,
-        img_per_s=round(args.batch_size * args.steps / seconds, 2),
+        img_per_s=rate(args, seconds),
     )
     if args.baseline:
-        train.set_precision("off")  # the chapter's loop as written: float32
+        set_precision("off")  # the chapter's loop as written: float32
         stage1_gen = frozen_stage1(config) if args.stage == 2 else None
         step = chapter_loop_step(config, args.stage, args.batch_size, stage1_gen)
-        base_seconds = time_steps(step, batches, args.warmup, args.steps)
+        batches = random_batches(args.stage, args.batch_size, args.seed, lambda a: a)
+        base_seconds = time_each_step(step, batches, args.warmup, args.steps)
         result["baseline_mixed_precision"] = "off"
-        result["baseline_img_per_s"] = round(args.batch_size * args.steps / base_seconds, 2)
+        result["baseline_img_per_s"] = rate(args, base_seconds)
         result["speedup"] = round(base_seconds / seconds, 2)
     print(json.dumps(result))
     return result
@@ -277,30 +333,40 @@ def main_jax(args):
 
     if keras.backend.backend() != "jax":
         raise UserError("Keras was imported with another backend; run bench.py --backend jax as a fresh process")
+    import jax
     import jax.numpy as jnp
 
-    import train
+    import hardware
+    from trainer import set_precision
 
-    train.set_precision(args.mixed_precision)
-    config = dict(gf_dim=args.gf_dim, df_dim=args.df_dim, z_dim=100, condition_dim=128, embedding_dim=1024)
+    device = jax.devices()[0]
+    gpus = []
+    if device.platform == "gpu":
+        capability = tuple(int(v) for v in str(getattr(device, "compute_capability", "0.0")).split(".")[:2])
+        gpus = [{"name": device.device_kind, "compute_capability": capability}]
+    precision, reason = hardware.choose_precision(
+        args.mixed_precision, gpus, hardware.cpu_info()["flags"], hardware.onednn_max_isa_env()
+    )
+    set_precision(precision)
+    config = dict(settings.NETWORK_DEFAULTS, gf_dim=args.gf_dim, df_dim=args.df_dim)
     keras.utils.set_random_seed(args.seed)
     stage1_gen = frozen_stage1(config) if args.stage == 2 else None
     step = jax_step(config, args.stage, args.batch_size, stage1_gen, args.seed)
-    seconds = time_steps(
-        step, random_batches(args.stage, args.batch_size, args.seed, jnp.asarray), args.warmup, args.steps
-    )
+    batches = random_batches(args.stage, args.batch_size, args.seed, jnp.asarray)
+    seconds = time_each_step(step, batches, args.warmup, args.steps)
     result = dict(
         stage=args.stage,
         batch_size=args.batch_size,
         gf_dim=args.gf_dim,
         df_dim=args.df_dim,
-        mixed_precision=args.mixed_precision,
+        mixed_precision=precision,
+        precision_reason=reason,
         xla=True,
         input="random",
-        device=device_name(),
+        device=f"{len(jax.devices())}x {device.device_kind}",
         backend="jax",
         steps=args.steps,
-        img_per_s=round(args.batch_size * args.steps / seconds, 2),
+        img_per_s=rate(args, seconds),
     )
     print(json.dumps(result))
     return result

@@ -1,10 +1,25 @@
 """Command-line plumbing shared by every script: user errors become one line and exit status 2."""
 
+import argparse
 import sys
 
 
 class UserError(Exception):
     """Bad input from the user (a missing file, a wrong value): printed as one line, exit status 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors (an unknown flag, a bad value) are one-line UserErrors like every other."""
+
+    def error(self, message):
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default in --help, except where there is none to show."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
 
 
 def run_main(main, argv=None):
@@ -20,9 +35,7 @@ def run_main(main, argv=None):
 
 
 def positive_int(text):
-    """argparse type: a whole number >= 1 (argparse turns the error into a usage message, exit 2)."""
-    import argparse
-
+    """argparse type: a whole number >= 1."""
     try:
         value = int(text)
     except ValueError:

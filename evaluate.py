@@ -26,16 +26,14 @@ import sys
 import warnings
 from collections import defaultdict
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import numpy as np
 from PIL import Image
 
 import cli
+import files
 from cli import UserError, positive_int
+from settings import DATA_DIR, EMBEDDINGS_FILE, SYNTHETIC_MARKER
 
-DEFAULT_DATA_DIR = "data/birds"  # same as data.DEFAULT_DATA_DIR
-EMBEDDINGS_FILE = "char-CNN-RNN-embeddings.pickle"
 GENERATED = re.compile(r"^(\d{5,})_(\d+)\.png$")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 INCEPTION_SIZE = 299
@@ -271,9 +269,10 @@ def model_outputs(model, batches):
 # ---------------------------------------------------------------------------
 # attributes
 # ---------------------------------------------------------------------------
-def attributes(images_dir, data_dir=DEFAULT_DATA_DIR, split="test"):
+def attributes(images_dir, data_dir=DATA_DIR, split="test"):
     """Attribute accuracy and diversity of generate.py output for the synthetic birds."""
     import data
+    import synthetic
 
     if not os.path.isdir(images_dir):
         raise UserError(f"--images {images_dir} is not a folder; give the --out folder of generate.py")
@@ -286,9 +285,9 @@ def attributes(images_dir, data_dir=DEFAULT_DATA_DIR, split="test"):
     path = os.path.join(data_dir, split, EMBEDDINGS_FILE)
     if not os.path.isfile(path):
         raise UserError(f"{path} not found; pass the --data-dir and --split the images were generated from")
-    if not data.is_synthetic(data_dir):
+    if not synthetic.is_synthetic(data_dir):
         raise UserError(
-            f"{data_dir} is not a synthetic birds set (no {data.SYNTHETIC_MARKER}): attribute accuracy "
+            f"{data_dir} is not a synthetic birds set (no {SYNTHETIC_MARKER}): attribute accuracy "
             f"needs the colour code of the synthetic embeddings; for CUB use `evaluate.py fid` or `is`"
         )
     embeddings = np.asarray(data.load_embeddings(path))
@@ -303,7 +302,7 @@ def attributes(images_dir, data_dir=DEFAULT_DATA_DIR, split="test"):
     if len(shapes) > 1:
         raise UserError(f"{images_dir} mixes image sizes {sorted(shapes)}; evaluate one generate.py run at a time")
     images = np.stack(images)
-    accuracy = float(data.attribute_accuracy(images, embeddings[indices]))
+    accuracy = float(synthetic.attribute_accuracy(images, embeddings[indices]))
     by_index = defaultdict(list)
     for (index, _, _), im in zip(found, images):
         by_index[index].append(im)
@@ -372,14 +371,12 @@ def real_statistics(real, data_dir, model, batch_size, cache_dir=None, digest=No
         raise UserError(f"the reference {real} has {n} image(s); FID needs at least 2 (thousands for a useful number)")
     mu, sigma = activation_statistics(model_outputs(model, batches))
     if cache_path is not None:
-        os.makedirs(cache_dir, exist_ok=True)
-        tmp = f"{cache_path}.tmp-{os.getpid()}.npz"
-        np.savez(tmp, mu=mu, sigma=sigma, n=n, key=json.dumps(key, sort_keys=True))
-        os.replace(tmp, cache_path)
+        with files.atomic_path(cache_path, ".npz") as tmp:
+            np.savez(tmp, mu=mu, sigma=sigma, n=n, key=json.dumps(key, sort_keys=True))
     return mu, sigma, n, None
 
 
-def fid(real, fake, model, data_dir=DEFAULT_DATA_DIR, batch_size=32, cache_dir=None):
+def fid(real, fake, model, data_dir=DATA_DIR, batch_size=32, cache_dir=None):
     """FID between the reference `real` ('test' or a folder) and the image folder `fake`."""
     fake_paths = list_images(fake, "--fake")
     if len(fake_paths) < 2:
@@ -419,7 +416,7 @@ def _check_reference(real, data_dir):
 # command line
 # ---------------------------------------------------------------------------
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         prog="evaluate.py",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -436,9 +433,7 @@ def build_parser():
         "'n/a' with one sample per embedding (use generate.py --samples-per-embedding).",
     )
     a.add_argument("--images", required=True, help="folder of {index:05d}_{sample}.png written by generate.py")
-    a.add_argument(
-        "--data-dir", default=DEFAULT_DATA_DIR, help="dataset the embeddings came from (default: %(default)s)"
-    )
+    a.add_argument("--data-dir", default=DATA_DIR, help="dataset the embeddings came from (default: %(default)s)")
     a.add_argument(
         "--split",
         default="test",
@@ -460,7 +455,7 @@ def build_parser():
         "--real", required=True, help="reference images: a folder, or 'test' for the cropped test split of --data-dir"
     )
     f.add_argument("--fake", required=True, help="folder of generated images (generate.py --out)")
-    f.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="dataset for --real test (default: %(default)s)")
+    f.add_argument("--data-dir", default=DATA_DIR, help="dataset for --real test (default: %(default)s)")
     f.add_argument(
         "--inception-weights",
         default=None,
@@ -506,6 +501,10 @@ def main(argv=None, model_factory=None):
     """model_factory(include_top, weights_path) -> Keras model; default build_inception (tests inject small ones)."""
     args = build_parser().parse_args(argv)
     model_factory = model_factory or build_inception
+    if args.command != "attributes":
+        import hardware
+
+        hardware.import_tensorflow()
 
     if args.command == "attributes":
         r = attributes(args.images, args.data_dir, args.split)

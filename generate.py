@@ -1,29 +1,36 @@
-"""Generate bird images from text embeddings with a trained StackGAN.
+"""Generate bird images from text embeddings, or from your own captions, with a trained StackGAN.
 
     python generate.py --stage 2 --results-dir results --out samples/
     python generate.py --stage 1 --embeddings my_captions.npy --samples-per-embedding 4 --out samples/
+    python generate.py --caption "a small yellow bird with dark wings" --out samples/   # needs text_encoder.py train
+    python generate.py --demo --caption "a small yellow bird with dark wings"           # results/demo -> samples/demo
 
 The networks are rebuilt from the config that training wrote beside the weights
-(results/stage{N}_config.json, results/stage{N}_gen.weights.h5), so no width flags are needed.
-Writes OUT/{index:05d}_{sample}.png in the order of the embeddings, plus OUT/grid.png.
+(results/stage{N}_config.json, results/stage{N}_gen.weights.h5), so no width flags are needed; without
+--stage, Stage-II runs when its weights are there. Captions (--caption, --captions-file) are encoded by the
+text encoder trained with `python text_encoder.py train` (RESULTS_DIR/text_encoder.weights.h5).
+Writes OUT/{index:05d}_{sample}.png in the order of the embeddings or captions, plus OUT/grid.png; for
+captions also OUT/captions.png (each caption under its images) and OUT/captions.txt.
 """
 
 import argparse
 import os
 import re
 import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import textwrap
 
 import numpy as np
 
 import cli
+import files
+import hardware
 import sampling
+import settings
 from cli import UserError, positive_int
+from settings import DATA_DIR, EMBEDDINGS_FILE
 
-DEFAULT_DATA_DIR = "data/birds"  # same as data.DEFAULT_DATA_DIR; kept here so --help needs no data.py import
-EMBEDDINGS_FILE = "char-CNN-RNN-embeddings.pickle"
 GRID_IMAGES = 64
+SHEET_ROWS, SHEET_COLUMNS = 32, 8  # captions and samples shown in captions.png
 IMAGE_NAME = re.compile(r"^(\d{5,})_(\d+)\.png$")
 
 
@@ -44,41 +51,69 @@ def caption_index_arg(text):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         prog="generate.py",
-        description="Generate images from text embeddings with a trained Stage-I or Stage-II StackGAN generator. "
-        "Writes OUT/{index:05d}_{sample}.png in embedding order and OUT/grid.png.",
+        description="Generate images from text embeddings or captions with a trained Stage-I or Stage-II StackGAN "
+        "generator. Writes OUT/{index:05d}_{sample}.png in embedding (or caption) order and OUT/grid.png.",
     )
     p.add_argument(
         "--stage",
         type=int,
         choices=(1, 2),
-        required=True,
-        help="1: 64x64 images from Stage-I; 2: 256x256 images from Stage-I followed by Stage-II",
+        default=None,
+        help="1: 64x64 images from Stage-I; 2: 256x256 images from Stage-I followed by Stage-II "
+        "(default: 2 when RESULTS_DIR holds Stage-II weights, else 1)",
+    )
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help=f"the demo's models and data: --results-dir results/demo --data-dir {settings.SYNTHETIC_DATA_DIR} "
+        f"--out {settings.DEMO_SAMPLES_DIR} unless given",
     )
     p.add_argument(
         "--results-dir",
-        default="results",
+        default=None,
         help="folder holding stage{N}_config.json and stage{N}_gen.weights.h5 written by training "
-        "(default: %(default)s)",
+        "(default: results, with --demo results/demo)",
     )
-    p.add_argument(
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
         "--embeddings",
         default=None,
         help="text embeddings to draw: a char-CNN-RNN pickle ((N,10,1024) array or list of arrays), "
         "or a .npy of shape (N,1024) or (N,10,1024). Default: the test split embeddings "
         f"<data-dir>/test/{EMBEDDINGS_FILE}",
     )
+    source.add_argument(
+        "--caption",
+        action="append",
+        default=None,
+        metavar="TEXT",
+        help="a sentence describing a bird (repeat for several); encoded by the text encoder in --encoder-dir",
+    )
+    p.add_argument(
+        "--captions-file",
+        default=None,
+        help="a UTF-8 text file with one caption per line (blank lines are skipped); after any --caption",
+    )
+    p.add_argument(
+        "--encoder-dir",
+        default=None,
+        help="folder holding text_encoder.weights.h5 and text_encoder_config.json (default: RESULTS_DIR)",
+    )
     p.add_argument(
         "--data-dir",
-        default=DEFAULT_DATA_DIR,
-        help="dataset folder used when --embeddings is not given (default: %(default)s)",
+        default=None,
+        help=f"dataset folder used when --embeddings is not given (default: {DATA_DIR}, with --demo "
+        f"{settings.SYNTHETIC_DATA_DIR})",
     )
-    p.add_argument("--out", required=True, help="output folder (created if missing)")
+    p.add_argument(
+        "--out", default=None, help=f"output folder (created if missing; with --demo: {settings.DEMO_SAMPLES_DIR})"
+    )
     p.add_argument(
         "--caption-index",
         type=caption_index_arg,
-        default=0,
+        default=None,
         help="which of the captions per image to use: a number (default 0) or 'mean' to average "
         "them; an (N,1024) file has one caption per row",
     )
@@ -86,7 +121,7 @@ def build_parser():
         "--samples-per-embedding",
         type=positive_int,
         default=1,
-        help="images per embedding, each with its own noise z (default: %(default)s)",
+        help="images per embedding or caption, each with its own noise z (default: %(default)s)",
     )
     p.add_argument(
         "--seed",
@@ -101,13 +136,103 @@ def build_parser():
         default=64,
         help="images per forward pass; lower it if memory runs out (default: %(default)s)",
     )
-    p.add_argument("--limit", type=positive_int, default=None, help="use only the first N embeddings (default: all)")
+    p.add_argument(
+        "--limit", type=positive_int, default=None, help="use only the first N embeddings or captions (default: all)"
+    )
     p.add_argument(
         "--save-stage1",
         action="store_true",
         help="with --stage 2, also write the 64x64 Stage-I inputs as OUT/stage1/{index:05d}_{sample}.png",
     )
     return p
+
+
+def resolve_args(args):
+    """Fill the defaults that depend on --demo and on what RESULTS_DIR holds; reject contradictory flags."""
+    args.results_dir = args.results_dir or ("results/demo" if args.demo else "results")
+    args.data_dir = args.data_dir or (settings.SYNTHETIC_DATA_DIR if args.demo else DATA_DIR)
+    args.encoder_dir = args.encoder_dir or args.results_dir
+    if args.out is None:
+        if not args.demo:
+            raise UserError("--out is required (the folder for the images), unless --demo (samples/demo)")
+        args.out = settings.DEMO_SAMPLES_DIR
+    if args.stage is None:
+        stage2 = (settings.config_path(args.results_dir, 2), settings.weights_path(args.results_dir, 2, "gen"))
+        args.stage = 2 if all(os.path.isfile(f) for f in stage2) else 1
+    if args.captions_file and args.embeddings:
+        raise UserError("--captions-file and --embeddings exclude each other: give captions or embeddings")
+    if (args.caption or args.captions_file) and args.caption_index is not None:
+        raise UserError("--caption-index picks one of an image's precomputed embeddings; it does not apply to captions")
+    if args.caption_index is None:
+        args.caption_index = 0
+    return args
+
+
+def read_captions_file(path):
+    """(captions, labels) from a UTF-8 file, one caption per non-blank line (LF, CRLF or CR)."""
+    if not os.path.isfile(path):
+        raise UserError(f"captions file {path} not found; write one caption per line, or pass --caption TEXT")
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8").lstrip("\ufeff")
+    except UnicodeDecodeError as err:
+        raise UserError(
+            f"{path} is not UTF-8 text (byte offset {err.start} is {raw[err.start : err.start + 1]!r}); "
+            f"save it as UTF-8 with one caption per line"
+        ) from None
+    captions, labels = [], []
+    for number, line in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1):
+        if line.strip():
+            captions.append(line)
+            labels.append(f"{path} line {number}")
+    if not captions:
+        raise UserError(f"{path} holds no caption; write one caption per line")
+    return captions, labels
+
+
+def caption_embeddings(args, embedding_dim):
+    """(captions, (N, dim) vectors) for --caption / --captions-file, checked before any network is built."""
+    import text_encoder
+
+    captions = list(args.caption or [])
+    labels = [f"--caption {i + 1}" for i in range(len(captions))]
+    if args.captions_file:
+        more, more_labels = read_captions_file(args.captions_file)
+        captions += more
+        labels += more_labels
+    if args.limit is not None:
+        captions, labels = captions[: args.limit], labels[: args.limit]
+    config = text_encoder.read_config(args.encoder_dir)
+    text_encoder.check_captions(captions, int(config["max_length"]), config["alphabet"], labels)
+    if int(config["embedding_dim"]) != embedding_dim:
+        raise UserError(
+            f"the text encoder in {args.encoder_dir} writes {config['embedding_dim']}-d vectors but the generator "
+            f"was trained on {embedding_dim}-d embeddings; train the encoder on the generator's data"
+        )
+    hardware.import_tensorflow()
+    return captions, text_encoder.encode_captions(captions, args.encoder_dir, labels)
+
+
+def save_caption_sheet(path, captions, images, per):
+    """A figure with each caption printed under its images (uint8 (n*per, H, W, 3), rows in caption order)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, cols = min(len(captions), SHEET_ROWS), min(per, SHEET_COLUMNS)
+    fig, axes = plt.subplots(rows, 1, figsize=(max(4.0, 1.8 * cols), 2.4 * rows), squeeze=False)
+    for r in range(rows):
+        ax = axes[r, 0]
+        ax.imshow(np.concatenate([images[r * per + s] for s in range(cols)], axis=1))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel("\n".join(textwrap.wrap(captions[r], width=max(30, 22 * cols))), fontsize=9)
+    fig.tight_layout()
+    with files.atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
 
 
 def read_embedding_file(path):
@@ -177,19 +302,24 @@ def select_embeddings(array, path, embedding_dim, caption_index, limit=None):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = resolve_args(build_parser().parse_args(argv))
     if args.save_stage1 and args.stage != 2:
         raise UserError("--save-stage1 only applies to --stage 2 (Stage-I output is what --stage 1 writes)")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UserError(f"--out {args.out} is a file; give a folder for the images")
 
-    # Cheap checks first: config and embeddings, before building any network.
+    # Cheap checks first: config and embeddings (or captions), before building any network.
     for s in range(1, args.stage + 1):
         config = sampling.read_config(args.results_dir, s, needed_by="generate.py")
     embedding_dim = int(config.get("embedding_dim", 1024))
-    path = args.embeddings or os.path.join(args.data_dir, "test", EMBEDDINGS_FILE)
-    embeddings = select_embeddings(read_embedding_file(path), path, embedding_dim, args.caption_index, args.limit)
+    captions = None
+    if args.caption or args.captions_file:
+        captions, embeddings = caption_embeddings(args, embedding_dim)
+    else:
+        path = args.embeddings or os.path.join(args.data_dir, "test", EMBEDDINGS_FILE)
+        embeddings = select_embeddings(read_embedding_file(path), path, embedding_dim, args.caption_index, args.limit)
 
+    hardware.import_tensorflow()
     import keras
 
     keras.utils.set_random_seed(args.seed)  # seeds the generators' own noise layers (conditioning augmentation)
@@ -203,19 +333,22 @@ def main(argv=None):
 
     os.makedirs(args.out, exist_ok=True)
     grid_parts = [[] for _ in generators]
+    sheet = []  # final uint8 images of the captions shown in captions.png
     written = set()
     chunk = args.batch_size
     for start in range(0, n * per, chunk):
         idx = rows[start : start + chunk]
         outputs = sampling.sample_images(generators, embeddings[idx], z[start : start + chunk], chunk)
-        final = sampling.to_uint8(outputs[-1])
-        lows = sampling.to_uint8(outputs[0]) if args.save_stage1 else None
+        final = files.to_uint8(outputs[-1])
+        lows = files.to_uint8(outputs[0]) if args.save_stage1 else None
         for j, k in enumerate(range(start, start + len(idx))):
             name = image_name(int(rows[k]), k % per)
-            sampling.save_png(final[j], os.path.join(args.out, name))
+            files.save_png(final[j], os.path.join(args.out, name))
             written.add(name)
             if lows is not None:
-                sampling.save_png(lows[j], os.path.join(args.out, "stage1", name))
+                files.save_png(lows[j], os.path.join(args.out, "stage1", name))
+        if captions is not None and start < SHEET_ROWS * per:
+            sheet.append(final[: SHEET_ROWS * per - start])
         have = sum(len(g) for g in grid_parts[0])
         if have < GRID_IMAGES:
             for part, out in zip(grid_parts, outputs):
@@ -223,13 +356,23 @@ def main(argv=None):
         if n * per > chunk:
             print(f"  {min(start + chunk, n * per)}/{n * per} images", file=sys.stderr, flush=True)
 
-    grid = sampling.stage_grid([np.concatenate(part) for part in grid_parts])
+    grid = files.stage_grid([np.concatenate(part) for part in grid_parts])
     grid_path = os.path.join(args.out, "grid.png")
-    sampling.save_png(grid, grid_path)
+    files.save_png(grid, grid_path)
 
-    size = sampling.STAGE_IMAGE_SIZE[args.stage]
+    if captions is not None:
+        sheet_path = os.path.join(args.out, "captions.png")
+        save_caption_sheet(sheet_path, captions, np.concatenate(sheet), per)
+        with (
+            files.atomic_path(os.path.join(args.out, "captions.txt"), ".txt") as tmp,
+            open(tmp, "w", encoding="utf-8") as f,
+        ):
+            f.writelines(f"{i:05d}\t{' '.join(c.split())}\n" for i, c in enumerate(captions))
+        print(f"captions under their images: {sheet_path}")
+    size = settings.IMAGE_SIZE[args.stage]
+    what = "captions" if captions is not None else "embeddings"
     print(
-        f"wrote {len(written)} images ({size}x{size}, {n} embeddings x {per} samples) to {args.out}/ "
+        f"wrote {len(written)} images ({size}x{size}, {n} {what} x {per} samples) to {args.out}/ "
         f"and a grid of the first {min(GRID_IMAGES, len(written))} to {grid_path}"
         + (f"; 64x64 Stage-I inputs in {os.path.join(args.out, 'stage1')}/" if args.save_stage1 else "")
     )

@@ -1,6 +1,6 @@
 """Hardware detection and precision choice; pure functions, testable with faked inputs.
 
-Nothing here imports TensorFlow at module level: call quiet_tensorflow() before TF is imported.
+Nothing here imports TensorFlow at module level; import_tensorflow() imports it quietly.
 """
 
 import os
@@ -163,18 +163,34 @@ def visible_gpus():
     return gpus
 
 
-def quiet_tensorflow(environ=None):
-    """Hide TensorFlow's C++ start-up log (CUDA probing on a CPU machine, "failed call to cuInit", oneDNN
-    notes) unless the user set TF_CPP_MIN_LOG_LEVEL. Level 3 is the one that hides all of it (level 2 keeps
-    the cuInit ERROR line, which reads like a crash); real failures still raise Python exceptions.
+def import_tensorflow(environ=None):
+    """Import TensorFlow with its C++ start-up log silenced, unless the user set TF_CPP_MIN_LOG_LEVEL.
 
-    Call before TensorFlow is imported. Returns whether it changed anything.
+    On a machine without a GPU, TensorFlow prints CUDA probing lines and a "failed call to cuInit" error
+    that read like a crash. Level 3 hides the error; the absl lines written before logging is set up
+    ("Could not find cuda drivers") ignore every level, so stderr points at /dev/null while the libraries
+    load and probe for GPUs. Python exceptions still surface. Returns the tensorflow module.
     """
+    import sys
+
     env = os.environ if environ is None else environ
-    if "TF_CPP_MIN_LOG_LEVEL" in env:
-        return False
+    if "tensorflow" in sys.modules or "TF_CPP_MIN_LOG_LEVEL" in env:
+        import tensorflow
+
+        return tensorflow
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    return True
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            import tensorflow
+
+            tensorflow.config.list_physical_devices("GPU")
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return tensorflow
 
 
 def device_description(gpus, cpu, cores=None, onednn_max_isa=None):

@@ -1,44 +1,30 @@
-"""StackGAN networks (Stage-I and Stage-II) for Keras 3.
+"""StackGAN networks (Stage-I and Stage-II) for Keras 3, the chapter's layer for layer.
 
-The layers follow the chapter's networks layer for layer (layer types, kernel
-sizes, strides, paddings, bias flags, batch-norm placement, activations); every
-channel width is derived from ``gf_dim`` / ``df_dim`` so that the defaults
-reproduce the chapter's 512/256/128/64 (generator) and 64..2048 (discriminator)
-widths.  Fixes with respect to the chapter:
+Layer types, kernel sizes, strides, paddings, bias flags, batch-norm placement and activations follow
+the chapter; every channel width derives from ``gf_dim`` / ``df_dim``, so the defaults give its
+512/256/128/64 (generator) and 64..2048 (discriminator) widths.
 
-* Conditioning augmentation draws a fresh epsilon per sample and per call from a
-  ``SeedGenerator`` owned by a registered layer (the chapter drew one epsilon of
-  shape (128,) for the whole batch inside a ``Lambda``).
-* ``KL_loss`` uses the log-sigma half ``[:, cond:]`` (the chapter took the mean
-  half twice).
-* The embedding compressor lives inside the discriminators, so it trains with D
-  (in the chapter it was only used through ``predict``: a fixed random
-  projection).  Its output is replicated spatially with built-in layers.
-* Discriminators return the pre-sigmoid logits of the chapter's ``Dense(1)``;
-  ``sigmoid(logits)`` is the chapter's probability.
-* ``build_adversarial_model`` also handles Stage-II (frozen Stage-I G ->
-  Stage-II G -> D), which the chapter calls but never defines, and can run D
-  once on real, wrong and fake images together (see its docstring).
-* No ``Lambda`` layers anywhere, so models save/load as ``.keras`` in safe mode.
+- Conditioning augmentation samples a fresh epsilon per sample and call from the ``SeedGenerator`` of a
+  registered layer.
+- ``KL_loss`` is KL(N(mean, sigma^2) || N(0, I)) with log-sigma the second half of its input.
+- The embedding compressor lives inside each discriminator, so it trains with D; its output is
+  replicated spatially with built-in layers (no ``Lambda`` anywhere: models load in safe mode).
+- Discriminators return the logits of the final ``Dense(1)``; ``sigmoid(logits)`` is D's probability.
+- ``build_adversarial_model`` chains G -> D for Stage-I and frozen Stage-I G -> Stage-II G -> D for
+  Stage-II, optionally running D once on real, wrong and fake images together.
 
-Mixed precision: the conditioning-augmentation path, the final ``tanh`` and the
-final ``Dense`` run in float32, so image, logits and mean_logsigma outputs are
-float32 under 'mixed_float16' / 'mixed_bfloat16'.
+Mixed precision: the conditioning-augmentation path, the final ``tanh`` and the final ``Dense`` run in
+float32, so image, logits and mean_logsigma outputs are float32 under mixed_float16 / mixed_bfloat16.
+README's "Differences from the chapter" lists where and why this departs from the chapter's code.
 """
 
 import keras
 from keras import layers, ops
 
-DEFAULTS = {
-    "gf_dim": 128,
-    "df_dim": 64,
-    "z_dim": 100,
-    "condition_dim": 128,
-    "embedding_dim": 1024,
-}
+from settings import IMAGE_SIZE, NETWORK_DEFAULTS
 
-LR_IMAGE_SIZE = 64
-HR_IMAGE_SIZE = 256
+LR_IMAGE_SIZE = IMAGE_SIZE[1]
+HR_IMAGE_SIZE = IMAGE_SIZE[2]
 
 
 # ---------------------------------------------------------------------------
@@ -324,7 +310,7 @@ def build_adversarial_model(gen_model, dis_model, stage1_gen=None, with_real_ima
     fake images, in that order, from ONE discriminator call. Its batch norm then
     normalises the three batches together: called on the fakes alone it would
     subtract their batch mean, hiding from D a colour cast that every fake of the
-    batch shares (the chapter calls D once per kind of batch).
+    batch shares.
 
     The discriminator is NOT frozen here (in Keras 3 that would also empty its
     trainable variables for its own step and put its BN in inference mode);
@@ -372,9 +358,9 @@ def KL_loss(y_true, y_pred):
 # Config-driven builders
 # ---------------------------------------------------------------------------
 def _cfg(config):
-    merged = dict(DEFAULTS)
+    merged = dict(NETWORK_DEFAULTS)
     if config:
-        merged.update({k: config[k] for k in DEFAULTS if k in config})
+        merged.update({k: config[k] for k in NETWORK_DEFAULTS if k in config})
     return merged
 
 

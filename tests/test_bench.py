@@ -5,7 +5,7 @@ import json
 import numpy as np
 
 import bench
-import data
+import synthetic
 
 TINY = ["--gf-dim", "8", "--df-dim", "4", "--batch-size", "4", "--steps", "2", "--warmup", "1"]
 
@@ -22,17 +22,29 @@ def test_bench_prints_one_json_line_with_the_baseline_ratio(capsys):
 def test_chapter_loop_baseline_updates_both_networks():
     config = {"gf_dim": 8, "df_dim": 4, "z_dim": 100, "condition_dim": 128, "embedding_dim": 1024}
     step = bench.chapter_loop_step(config, 1, 4, None)
-    models = dict(zip(step.__code__.co_freevars, (c.cell_contents for c in step.__closure__)))
-    dis, gen = models["dis"], models["gen"]
+    dis, gen = step.dis, step.gen
     d_before = [w.numpy().copy() for w in dis.trainable_weights]
     g_before = [w.numpy().copy() for w in gen.trainable_weights]
-    loss = step(next(bench.random_batches(1, 4, 0, np.asarray)()))
+    loss = step(bench.random_batches(1, 4, 0, np.asarray)[0])
     assert np.isfinite(loss)
     assert all(not np.array_equal(b, w.numpy()) for b, w in zip(d_before, dis.trainable_weights))
     assert any(not np.array_equal(b, w.numpy()) for b, w in zip(g_before, gen.trainable_weights))
 
 
 def test_bench_feeds_the_real_input_pipeline(tmp_path, capsys):
-    data.write_synthetic(str(tmp_path), n_train=16, n_test=8, seed=0)
+    synthetic.write_synthetic(str(tmp_path), n_train=16, n_test=8, seed=0)
     result = bench.main(["--stage", "1", "--data-dir", str(tmp_path), *TINY])
     assert result["input"] == "pipeline" and result["img_per_s"] > 0
+
+
+def test_pipeline_only_times_the_input_alone(tmp_path):
+    synthetic.write_synthetic(str(tmp_path), n_train=16, n_test=8, seed=0)
+    result = bench.main(["--stage", "1", "--pipeline-only", "--data-dir", str(tmp_path), "--batch-size", "4"])
+    assert result["backend"] == "tf.data" and result["input"] == "pipeline" and result["img_per_s"] > 0
+    assert "CPU" in result["device"] or "GPU" in result["device"] or "x " in result["device"]
+
+
+def test_auto_precision_is_reported_with_its_reason():
+    result = bench.main(["--stage", "1", *TINY, "--steps-per-call", "2"])
+    assert result["mixed_precision"] in ("off", "bf16", "fp16") and result["precision_reason"].startswith("auto")
+    assert result["steps_per_call"] == 2

@@ -16,15 +16,20 @@ from PIL import Image
 
 import data
 from cli import UserError
+from trainer import to_float_images
+import pipeline
+import prepare
+import settings
+import synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PICKLES = (data.FILENAMES_FILE, data.CLASS_INFO_FILE, data.EMBEDDINGS_FILE)
+PICKLES = (settings.FILENAMES_FILE, settings.CLASS_INFO_FILE, settings.EMBEDDINGS_FILE)
 
 
 @pytest.fixture(scope="session")
 def syn(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("syn") / "birds")
-    data.write_synthetic(out, n_train=40, n_test=16, seed=0)
+    synthetic.write_synthetic(out, n_train=40, n_test=16, seed=0)
     return out
 
 
@@ -56,8 +61,11 @@ def hue_rotated(images):
 # ---------------------------------------------------------------------------
 # loaders
 # ---------------------------------------------------------------------------
-def test_python2_pickles_need_latin1(syn):
-    f_path, c_path, e_path = split_paths(syn)
+def test_python2_pickles_need_latin1():
+    """tests/fixtures/py2 holds pickles as Python 2's cPickle wrote StackGAN's files (protocol 2, byte
+    strings as Python-2 str): Python 3 reads them only with encoding='latin1', as the loaders do."""
+    fixtures = os.path.join(REPO, "tests", "fixtures", "py2")
+    f_path, c_path, e_path = (os.path.join(fixtures, f) for f in PICKLES)
     for path in (f_path, c_path, e_path):
         with open(path, "rb") as f:
             raw = f.read()
@@ -69,6 +77,20 @@ def test_python2_pickles_need_latin1(syn):
     names = data.load_filenames(f_path)
     ids = data.load_class_ids(c_path)
     emb = data.load_embeddings(e_path)
+    assert names == [
+        "001.Red_Bird/Red_Bird_0001_1",
+        "002.Orange_Bird/Orange_Bird_0001_2",
+        "002.Orange_Bird/Orange_Bird_0002_3",
+    ]
+    assert all(type(c) is int for c in ids) and ids == [1, 2, 2]
+    assert emb.dtype == np.float32
+    np.testing.assert_array_equal(emb, np.load(os.path.join(fixtures, "expected_embeddings.npy")))
+
+
+def test_synthetic_pickles_load_like_the_real_ones(syn):
+    names = data.load_filenames(split_paths(syn)[0])
+    ids = data.load_class_ids(split_paths(syn)[1])
+    emb = data.load_embeddings(split_paths(syn)[2])
     assert len(names) == len(ids) == len(emb) == 40
     assert all(isinstance(n, str) for n in names) and names[0].startswith("001.Red_Bird/Red_Bird_")
     assert all(type(c) is int for c in ids) and sorted(set(ids)) == list(range(1, 9))
@@ -265,14 +287,19 @@ def index_split(n=48, size=8, classes=8, captions=10):
     return data.Split(images, class_ids.astype(np.int64), emb.astype(np.float32), [str(i) for i in range(n)])
 
 
+def as_step_input(batch):
+    """The pipeline's uint8 images as the training step sees them: float32 in [-1, 1]."""
+    return to_float_images(batch).numpy()
+
+
 def decode_index(batch):
-    return np.rint((batch.numpy()[:, 0, 0, 0] + 1.0) * 127.5).astype(int)
+    return np.rint((as_step_input(batch)[:, 0, 0, 0] + 1.0) * 127.5).astype(int)
 
 
 def run_epoch(ds):
     reals, caps, wrongs = [], [], []
     for real, emb, wrong in ds:
-        assert real.dtype.name == "float32" and emb.dtype.name == "float32"
+        assert real.dtype.name == "uint8" and wrong.dtype.name == "uint8" and emb.dtype.name == "float32"
         idx = decode_index(real)
         e = emb.numpy()[:, 0]
         np.testing.assert_array_equal(np.floor(e / 100).astype(int), idx)  # the caption belongs to the image
@@ -284,7 +311,7 @@ def run_epoch(ds):
 
 def test_pipeline_wrong_pairs_shuffling_and_captions():
     split = index_split()
-    ds = data.make_dataset(split, 10, 8, augment=False, seed=3)
+    ds = pipeline.make_dataset(split, 10, 8, augment=False, seed=3)
     assert len(ds) == 4
     epochs = [run_epoch(ds) for _ in range(3)]
     for real, cap, wrong in epochs:
@@ -298,14 +325,14 @@ def test_pipeline_wrong_pairs_shuffling_and_captions():
         for i, c in zip(real, cap):
             firsts.setdefault(i, set()).add(c)
     assert np.mean([len(v) > 1 for v in firsts.values()]) > 0.5  # the caption is redrawn
-    same_seed = data.make_dataset(split, 10, 8, augment=False, seed=3)
+    same_seed = pipeline.make_dataset(split, 10, 8, augment=False, seed=3)
     again = [run_epoch(same_seed) for _ in range(2)]
     for a, b in zip(epochs, again):  # deterministic given the seed
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
-    other = run_epoch(data.make_dataset(split, 10, 8, augment=False, seed=4))
+    other = run_epoch(pipeline.make_dataset(split, 10, 8, augment=False, seed=4))
     assert not np.array_equal(other[0], epochs[0][0])
-    ordered = run_epoch(data.make_dataset(split, 10, 8, augment=False, seed=3, shuffle=False))
+    ordered = run_epoch(pipeline.make_dataset(split, 10, 8, augment=False, seed=3, shuffle=False))
     np.testing.assert_array_equal(ordered[0], np.arange(40))
 
 
@@ -316,14 +343,14 @@ def test_pipeline_augment_crop_flip_and_range():
     split = data.Split(
         images, np.arange(n, dtype=np.int64) % 4, np.zeros((n, 10, 1024), np.float32), [str(i) for i in range(n)]
     )
-    assert data.stored_size(64, True) == 76 and data.stored_size(256, True) == 304
-    assert data.stored_size(64, False) == 64
-    ds = data.make_dataset(split, 8, size, augment=True, seed=0)
+    assert settings.stored_size(64, True) == 76 and settings.stored_size(256, True) == 304
+    assert settings.stored_size(64, False) == 64
+    ds = pipeline.make_dataset(split, 8, size, augment=True, seed=0)
     flips, offsets = [], set()
     for _ in range(2):
         for real, emb, wrong in ds:
             assert real.shape == wrong.shape == (8, size, size, 3) and emb.shape == (8, 1024)
-            for batch in (real.numpy(), wrong.numpy()):
+            for batch in (as_step_input(real), as_step_input(wrong)):
                 assert batch.min() >= -1.0 and batch.max() <= 1.0
                 x = np.rint((batch[:, 0, :, 0] + 1) * 127.5 / 3).astype(int)  # stored column of each pixel
                 step = np.diff(x, axis=1)
@@ -333,29 +360,45 @@ def test_pipeline_augment_crop_flip_and_range():
                 assert (x.max(axis=1) - x.min(axis=1) == size - 1).all()
     assert 0.2 < np.mean(flips) < 0.8 and len(offsets) > 3
     with pytest.raises(UserError, match="augment=False"):
-        data.make_dataset(split, 8, size, augment=False)
+        pipeline.make_dataset(split, 8, size, augment=False)
     with pytest.raises(UserError, match="batch size 17"):
-        data.make_dataset(split, 17, size)
+        pipeline.make_dataset(split, 17, size)
     one_class = split._replace(class_ids=np.ones(n, dtype=np.int64))
     with pytest.raises(UserError, match="single class"):
-        data.make_dataset(one_class, 8, size)
+        pipeline.make_dataset(one_class, 8, size)
+
+
+def test_pipeline_is_the_same_as_before_for_a_seed_and_resumes_the_sequence():
+    """tests/fixtures/pipeline holds two epochs (seed 3) of the earlier per-image Python pipeline, whose
+    images code their index (red) and pixel position (green): order, captions, wrong images, crops and
+    flips must come out the same, and a run resumed at epoch 1 must see epoch 1 again."""
+    f = np.load(os.path.join(REPO, "tests", "fixtures", "pipeline", "seed3_two_epochs.npz"))
+    split = data.Split(f["images"], f["class_ids"], f["embeddings"], [str(i) for i in range(len(f["images"]))])
+    ds = pipeline.make_dataset(split, 8, 8, augment=True, seed=3)
+    batches = [tuple(t.numpy() for t in batch) for _ in range(2) for batch in ds]
+    for k, name in enumerate(("real", "emb", "wrong")):
+        np.testing.assert_array_equal(np.stack([b[k] for b in batches]), f[name])
+    resumed = pipeline.make_dataset(split, 8, 8, augment=True, seed=3, first_epoch=1)
+    second = [tuple(t.numpy() for t in batch) for batch in resumed]
+    for k, name in enumerate(("real", "emb", "wrong")):
+        np.testing.assert_array_equal(np.stack([b[k] for b in second]), f[name][3:])
 
 
 def test_pipeline_on_cached_split(syn):
-    split = data.load_split(syn, "train", data.stored_size(64, True))
+    split = data.load_split(syn, "train", settings.stored_size(64, True))
     assert split.images.shape == (40, 76, 76, 3)
-    real, emb, wrong = next(iter(data.make_dataset(split, 16, 64, seed=0)))
+    real, emb, wrong = next(iter(pipeline.make_dataset(split, 16, 64, seed=0)))
     assert real.shape == (16, 64, 64, 3) and emb.shape == (16, 1024) and wrong.shape == (16, 64, 64, 3)
-    real_colours = data.image_colours(real.numpy())
-    assert (real_colours == data.embedding_colours(emb.numpy())).mean() >= 0.9
-    assert (data.image_colours(wrong.numpy()) != data.embedding_colours(emb.numpy())).mean() >= 0.9
+    real_colours = synthetic.image_colours(real.numpy())
+    assert (real_colours == synthetic.embedding_colours(emb.numpy())).mean() >= 0.9
+    assert (synthetic.image_colours(wrong.numpy()) != synthetic.embedding_colours(emb.numpy())).mean() >= 0.9
 
 
 # ---------------------------------------------------------------------------
 # synthetic birds and the colour metric
 # ---------------------------------------------------------------------------
 def test_synthetic_round_trip(syn, tmp_path):
-    assert data.is_synthetic(syn)
+    assert synthetic.is_synthetic(syn)
     cub = os.path.join(syn, "CUB_200_2011")
     boxes = data.load_bounding_boxes(cub)
     assert len(boxes) == 56
@@ -367,75 +410,75 @@ def test_synthetic_round_trip(syn, tmp_path):
         assert ids == sorted(ids) and names == sorted(names)  # class-sorted like the real files
         assert set(ids) == set(range(1, 9))
         for name, c in zip(names, ids):
-            assert name.startswith(f"{c:03d}.{data.PALETTE[c - 1][0].capitalize()}_Bird/")
+            assert name.startswith(f"{c:03d}.{synthetic.PALETTE[c - 1][0].capitalize()}_Bird/")
             with Image.open(os.path.join(cub, "images", name + ".jpg")) as im:
                 width, height = im.size
                 gray += im.mode == "L"
                 assert im.format == "JPEG" and im.mode in ("RGB", "L") and 120 <= min(im.size) <= 220
             x, y, w, h = boxes[name]
             assert 0 <= x and 0 <= y and w > 10 and h > 10 and x + w <= width and y + h <= height
-        np.testing.assert_array_equal(data.embedding_colours(emb), np.array(ids) - 1)  # exact on clean ones
-        np.testing.assert_array_equal(data.embedding_colours(emb[:, 3]), np.array(ids) - 1)
+        np.testing.assert_array_equal(synthetic.embedding_colours(emb), np.array(ids) - 1)  # exact on clean ones
+        np.testing.assert_array_equal(synthetic.embedding_colours(emb[:, 3]), np.array(ids) - 1)
         assert np.mean(np.abs(emb) < 1) > 0.95 and emb.std() > 0.1
         split_data = data.load_split(syn, split, 64)
         assert split_data.images.shape == (n, 64, 64, 3) and split_data.images.dtype == np.uint8
         assert split_data.class_ids.dtype == np.int64
     assert gray <= 5
     again = str(tmp_path / "again")
-    data.write_synthetic(again, n_train=40, n_test=16, seed=0)
+    synthetic.write_synthetic(again, n_train=40, n_test=16, seed=0)
     for rel in [os.path.join("train", f) for f in PICKLES] + ["CUB_200_2011/bounding_boxes.txt"]:
         with open(os.path.join(syn, rel), "rb") as a, open(os.path.join(again, rel), "rb") as b:
             assert a.read() == b.read(), rel  # deterministic
-    data.write_synthetic(again, n_train=40, n_test=16, seed=1)
+    synthetic.write_synthetic(again, n_train=40, n_test=16, seed=1)
     rel = "CUB_200_2011/bounding_boxes.txt"
     assert Path(again, rel).read_text() != Path(syn, rel).read_text()
 
 
 def test_colour_metric(syn):
-    assert len(data.PALETTE) == 8 and len({rgb for _, rgb in data.PALETTE}) == 8
+    assert len(synthetic.PALETTE) == 8 and len({rgb for _, rgb in synthetic.PALETTE}) == 8
     for split in ("train", "test"):
         s64 = data.load_split(syn, split, 64)
-        assert data.attribute_accuracy(s64.images, s64.embeddings) >= 0.95
+        assert synthetic.attribute_accuracy(s64.images, s64.embeddings) >= 0.95
         floats = np.asarray(s64.images, np.float32) / 127.5 - 1.0
-        np.testing.assert_array_equal(data.image_colours(floats), data.image_colours(s64.images))
-        assert data.attribute_accuracy(hue_rotated(s64.images), s64.embeddings) < 0.3
+        np.testing.assert_array_equal(synthetic.image_colours(floats), synthetic.image_colours(s64.images))
+        assert synthetic.attribute_accuracy(hue_rotated(s64.images), s64.embeddings) < 0.3
         wrong = np.roll(s64.embeddings, len(s64.embeddings) // 8 + 1, axis=0)  # another colour's captions
-        assert (data.embedding_colours(wrong) != data.embedding_colours(s64.embeddings)).all()
-        assert data.attribute_accuracy(s64.images, wrong) < 0.3
+        assert (synthetic.embedding_colours(wrong) != synthetic.embedding_colours(s64.embeddings)).all()
+        assert synthetic.attribute_accuracy(s64.images, wrong) < 0.3
     s256 = data.load_split(syn, "test", 256)
-    assert data.attribute_accuracy(s256.images, s256.embeddings[:, 0]) >= 0.95
+    assert synthetic.attribute_accuracy(s256.images, s256.embeddings[:, 0]) >= 0.95
     gray = np.full((4, 64, 64, 3), 128, np.uint8)
-    assert (data.image_colours(gray) == -1).all()
-    flat = np.stack([np.full((32, 32, 3), rgb, np.uint8) for _, rgb in data.PALETTE])
-    np.testing.assert_array_equal(data.image_colours(flat), np.arange(8))
+    assert (synthetic.image_colours(gray) == -1).all()
+    flat = np.stack([np.full((32, 32, 3), rgb, np.uint8) for _, rgb in synthetic.PALETTE])
+    np.testing.assert_array_equal(synthetic.image_colours(flat), np.arange(8))
 
 
 def test_synthetic_command(tmp_path, capsys):
     out = str(tmp_path / "cmd")
-    assert data.main(["synthetic", "--out", out, "--n-train", "16", "--n-test", "8", "--seed", "5"]) == 0
+    assert prepare.main(["synthetic", "--out", out, "--n-train", "16", "--n-test", "8", "--seed", "5"]) == 0
     assert "Wrote 16 training and 8 test synthetic birds" in capsys.readouterr().out
-    assert len(data.load_filenames(os.path.join(out, "test", data.FILENAMES_FILE))) == 8
-    assert data.is_synthetic(out)
+    assert len(data.load_filenames(os.path.join(out, "test", settings.FILENAMES_FILE))) == 8
+    assert synthetic.is_synthetic(out)
     with pytest.raises(UserError, match="--n-train 1"):
-        data.main(["synthetic", "--out", out, "--n-train", "1"])
+        prepare.main(["synthetic", "--out", out, "--n-train", "1"])
 
 
 def test_ensure_synthetic(tmp_path, monkeypatch):
-    original, written = data.write_synthetic, []
+    original, written = synthetic.write_synthetic, []
 
     def small(out, n_train=800, n_test=160, seed=0):
         written.append(out)
         original(out, n_train=16, n_test=8, seed=seed)
 
-    monkeypatch.setattr(data, "write_synthetic", small)
+    monkeypatch.setattr(synthetic, "write_synthetic", small)
     out = str(tmp_path / "s")
-    assert data.ensure_synthetic(out) is True and written == [out]
-    assert data.ensure_synthetic(out) is False and written == [out]
-    assert data.is_synthetic(out) and not data._layout_missing(out)
+    assert synthetic.ensure_synthetic(out) is True and written == [out]
+    assert synthetic.ensure_synthetic(out) is False and written == [out]
+    assert synthetic.is_synthetic(out) and not data.missing_files(out)
     real = tmp_path / "real"
     (real / "train").mkdir(parents=True)
     with pytest.raises(UserError, match="not the synthetic one"):
-        data.ensure_synthetic(str(real))
+        synthetic.ensure_synthetic(str(real))
 
 
 # ---------------------------------------------------------------------------
@@ -460,42 +503,42 @@ def make_archives(syn, tmp_path):
 def test_prepare_from_fake_archives(syn, tmp_path, capsys):
     cub, birds = make_archives(syn, tmp_path)
     out = str(tmp_path / "data" / "birds")
-    assert data.main(["prepare", "--cub-archive", cub, "--embeddings-archive", birds, "--data-dir", out]) == 0
+    assert prepare.main(["prepare", "--cub-archive", cub, "--embeddings-archive", birds, "--data-dir", out]) == 0
     assert "train: 40 images, 8 classes" in capsys.readouterr().out
     assert sorted(os.listdir(out)) == ["CUB_200_2011", "test", "train"]
     assert sorted(os.listdir(os.path.join(out, "train"))) == sorted(PICKLES)
-    assert not os.path.exists(os.path.join(out, "attributes.txt")) and not data.is_synthetic(out)
+    assert not os.path.exists(os.path.join(out, "attributes.txt")) and not synthetic.is_synthetic(out)
     split = data.load_split(out, "test", 32)
     assert split.images.shape == (16, 32, 32, 3)
 
     bad = tmp_path / "bad.tgz"
     bad.write_bytes(os.urandom(2000))
     with pytest.raises(UserError, match="bad.tgz is not a readable CUB_200_2011.tgz"):
-        data.prepare(str(bad), birds, out)
+        prepare.prepare(str(bad), birds, out)
     truncated = tmp_path / "truncated.tgz"
     truncated.write_bytes(Path(cub).read_bytes()[:3000])
     with pytest.raises(UserError, match="truncated.tgz"):
-        data.prepare(str(truncated), birds, out)
+        prepare.prepare(str(truncated), birds, out)
     with pytest.raises(UserError, match="bad.tgz is not a readable birds.zip"):
-        data.prepare(cub, str(bad), out)
+        prepare.prepare(cub, str(bad), out)
     partial = str(tmp_path / "partial.zip")
     with zipfile.ZipFile(partial, "w") as zf:
         zf.writestr("birds/train/filenames.pickle", b"x")
     with pytest.raises(UserError, match="partial.zip has no train/class_info.pickle"):
-        data.prepare(cub, partial, out)
+        prepare.prepare(cub, partial, out)
     with pytest.raises(UserError, match="--cub-archive .*nothere.tgz not found.*prepare"):
-        data.prepare(str(tmp_path / "nothere.tgz"), birds, out)
+        prepare.prepare(str(tmp_path / "nothere.tgz"), birds, out)
     assert data.load_split(out, "test", 32).images.shape == (16, 32, 32, 3)  # failed runs left it intact
     assert not [n for n in os.listdir(out) if n.startswith(".prepare-")]
 
 
 def test_check(syn_copy, tmp_path, capsys):
-    assert data.main(["check", "--data-dir", syn_copy]) == 0
+    assert prepare.main(["check", "--data-dir", syn_copy]) == 0
     out = capsys.readouterr().out
     assert "synthetic birds" in out and "train: 40 images, 8 classes, embeddings (40, 10, 1024)" in out
-    os.remove(os.path.join(syn_copy, "test", data.FILENAMES_FILE))
+    os.remove(os.path.join(syn_copy, "test", settings.FILENAMES_FILE))
     with pytest.raises(UserError, match=r"lacks 1 required file.*test.filenames\.pickle.*python data\.py download"):
-        data.main(["check", "--data-dir", syn_copy])
+        prepare.main(["check", "--data-dir", syn_copy])
     missing = str(tmp_path / "no_such_dir")
     run = subprocess.run(
         [sys.executable, "data.py", "check", "--data-dir", missing],
@@ -519,13 +562,13 @@ def test_download_failure_says_prepare(tmp_path, monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(UserError, match="could not download .*CUB_200_2011.tgz.*python data.py prepare"):
-        data.main(["download", "--data-dir", str(tmp_path / "d")])
+        prepare.main(["download", "--data-dir", str(tmp_path / "d")])
     assert not any(f.endswith(".part") for f in os.listdir(tmp_path / "d" / "downloads"))
 
 
 @pytest.mark.parametrize("command", ["download", "prepare", "check", "synthetic"])
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        data.main([command, "--help"])
+        prepare.main([command, "--help"])
     assert exit_info.value.code == 0
     assert f"usage: data.py {command}" in capsys.readouterr().out

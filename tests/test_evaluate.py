@@ -10,6 +10,8 @@ from scipy import linalg
 
 import cli
 import evaluate
+import settings
+import synthetic
 
 
 # --------------------------------------------------------------------------- numbers
@@ -170,50 +172,48 @@ def test_fid_and_is_bad_inputs(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- attributes
 @pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
+def synthetic_birds(tmp_path_factory):
     import data
 
     out = tmp_path_factory.mktemp("birds")
-    data.write_synthetic(str(out), 16, 8)
-    wanted = data.embedding_colours(data.load_embeddings(str(out / "test" / evaluate.EMBEDDINGS_FILE)))
+    synthetic.write_synthetic(str(out), 16, 8)
+    wanted = synthetic.embedding_colours(data.load_embeddings(str(out / "test" / settings.EMBEDDINGS_FILE)))
     return out, wanted
 
 
 def paint(folder, colours, samples=1, size=32):
     """Solid images in the given palette colours; sample s > 0 gets a grey square (differs from sample 0)."""
-    import data
 
     os.makedirs(folder, exist_ok=True)
     for i, k in enumerate(colours):
         for s in range(samples):
             img = np.empty((size, size, 3), np.uint8)
-            img[:] = data.PALETTE[k][1]
+            img[:] = synthetic.PALETTE[k][1]
             if s:
                 img[: size // 4 * s, : size // 4 * s] = 128
             Image.fromarray(img).save(os.path.join(folder, f"{i:05d}_{s}.png"))
     return folder
 
 
-def test_attributes_matching_and_wrong_colours(synthetic, tmp_path, capsys):
-    import data
+def test_attributes_matching_and_wrong_colours(synthetic_birds, tmp_path, capsys):
 
-    data_dir, wanted = synthetic
+    data_dir, wanted = synthetic_birds
     right = paint(tmp_path / "right", wanted, samples=2)
     assert run(["attributes", "--images", str(right), "--data-dir", str(data_dir), "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["attribute_accuracy"] == 1.0 and r["images"] == 16 and r["embeddings"] == 8
     # sample 1 differs from sample 0 only in an 8x8 grey square of 32x32
-    expected = np.mean([np.abs(np.array(data.PALETTE[k][1]) - 128).mean() / 255 * 64 / 1024 for k in wanted])
+    expected = np.mean([np.abs(np.array(synthetic.PALETTE[k][1]) - 128).mean() / 255 * 64 / 1024 for k in wanted])
     assert r["diversity"] == pytest.approx(expected, rel=1e-5)
 
-    wrong = paint(tmp_path / "wrong", (wanted + 1) % len(data.PALETTE))
+    wrong = paint(tmp_path / "wrong", (wanted + 1) % len(synthetic.PALETTE))
     assert run(["attributes", "--images", str(wrong), "--data-dir", str(data_dir)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("attribute accuracy 0.0000, diversity n/a (8 images of 8 embeddings")
 
 
-def test_real_statistics_of_the_test_split_are_cached(untrained, synthetic, tmp_path):
-    data_dir, _ = synthetic
+def test_real_statistics_of_the_test_split_are_cached(untrained, synthetic_birds, tmp_path):
+    data_dir, _ = synthetic_birds
     model = untrained(False, None)
     mu, sigma, n, cached = evaluate.real_statistics("test", str(data_dir), model, 4, str(tmp_path / "c"))
     assert n == 8 and mu.shape == (2048,) and sigma.shape == (2048, 2048) and cached is None
@@ -221,8 +221,8 @@ def test_real_statistics_of_the_test_split_are_cached(untrained, synthetic, tmp_
     assert n2 == 8 and cached is not None and np.array_equal(mu, mu2)
 
 
-def test_attributes_bad_inputs(synthetic, tmp_path, capsys):
-    data_dir, wanted = synthetic
+def test_attributes_bad_inputs(synthetic_birds, tmp_path, capsys):
+    data_dir, wanted = synthetic_birds
     base = ["attributes", "--data-dir", str(data_dir), "--images"]
     assert "not a folder" in fails(base + [str(tmp_path / "nope")], capsys)
     (tmp_path / "empty").mkdir()
@@ -237,8 +237,8 @@ def test_attributes_bad_inputs(synthetic, tmp_path, capsys):
     )
     cub_like = tmp_path / "cub"
     (cub_like / "test").mkdir(parents=True)
-    (cub_like / "test" / evaluate.EMBEDDINGS_FILE).write_bytes(
-        (data_dir / "test" / evaluate.EMBEDDINGS_FILE).read_bytes()
+    (cub_like / "test" / settings.EMBEDDINGS_FILE).write_bytes(
+        (data_dir / "test" / settings.EMBEDDINGS_FILE).read_bytes()
     )
     assert "not a synthetic birds set" in fails(
         base[:1] + ["--data-dir", str(cub_like), "--images", str(tmp_path / "bad")], capsys

@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 
@@ -10,8 +11,10 @@ import pytest
 from PIL import Image
 
 import cli
+import files
 import generate
-import sampling
+import settings
+import text_encoder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = {"gf_dim": 8, "df_dim": 4, "z_dim": 10, "condition_dim": 4, "embedding_dim": 1024}
@@ -25,8 +28,10 @@ def results(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("results"))
     for stage in (1, 2):
         gen = models.build_generator(stage, CONFIG)
-        gen.save_weights(sampling.weights_path(out, stage, "gen"))
-        sampling.write_json_atomic(sampling.config_path(out, stage), dict(CONFIG, stage=stage))
+        gen.save_weights(settings.weights_path(out, stage, "gen"))
+        files.write_json(settings.config_path(out, stage), dict(CONFIG, stage=stage))
+    encoder_config = dict(text_encoder.make_config(4, (8, 8), 8, 60, "mse", "aligned"), output_norm=1.0)
+    text_encoder._export(text_encoder.build_encoder(encoder_config), encoder_config, out)  # untrained, saved
     return out
 
 
@@ -114,7 +119,7 @@ def test_stage1_pickle_list_of_arrays_and_caption_index(results, tmp_path):
 def test_stage2_default_test_split_mean_caption_save_stage1(results, tmp_path, capsys):
     data_dir = tmp_path / "birds"
     (data_dir / "test").mkdir(parents=True)
-    with open(data_dir / "test" / generate.EMBEDDINGS_FILE, "wb") as f:
+    with open(data_dir / "test" / settings.EMBEDDINGS_FILE, "wb") as f:
         pickle.dump(embeddings(6, captions=10), f, protocol=2)
     out = tmp_path / "out"
     assert (
@@ -213,3 +218,83 @@ def test_missing_weights_subprocess(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "stage1.py" in lines[0], proc.stderr
+
+
+# ---------------------------------------------------------------------------
+# --caption / --captions-file / --demo
+# ---------------------------------------------------------------------------
+def test_captions_stage1_in_order_with_sheet(results, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["--stage", "1", "--results-dir", results, "--out", str(out), "--samples-per-embedding", "2"]
+    argv += ["--caption", "a small yellow bird with dark wings", "--caption", "A RED BIRD."]
+    captions_file = tmp_path / "caps.txt"
+    captions_file.write_bytes("\ufeffthis bird is blue\r\n\r\n  a green bird with white wings  \r\n".encode())
+    assert run(argv + ["--captions-file", str(captions_file)]) == 0
+    assert pngs(out) == [f"{i:05d}_{s}.png" for i in range(4) for s in range(2)]
+    assert {size_of(out / f) for f in pngs(out)} == {(64, 64)}
+    assert (out / "grid.png").exists() and size_of(out / "captions.png")[1] > 4 * 64
+    assert (out / "captions.txt").read_text().splitlines() == [
+        "00000\ta small yellow bird with dark wings",
+        "00001\tA RED BIRD.",
+        "00002\tthis bird is blue",
+        "00003\ta green bird with white wings",
+    ]
+    printed = capsys.readouterr().out
+    assert "wrote 8 images (64x64, 4 captions x 2 samples)" in printed and "captions.png" in printed
+
+
+def test_caption_default_stage_is_2_when_its_weights_exist(results, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run(["--results-dir", results, "--out", str(out), "--caption", "a pink bird"]) == 0
+    assert pngs(out) == ["00000_0.png"] and size_of(out / "00000_0.png") == (256, 256)
+    assert "wrote 1 images (256x256, 1 captions" in capsys.readouterr().out
+
+
+def test_demo_defaults(results, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(results, tmp_path / "results" / "demo")
+    os.remove(settings.weights_path("results/demo", 2, "gen"))  # no Stage-II demo yet: Stage-I
+    assert run(["--demo", "--caption", "a small yellow bird with dark wings"]) == 0
+    assert pngs(tmp_path / settings.DEMO_SAMPLES_DIR) == ["00000_0.png"]
+    assert size_of(tmp_path / settings.DEMO_SAMPLES_DIR / "00000_0.png") == (64, 64)
+    assert "samples/demo" in capsys.readouterr().out
+
+
+def test_caption_bad_inputs_exit_2(results, tmp_path, capsys):
+    base = ["--stage", "1", "--results-dir", results, "--out", str(tmp_path / "out")]
+    assert "--caption 1 is empty" in fails(base + ["--caption", ""], capsys)
+    assert "--caption 2 ('!!! 42') has no letters" in fails(
+        base + ["--caption", "a bird", "--caption", "!!! 42"], capsys
+    )
+    assert "has 70 characters but the text encoder reads at most 60; shorten it" in fails(
+        base + ["--caption", "a" * 70], capsys
+    )
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("un oiseau tr\xe8s rouge\n".encode("latin-1"))
+    assert "latin1.txt is not UTF-8 text (byte offset 12 is" in fails(base + ["--captions-file", str(latin1)], capsys)
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n  \n")
+    assert "blank.txt holds no caption" in fails(base + ["--captions-file", str(blank)], capsys)
+    assert "captions file" in fails(base + ["--captions-file", str(tmp_path / "nothere.txt")], capsys)
+    empty_line = tmp_path / "dots.txt"
+    empty_line.write_text("a red bird\n...\n")
+    assert "dots.txt line 2 ('...') has no letters" in fails(base + ["--captions-file", str(empty_line)], capsys)
+    no_encoder = tmp_path / "no_encoder"
+    shutil.copytree(results, no_encoder)
+    os.remove(settings.text_encoder_weights_path(str(no_encoder)))
+    err = fails(["--stage", "1", "--results-dir", str(no_encoder), "--out", "o", "--caption", "a red bird"], capsys)
+    assert "no trained text encoder" in err and f"python text_encoder.py train --results-dir {no_encoder}" in err
+    assert "not allowed with argument" in fails(base + ["--caption", "a bird", "--embeddings", "e.npy"], capsys)
+    assert "--caption-index" in fails(base + ["--caption", "a bird", "--caption-index", "1"], capsys)
+    assert "--out is required" in fails(["--results-dir", results, "--caption", "a bird"], capsys)
+
+
+def test_malicious_embeddings_pickle_is_refused(results, tmp_path, capsys):
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.pickle"
+    evil.write_bytes(b"cposix\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")
+    err = fails(
+        ["--stage", "1", "--results-dir", results, "--out", str(tmp_path / "o"), "--embeddings", str(evil)], capsys
+    )
+    assert "evil.pickle names the global 'posix.system'" in err and "refused" in err
+    assert not marker.exists()

@@ -6,6 +6,8 @@ import pytest
 
 import hardware as hw
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 EPYC_FLAGS = (
     "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ht syscall nx "
     "mmxext fxsr_opt pdpe1gb rdtscp lm constant_tsc rep_good nopl xtopology nonstop_tsc cpuid extd_apicid "
@@ -145,14 +147,16 @@ def test_slow_precision_warnings():
     assert "7.5" in hw.warn_slow_precision("bf16", gpu((7, 5)), set())
 
 
-def test_quiet_tensorflow(monkeypatch):
-    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
-    assert hw.quiet_tensorflow() is False
-    assert hw.os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
-    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL")
-    assert hw.quiet_tensorflow() is True
-    assert hw.os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"
-    assert hw.quiet_tensorflow() is False
+def test_import_tensorflow_is_quiet_unless_the_user_set_the_log_level():
+    script = "import hardware; tf = hardware.import_tensorflow(); print(tf.__name__)"
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    quiet = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True)
+    assert quiet.returncode == 0 and quiet.stdout.strip() == "tensorflow"
+    assert quiet.stderr == "", quiet.stderr
+    env["TF_CPP_MIN_LOG_LEVEL"] = "0"  # the user's choice is kept
+    script = "import os, hardware; hardware.import_tensorflow(); print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"
+    kept = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True)
+    assert kept.returncode == 0 and kept.stdout.strip() == "0"
 
 
 def test_startup_line_cpu():

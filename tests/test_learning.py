@@ -11,13 +11,14 @@ import evaluate
 import generate
 import sampling
 import stage1
+import synthetic
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("learning")
     birds = str(root / "birds")
-    data.write_synthetic(birds, n_train=800, n_test=160, seed=0)  # the --demo set
+    synthetic.write_synthetic(birds, n_train=800, n_test=160, seed=0)  # the --demo set
     results = root / "results"
     # The --demo networks and settings, for fewer epochs (the demo runs 120).
     stage1.main(
@@ -47,11 +48,11 @@ def test_stage1_learns_the_body_colour_from_the_embedding(trained):
     embeddings = test.embeddings[:, 0]
     z = np.random.default_rng(7).standard_normal((len(embeddings), config["z_dim"])).astype("float32")
     (images,) = sampling.sample_images([gen], embeddings, z)
-    accuracy = data.attribute_accuracy(images, embeddings)
-    chance = 1 / len(data.PALETTE)
+    accuracy = synthetic.attribute_accuracy(images, embeddings)
+    chance = 1 / len(synthetic.PALETTE)
     assert accuracy >= 0.5, f"attribute accuracy {accuracy:.3f} (chance {chance:.3f})"
     # Not one colour for everything: the generated colours follow the embeddings.
-    assert len(set(data.image_colours(images).tolist()) - {-1}) >= 6
+    assert len(set(synthetic.image_colours(images).tolist()) - {-1}) >= 6
 
 
 def test_generate_then_evaluate_attributes_on_the_trained_model(trained, tmp_path, capsys):

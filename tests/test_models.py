@@ -40,7 +40,13 @@ def _img(batch, size, seed=1):
 
 
 def _all_layers(model):
-    return list(model._flatten_layers(include_self=False, recursive=True))
+    """Every layer of a model, including those of the models nested in it."""
+    found = []
+    for layer in model.layers:
+        found.append(layer)
+        if isinstance(layer, keras.Model):
+            found += _all_layers(layer)
+    return found
 
 
 def _ca_layers(model):

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 import data
-import train
+from trainer import StackGANTrainer, set_precision
+import pipeline
+import synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = {"gf_dim": 8, "df_dim": 4, "z_dim": 8, "condition_dim": 8, "embedding_dim": 1024}
@@ -20,9 +22,9 @@ CONFIG = {"gf_dim": 8, "df_dim": 4, "z_dim": 8, "condition_dim": 8, "embedding_d
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("birds"))
-    data.write_synthetic(root, n_train=32, n_test=8, seed=1)
+    synthetic.write_synthetic(root, n_train=32, n_test=8, seed=1)
     split = data.load_split(root, "train", 76)
-    return next(iter(data.make_dataset(split, 8, 64, augment=True, seed=0)))
+    return next(iter(pipeline.make_dataset(split, 8, 64, augment=True, seed=0)))
 
 
 @pytest.mark.parametrize("mode", ["bf16", "fp16"])
@@ -30,8 +32,8 @@ def test_mixed_precision_trains_with_float32_outputs_and_losses(batch, mode):
     import keras
 
     try:
-        train.set_precision(mode)
-        trainer = train.StackGANTrainer(1, CONFIG, global_batch_size=8, mixed_precision=mode)
+        set_precision(mode)
+        trainer = StackGANTrainer(1, CONFIG, global_batch_size=8, mixed_precision=mode)
         assert trainer.gen.layers[-1].compute_dtype == "float32"
         convs = [layer for layer in trainer.gen.layers if layer.__class__.__name__ == "Conv2D"]
         assert convs[0].compute_dtype == ("bfloat16" if mode == "bf16" else "float16")
@@ -45,7 +47,7 @@ def test_mixed_precision_trains_with_float32_outputs_and_losses(batch, mode):
             assert isinstance(trainer.g_opt, keras.optimizers.LossScaleOptimizer)
             assert isinstance(trainer.d_opt, keras.optimizers.LossScaleOptimizer)
     finally:
-        train.set_precision("off")
+        set_precision("off")
 
 
 MIRRORED_SCRIPT = textwrap.dedent("""
@@ -54,7 +56,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import numpy as np
-    import train
+    from trainer import StackGANTrainer, set_precision
     config = json.loads(sys.argv[1])
     rng = np.random.default_rng(0)
     batch = (rng.uniform(-1, 1, (8, 64, 64, 3)).astype("float32"), rng.normal(0, .3, (8, 1024)).astype("float32"),
@@ -62,7 +64,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     results = {}
     for name, strategy in [("one", tf.distribute.OneDeviceStrategy("/cpu:0")),
                            ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
-        trainer = train.StackGANTrainer(1, config, global_batch_size=8, strategy=strategy, seed=3, g_ema=0.9)
+        trainer = StackGANTrainer(1, config, global_batch_size=8, strategy=strategy, seed=3, g_ema=0.9)
         # A zero last convolution makes every fake image 0, whatever the noise: then all of D's terms
         # (D sees real, wrong and fake images in one batch-norm batch) are the same on both setups.
         last_conv = [layer for layer in trainer.gen.layers if layer.__class__.__name__ == "Conv2D"][-1]
@@ -123,7 +125,7 @@ def free_port():
 
 def test_two_local_workers_train_together_and_write_one_checkpoint(tmp_path):
     birds = str(tmp_path / "birds")
-    data.write_synthetic(birds, n_train=32, n_test=8, seed=2)
+    synthetic.write_synthetic(birds, n_train=32, n_test=8, seed=2)
     cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
     args = [
         sys.executable,
@@ -178,4 +180,6 @@ def test_two_local_workers_train_together_and_write_one_checkpoint(tmp_path):
         "stage1_config.json",
         "stage1_dis.weights.h5",
         "stage1_gen.weights.h5",
+        "stage1_history.json",
+        "stage1_losses.png",
     ]

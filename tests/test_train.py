@@ -12,6 +12,10 @@ import data
 import sampling
 import stage1
 import train
+from trainer import LOSS_KEYS, StackGANTrainer, stackgan_losses
+import files
+import pipeline
+import synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--gf-dim", "8", "--df-dim", "4", "--z-dim", "8", "--condition-dim", "8", "--batch-size", "8"]
@@ -20,7 +24,7 @@ TINY = ["--gf-dim", "8", "--df-dim", "4", "--z-dim", "8", "--condition-dim", "8"
 @pytest.fixture(scope="module")
 def birds(tmp_path_factory):
     root = tmp_path_factory.mktemp("birds")
-    data.write_synthetic(str(root), n_train=48, n_test=16, seed=0)
+    synthetic.write_synthetic(str(root), n_train=48, n_test=16, seed=0)
     return str(root)
 
 
@@ -90,14 +94,14 @@ def test_grid_is_rescaled_from_tanh(stage1_run):
     assert grid.shape[:2] == (2 + 2 * 66, 2 + 8 * 66)  # 16 test images, 8 per row, 64 px + 2 px padding
     tile = grid[2:66, 2:66].astype(float)  # the first sample
     assert len(np.unique(tile)) > 20 and 40 < tile.mean() < 215  # tanh output mapped to [0,255], not clipped
-    np.testing.assert_array_equal(sampling.to_uint8(np.array([-1.0, 0.0, 1.0])), [0, 128, 255])
+    np.testing.assert_array_equal(files.to_uint8(np.array([-1.0, 0.0, 1.0])), [0, 128, 255])
 
 
 def test_one_step_changes_both_networks_and_losses_are_finite(birds):
     config = {"gf_dim": 8, "df_dim": 4, "z_dim": 8, "condition_dim": 8, "embedding_dim": 1024}
-    trainer = train.StackGANTrainer(1, config, global_batch_size=8)
+    trainer = StackGANTrainer(1, config, global_batch_size=8)
     split = data.load_split(birds, "train", 76)
-    batch = next(iter(data.make_dataset(split, 8, 64, augment=True, seed=0)))
+    batch = next(iter(pipeline.make_dataset(split, 8, 64, augment=True, seed=0)))
     g_before = [v.numpy().copy() for v in trainer.gen.trainable_variables]
     d_before = [v.numpy().copy() for v in trainer.dis.trainable_variables]
     metrics = {k: float(v) for k, v in trainer.train_step(batch).items()}
@@ -115,7 +119,7 @@ def test_one_step_changes_both_networks_and_losses_are_finite(birds):
 def test_losses_match_the_closed_form():
     logits = np.array([[0.0], [2.0]], "float32")
     mls = np.zeros((2, 8), "float32")
-    losses = train.stackgan_losses(logits, logits, logits, mls, kl_coef=2.0, global_batch_size=2)
+    losses = stackgan_losses(logits, logits, logits, mls, kl_coef=2.0, global_batch_size=2)
     bce = lambda t, x: np.mean(np.logaddexp(0, x) - t * x)
     assert float(losses["d_loss_real"]) == pytest.approx(bce(0.9, logits), rel=1e-5)
     assert float(losses["d_loss_fake"]) == pytest.approx(bce(0.0, logits), rel=1e-5)
@@ -133,7 +137,7 @@ def test_resume_continues_from_the_next_epoch_with_the_optimizer_state(birds, tm
     assert "epoch 1/2" not in out.replace("Resumed", "") and "stage1 epoch 2/2" in out
     config = json.loads((tmp_path / "r" / "stage1_config.json").read_text())
     assert config["epochs_trained"] == 2
-    trainer = train.StackGANTrainer(1, {"gf_dim": 8, "df_dim": 4, "z_dim": 8, "condition_dim": 8})
+    trainer = StackGANTrainer(1, {"gf_dim": 8, "df_dim": 4, "z_dim": 8, "condition_dim": 8})
     ckpt = trainer.checkpoint()
     import tensorflow as tf
 
@@ -165,15 +169,15 @@ def test_stage2_trains_on_a_frozen_stage1(stage1_run, birds, tmp_path):
     before = (results / "stage1_gen.weights.h5").read_bytes()
     (g1,), _ = sampling.load_generators(str(results), 1)
     weights_before = [w.numpy().copy() for w in g1.weights]
-    trainer, _, config = train.run(
+    ctx = train.run(
         train.make_parser(2).parse_args(
             common(birds, results, tmp_path / "l")
             + ["--gf-dim", "4", "--df-dim", "2", "--batch-size", "4", "--epochs", "1", "--steps-per-epoch", "2"]
         ),
         2,
     )
-    assert config["z_dim"] == 8 and config["gf_dim"] == 4  # Stage-I's settings carried over
-    assert all(np.array_equal(b, w.numpy()) for b, w in zip(weights_before, trainer.stage1_gen.weights))
+    assert ctx.config["z_dim"] == 8 and ctx.config["gf_dim"] == 4  # Stage-I's settings carried over
+    assert all(np.array_equal(b, w.numpy()) for b, w in zip(weights_before, ctx.trainer.stage1_gen.weights))
     assert (results / "stage1_gen.weights.h5").read_bytes() == before
     for name in ("stage2_gen.weights.h5", "stage2_dis.weights.h5", "stage2_config.json", "stage2/epoch_0001.png"):
         assert (results / name).is_file(), name
@@ -268,9 +272,9 @@ def test_learning_rate_halves_every_decay_period():
 
 def test_g_ema_samples_the_average_and_leaves_the_training_weights(birds, tmp_path):
     config = {"gf_dim": 8, "df_dim": 4, "z_dim": 8, "condition_dim": 8, "embedding_dim": 1024}
-    trainer = train.StackGANTrainer(1, config, global_batch_size=8, g_ema=0.75)
+    trainer = StackGANTrainer(1, config, global_batch_size=8, g_ema=0.75)
     split = data.load_split(birds, "train", 76)
-    batches = iter(data.make_dataset(split, 8, 64, augment=True, seed=0))
+    batches = iter(pipeline.make_dataset(split, 8, 64, augment=True, seed=0))
     after = []
     for _ in range(2):
         trainer.train_step(next(batches))
@@ -283,7 +287,7 @@ def test_g_ema_samples_the_average_and_leaves_the_training_weights(birds, tmp_pa
         np.testing.assert_array_equal(live.numpy(), second)  # training continues from its own weights
     # The average is part of the checkpoint: a resumed run samples the same generator.
     path = trainer.checkpoint().save(str(tmp_path / "ckpt"))
-    restored = train.StackGANTrainer(1, config, global_batch_size=8, g_ema=0.75)
+    restored = StackGANTrainer(1, config, global_batch_size=8, g_ema=0.75)
     restored.checkpoint().restore(path).assert_existing_objects_matched()
     with restored.sampling_generator() as gen:
         for a, b in zip(gen.weights, averaged):
@@ -295,7 +299,7 @@ def test_g_ema_exports_the_average_and_resume_needs_the_same_setting(birds, tmp_
     stage1.main(args + ["--epochs", "1", "--g-ema", "0.9"])
     assert json.loads((tmp_path / "r" / "stage1_config.json").read_text())["g_ema"] == 0.9
     (gen,), config = sampling.load_generators(str(tmp_path / "r"), 1)
-    trainer = train.StackGANTrainer(1, config, global_batch_size=8, g_ema=0.9)
+    trainer = StackGANTrainer(1, config, global_batch_size=8, g_ema=0.9)
     import tensorflow as tf
 
     trainer.checkpoint().restore(tf.train.latest_checkpoint(str(tmp_path / "r" / "stage1_ckpt"))).expect_partial()
@@ -318,3 +322,45 @@ def test_demo_report_scores_every_caption_of_every_test_bird(birds, tmp_path, ca
     stage1.main(common(birds, tmp_path / "r", tmp_path / "l") + TINY + ["--demo", "--epochs", "1"])
     out = capsys.readouterr().out
     assert "Attribute accuracy of 160 generated 64x64 test images (16 birds x 10 captions): " in out
+
+
+def test_steps_per_call_gives_the_same_weights_as_single_steps(birds):
+    config = {"gf_dim": 8, "df_dim": 4, "z_dim": 8, "condition_dim": 8, "embedding_dim": 1024}
+    split = data.load_split(birds, "train", 76)
+    weights, sums = [], []
+    for calls in ([3], [1, 1, 1]):
+        trainer = StackGANTrainer(1, config, global_batch_size=8, seed=5)
+        trainer.source = pipeline.DeviceSplit(split, 64)
+        iterator = iter(pipeline.make_plan_dataset(split, 8, 64, seed=0))
+        for count in calls:
+            trainer.train_steps(iterator, count)
+        assert int(trainer.g_opt.iterations.numpy()) == 3
+        sums.append(trainer.pop_mean_losses())
+        weights.append([v.numpy() for v in trainer.gen.weights + trainer.dis.weights])
+    for one_call, single in zip(*weights):
+        np.testing.assert_allclose(one_call, single, rtol=1e-4, atol=1e-6)
+    assert sums[0] == pytest.approx(sums[1], rel=1e-4)
+    assert set(sums[0]) == set(LOSS_KEYS) and all(np.isfinite(list(sums[0].values())))
+
+
+def test_a_diverged_epoch_stops_the_run_and_keeps_the_last_good_checkpoint(birds, tmp_path, capsys):
+    from cli import run_main
+
+    args = common(birds, tmp_path / "r", tmp_path / "l") + TINY
+    stage1.main(args + ["--epochs", "1"])
+    exported = (tmp_path / "r" / "stage1_gen.weights.h5").read_bytes()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(stage1.main, args + ["--epochs", "2", "--kl-coef", "nan"])  # every g_loss becomes NaN
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "diverged in epoch 2" in err and "g_loss=nan" in err and "last good checkpoint" in err
+    ckpts = sorted(f for f in os.listdir(tmp_path / "r" / "stage1_ckpt") if f.startswith("ckpt-"))
+    assert ckpts and all(f.startswith("ckpt-1.") for f in ckpts)
+    assert (tmp_path / "r" / "stage1_gen.weights.h5").read_bytes() == exported
+
+
+def test_startup_line_says_what_the_run_is_on(stage1_run, birds, tmp_path, capsys):
+    stage1.main(common(birds, tmp_path / "r", tmp_path / "l") + TINY + ["--epochs", "1", "--mixed-precision", "off"])
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("Running on"))
+    assert "precision float32 (requested)" in line and "global batch 8" in line and "1 replica" in line

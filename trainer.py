@@ -1,0 +1,262 @@
+"""The training step of one stage: networks, optimizers, losses and the compiled update, shared by
+train.py (both stages) and bench.py.
+
+Every step makes one discriminator update on BCE(D(real, e), 0.9) + 0.5 * (BCE(D(fake, e), 0) +
+BCE(D(wrong, e), 0)) and one generator update on BCE(D(G(e, z), e), 0.9) + kl_coef * KL, both from a
+single forward pass through the adversarial model, which runs D once on the real, wrong and fake
+batches together. Gradients come from tf.GradientTape.
+"""
+
+import contextlib
+import os
+
+from cli import UserError
+
+LOSS_KEYS = (
+    "d_loss",
+    "d_loss_real",
+    "d_loss_fake",
+    "d_loss_wrong",
+    "g_loss",
+    "g_loss_adv",
+    "kl_loss",
+    "d_real",
+    "d_fake",
+    "d_wrong",
+)
+
+
+# ---------------------------------------------------------------------------
+# Strategy, precision, optimizers, losses
+# ---------------------------------------------------------------------------
+def select_strategy(name):
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise UserError(
+                "--distribute multiworker needs the TF_CONFIG environment variable "
+                "(cluster and task of this worker); see README 'Several machines'"
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def set_precision(mode):
+    import keras
+
+    keras.mixed_precision.set_global_policy({"off": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[mode])
+
+
+def make_optimizer(lr, beta1, mixed_precision, ema_momentum=None):
+    import keras
+
+    opt = keras.optimizers.Adam(
+        learning_rate=lr, beta_1=beta1, beta_2=0.999, use_ema=bool(ema_momentum), ema_momentum=ema_momentum or 0.99
+    )
+    return keras.optimizers.LossScaleOptimizer(opt) if mixed_precision == "fp16" else opt
+
+
+def stackgan_losses(real_logits, fake_logits, wrong_logits, mean_logsigma, kl_coef, global_batch_size):
+    """The step's losses and D statistics, each summed over this replica's examples / global batch.
+
+    Summing the values over replicas gives the global-batch mean (what one device would compute).
+    keras.ops only, so the JAX benchmark path (bench.py) computes exactly the same losses.
+    """
+    from keras import ops
+
+    import models
+
+    def bce(target, logits):  # sigmoid cross-entropy on logits, numerically stable
+        per_example = ops.relu(logits) - logits * target + ops.log1p(ops.exp(-ops.abs(logits)))
+        return ops.sum(ops.mean(per_example, axis=-1)) / global_batch_size
+
+    def mean_probability(logits):
+        return ops.sum(ops.sigmoid(logits)) / global_batch_size
+
+    local_batch = ops.cast(ops.shape(mean_logsigma)[0], "float32")
+    d_loss_real = bce(0.9, real_logits)  # one-sided label smoothing: real 0.9, fake and wrong 0
+    d_loss_fake = bce(0.0, fake_logits)
+    d_loss_wrong = bce(0.0, wrong_logits)
+    kl = models.KL_loss(None, mean_logsigma) * local_batch / global_batch_size
+    g_loss_adv = bce(0.9, fake_logits)
+    return dict(
+        d_loss=d_loss_real + 0.5 * (d_loss_fake + d_loss_wrong),
+        d_loss_real=d_loss_real,
+        d_loss_fake=d_loss_fake,
+        d_loss_wrong=d_loss_wrong,
+        g_loss=g_loss_adv + kl_coef * kl,
+        g_loss_adv=g_loss_adv,
+        kl_loss=kl,
+        d_real=mean_probability(real_logits),
+        d_fake=mean_probability(fake_logits),
+        d_wrong=mean_probability(wrong_logits),
+    )
+
+
+def learning_rate_at(base_lr, epoch, decay_epochs):
+    """Halve every decay_epochs epochs (the original StackGAN's schedule)."""
+    return base_lr * 0.5 ** (epoch // decay_epochs)
+
+
+# ---------------------------------------------------------------------------
+# The trainer: networks, optimizers and the compiled step of one stage
+# ---------------------------------------------------------------------------
+class StackGANTrainer:
+    """Builds the networks of one stage and owns the compiled training step.
+
+    Both stages share everything here; they differ only in the generator/discriminator builders
+    and in Stage-II's frozen Stage-I generator in front of the Stage-II generator.
+    """
+
+    def __init__(
+        self,
+        stage,
+        config,
+        *,
+        g_lr=2e-4,
+        d_lr=2e-4,
+        beta1=0.5,
+        kl_coef=2.0,
+        global_batch_size=64,
+        mixed_precision="off",
+        xla=False,
+        strategy=None,
+        stage1_gen=None,
+        seed=0,
+        g_ema=None,
+        source=None,
+    ):
+        import keras
+        import tensorflow as tf
+
+        import models
+
+        self.stage, self.config, self.kl_coef = stage, dict(config), kl_coef
+        self.global_batch_size = global_batch_size
+        self.strategy = strategy or tf.distribute.get_strategy()
+        keras.utils.set_random_seed(seed)
+        with self.strategy.scope():
+            self.gen = models.build_generator(stage, self.config)
+            self.dis = models.build_discriminator(stage, self.config)
+            self.stage1_gen = stage1_gen
+            self.adversarial = models.build_adversarial_model(self.gen, self.dis, stage1_gen, with_real_images=True)
+            self.g_opt = make_optimizer(g_lr, beta1, mixed_precision, g_ema)
+            self.d_opt = make_optimizer(d_lr, beta1, mixed_precision)
+            self.g_opt.build(self.gen.trainable_variables)
+            self.d_opt.build(self.dis.trainable_variables)
+            self.noise = tf.random.Generator.from_seed(seed)
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        # Per-epoch sums of the losses, kept on the device: read once an epoch, not once a step.
+        self.loss_sums = {k: tf.Variable(0.0, trainable=False, name=f"sum_{k}") for k in LOSS_KEYS}
+        self.steps_summed = tf.Variable(0, dtype=tf.int64, trainable=False, name="steps_summed")
+        self.source = source  # a pipeline.DeviceSplit, when batches are plans
+        self.fp16 = mixed_precision == "fp16"
+        self.g_ema = g_ema
+        self._step = tf.function(self._distributed_step, jit_compile=xla)
+        self._steps = tf.function(self._accumulating_steps)
+
+    def _replica_step(self, batch):
+        import tensorflow as tf
+
+        real, embeddings, wrong = self.source.assemble(batch) if isinstance(batch, dict) else batch
+        real, wrong = to_float_images(real), to_float_images(wrong)
+        z = self.noise.normal((tf.shape(embeddings)[0], self.config["z_dim"]))
+        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+            logits, mean_logsigma, _ = self.adversarial([embeddings, z, real, wrong], training=True)
+            real_logits, wrong_logits, fake_logits = tf.split(logits, 3)
+            losses = stackgan_losses(
+                real_logits, fake_logits, wrong_logits, mean_logsigma, self.kl_coef, self.global_batch_size
+            )
+            d_loss, g_loss = losses["d_loss"], losses["g_loss"]
+            if self.fp16:
+                d_loss, g_loss = self.d_opt.scale_loss(d_loss), self.g_opt.scale_loss(g_loss)
+        # The fake logits serve both updates: D's gradient w.r.t. its own weights, G's through D.
+        d_grads = d_tape.gradient(d_loss, self.dis.trainable_variables)
+        g_grads = g_tape.gradient(g_loss, self.gen.trainable_variables)
+        self.d_opt.apply(d_grads, self.dis.trainable_variables)
+        self.g_opt.apply(g_grads, self.gen.trainable_variables)
+        return losses
+
+    def _distributed_step(self, batch):
+        import tensorflow as tf
+
+        per_replica = self.strategy.run(self._replica_step, args=(batch,))
+        return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
+
+    def _accumulating_steps(self, iterator, count):
+        import tensorflow as tf
+
+        for _ in tf.range(count):
+            losses = self._step(next(iterator))
+            for k, v in losses.items():
+                self.loss_sums[k].assign_add(v)
+        self.steps_summed.assign_add(tf.cast(count, tf.int64))
+
+    def train_step(self, batch):
+        """One D and one G update on a (distributed) batch of (images, embeddings, wrong_images), or of plans
+        of pipeline.make_plan_dataset with a source; returns the losses."""
+        return self._step(batch)
+
+    def train_steps(self, iterator, count):
+        """`count` steps on batches from `iterator` in one compiled call, adding their losses to loss_sums."""
+        import tensorflow as tf
+
+        self._steps(iterator, tf.constant(count, tf.int64))
+
+    def pop_mean_losses(self):
+        """Mean of each loss over the steps since the last call (one host read), and reset the sums."""
+        count = max(int(self.steps_summed.numpy()), 1)
+        means = {k: float(v.numpy()) / count for k, v in self.loss_sums.items()}
+        for v in self.loss_sums.values():
+            v.assign(0.0)
+        self.steps_summed.assign(0)
+        return means
+
+    @contextlib.contextmanager
+    def sampling_generator(self):
+        """The generator to sample and export inside the block. With --g-ema it holds the moving average
+        of its weights (Adam's use_ema; BatchNorm statistics stay those of training) until the block
+        ends, when its training weights come back."""
+        if not self.g_ema:
+            yield self.gen
+            return
+        live = [v.numpy() for v in self.gen.trainable_variables]
+        self.g_opt.finalize_variable_values(self.gen.trainable_variables)
+        try:
+            yield self.gen
+        finally:
+            for variable, value in zip(self.gen.trainable_variables, live):
+                variable.assign(value)
+
+    def set_learning_rates(self, g_lr, d_lr):
+        self.g_opt.learning_rate.assign(g_lr)
+        self.d_opt.learning_rate.assign(d_lr)
+
+    def checkpoint(self):
+        import tensorflow as tf
+
+        return tf.train.Checkpoint(
+            gen=self.gen, dis=self.dis, g_opt=self.g_opt, d_opt=self.d_opt, epoch=self.epoch, noise=self.noise
+        )
+
+
+def to_float_images(images):
+    """uint8 [0, 255] batches from the input pipeline -> float32 [-1, 1]; float batches pass unchanged."""
+    import tensorflow as tf
+
+    if images.dtype == tf.uint8:
+        return tf.cast(images, tf.float32) * (1 / 127.5) - 1.0
+    return images
+
+
+def is_chief(strategy):
+    """True except on the non-chief workers of a multi-worker run (TF_CONFIG task other than chief/worker 0)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if not task_type:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "chief" or (task_type == "worker" and resolver.task_id == 0 and not has_chief)
