@@ -20,6 +20,7 @@ import sys
 import textwrap
 
 import numpy as np
+from PIL import Image
 
 import cli
 import files
@@ -230,9 +231,11 @@ def save_caption_sheet(path, captions, images, per):
         ax.set_yticks([])
         ax.set_xlabel("\n".join(textwrap.wrap(captions[r], width=max(30, 22 * cols))), fontsize=9)
     fig.tight_layout()
-    with files.atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, dpi=100)
+    fig.canvas.draw()
+    sheet = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3]).quantize(256)  # a palette PNG: 1/3 the bytes
     plt.close(fig)
+    with files.atomic_path(path, ".png") as tmp:
+        sheet.save(tmp, optimize=True)
 
 
 def read_embedding_file(path):

@@ -132,9 +132,10 @@ class DeviceSplit:
 
         self.size, self.augment = int(image_size), augment
         self.images = tf.Variable(np.asarray(split.images), trainable=False, name="split_images")
-        self.embeddings = tf.Variable(
-            np.asarray(split.embeddings, np.float32), trainable=False, name="split_embeddings"
-        )
+        n, self.n_captions, dim = split.embeddings.shape
+        # One row per (image, caption): a caption is then one plain gather, which XLA compiles.
+        captions = np.asarray(split.embeddings, np.float32).reshape(n * self.n_captions, dim)
+        self.embeddings = tf.Variable(captions, trainable=False, name="split_captions")
 
     def assemble(self, plan):
         """A plan batch -> (real uint8 (B, S, S, 3), embeddings float32 (B, D), wrong uint8 (B, S, S, 3))."""
@@ -146,7 +147,7 @@ class DeviceSplit:
             x = tf.concat([plan["real_x"], plan["wrong_x"]], 0)
             both = crop_and_flip(both, y, x, tf.concat([plan["real_flip"], plan["wrong_flip"]], 0), self.size)
         real, wrong = tf.split(both, 2)
-        embeddings = tf.gather_nd(self.embeddings, tf.stack([plan["index"], plan["caption"]], axis=1))
+        embeddings = tf.gather(self.embeddings, plan["index"] * self.n_captions + plan["caption"])
         return real, embeddings, wrong
 
 

@@ -58,19 +58,24 @@ TRAIN_DEFAULTS = {
     2: dict(_COMMON, batch_size=8, epochs=10, gf_dim=128, df_dim=64),
 }
 _DEMO_COMMON = dict(data_dir=SYNTHETIC_DATA_DIR, results_dir="results/demo", log_dir="logs/demo")
-# --demo: small networks on the synthetic birds, sized to learn within minutes on a 2-core CPU.
+# --demo: small networks on the synthetic birds. Stage-I is sized to learn in about 5 minutes on an
+# ordinary 2-core CPU (AVX2, float32): batch 16 gives twice the updates of 32 for the same images, and a
+# high learning rate with a generator weight average (g_ema) keeps the colours steady.
 DEMO_PRESETS = {
     1: dict(
         _DEMO_COMMON,
-        gf_dim=32,
-        df_dim=16,
+        gf_dim=16,
+        df_dim=8,
         z_dim=20,
         condition_dim=16,
-        batch_size=32,
-        epochs=120,
-        sample_every=10,
-        checkpoint_every=10,
-        lr_decay_epochs=40,
+        batch_size=16,
+        epochs=28,
+        g_lr=1e-3,
+        d_lr=1e-3,
+        lr_decay_epochs=10,
+        g_ema=0.99,
+        sample_every=7,
+        checkpoint_every=7,
     ),
     # Stage-II learns colour more slowly: the chapter's batch of 8, a higher rate that decays quickly.
     2: dict(

@@ -572,3 +572,13 @@ def test_every_subcommand_has_help(command, capsys):
         prepare.main([command, "--help"])
     assert exit_info.value.code == 0
     assert f"usage: data.py {command}" in capsys.readouterr().out
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    import files
+
+    files.write_json(str(tmp_path / "a.json"), {"x": 1})
+    mode = os.stat(tmp_path / "a.json").st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask and not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]

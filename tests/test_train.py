@@ -364,3 +364,13 @@ def test_startup_line_says_what_the_run_is_on(stage1_run, birds, tmp_path, capsy
     stage1.main(common(birds, tmp_path / "r", tmp_path / "l") + TINY + ["--epochs", "1", "--mixed-precision", "off"])
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("Running on"))
     assert "precision float32 (requested)" in line and "global batch 8" in line and "1 replica" in line
+
+
+def test_the_xla_step_assembles_plan_batches_on_the_device(birds):
+    """--xla auto compiles the step on a GPU: the device-side batch assembly must be XLA-compilable."""
+    config = {"gf_dim": 8, "df_dim": 4, "z_dim": 8, "condition_dim": 8, "embedding_dim": 1024}
+    split = data.load_split(birds, "train", 76)
+    trainer = StackGANTrainer(1, config, global_batch_size=8, xla=True, source=pipeline.DeviceSplit(split, 64))
+    trainer.train_steps(iter(pipeline.make_plan_dataset(split, 8, 64, seed=0)), 2)
+    losses = trainer.pop_mean_losses()
+    assert int(trainer.d_opt.iterations.numpy()) == 2 and all(np.isfinite(list(losses.values())))
