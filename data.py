@@ -383,13 +383,6 @@ def _stat_key(path):
     return [st.st_size, st.st_mtime_ns]
 
 
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
-
-
 def _cache_paths(cache_dir, split, size, key):
     stem = os.path.join(cache_dir, f"{split}_{size}_{key}")
     return stem + ".cache.npy", stem + ".json"
@@ -403,7 +396,7 @@ def _remove_stale(cache_dir, prefix, keep):
         return
     for name in names:
         if name.startswith(prefix) and os.path.join(cache_dir, name) not in keep and not name.startswith(".tmp"):
-            _remove(os.path.join(cache_dir, name))
+            files.remove_quietly(os.path.join(cache_dir, name))
 
 
 def _build_image_cache(filenames, boxes, cub_dir, size, npy_path, skipped, what, data_dir):

@@ -33,6 +33,14 @@ def atomic_path(path, suffix=""):
             os.remove(tmp)
 
 
+def remove_quietly(path):
+    """Delete a file if it is there; a missing or undeletable file is not an error."""
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
 def write_json(path, obj):
     with atomic_path(path, ".json") as tmp, open(tmp, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True)

@@ -16,6 +16,7 @@ import tempfile
 
 import cli
 import data
+import files
 import synthetic
 from cli import UserError
 from settings import (
@@ -33,13 +34,6 @@ from settings import (
 CUB_URL = "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz"
 CUB_MD5 = "97eceeb196236b17998738112f37df78"
 EMBEDDINGS_DRIVE_ID = "0B3y_msrWZaXLT1BZdVdycDY5TEE"
-
-
-def _remove_quietly(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
 
 
 def _prepare_hint(data_dir):
@@ -68,10 +62,10 @@ def _download_url(url, dest, md5, data_dir):
                     digest.update(chunk)
                     bar.update(len(chunk))
     except (OSError, ValueError, http.client.HTTPException) as err:
-        _remove_quietly(part)
+        files.remove_quietly(part)
         raise UserError(f"could not download {url} ({type(err).__name__}: {err}); {_prepare_hint(data_dir)}") from None
     if md5 and digest.hexdigest() != md5:
-        _remove_quietly(part)
+        files.remove_quietly(part)
         raise UserError(
             f"{url} arrived damaged (MD5 {digest.hexdigest()}, expected {md5}); try again or {_prepare_hint(data_dir)}"
         )
@@ -89,13 +83,13 @@ def _download_drive(file_id, dest, data_dir, what="the embeddings zip"):
     try:
         result = gdown.download(id=file_id, output=part, quiet=False)
     except Exception as err:  # noqa: BLE001 - gdown raises its own errors for quota pages, network, ...
-        _remove_quietly(part)
+        files.remove_quietly(part)
         raise UserError(
             f"could not download Google Drive file {file_id} ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''}); {_prepare_hint(data_dir)}"
         ) from None
     if result is None or not os.path.isfile(part) or not zipfile.is_zipfile(part):
-        _remove_quietly(part)
+        files.remove_quietly(part)
         raise UserError(f"Google Drive did not return {what} (id {file_id}); {_prepare_hint(data_dir)}")
     os.replace(part, dest)
 
@@ -311,7 +305,7 @@ def prepare(cub_archive, embeddings_archive, data_dir=DATA_DIR, captions_archive
         if cub_archive is not None:
             _extract_embeddings(embeddings_archive, tmp)
             count = _extract_cub(cub_archive, tmp)
-            _remove_quietly(os.path.join(data_dir, SYNTHETIC_MARKER))
+            files.remove_quietly(os.path.join(data_dir, SYNTHETIC_MARKER))
             for split in SPLITS:
                 os.makedirs(os.path.join(data_dir, split), exist_ok=True)
                 for f in os.listdir(os.path.join(tmp, split)):
