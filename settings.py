@@ -69,13 +69,13 @@ DEMO_PRESETS = {
         z_dim=20,
         condition_dim=16,
         batch_size=16,
-        epochs=28,
+        epochs=24,
         g_lr=1e-3,
         d_lr=1e-3,
         lr_decay_epochs=10,
         g_ema=0.99,
-        sample_every=7,
-        checkpoint_every=7,
+        sample_every=6,
+        checkpoint_every=6,
     ),
     # Stage-II learns colour more slowly: the chapter's batch of 8, a higher rate that decays quickly.
     2: dict(
@@ -147,6 +147,7 @@ TEXT_ENCODER_DEFAULTS = dict(
     max_length=TEXT_MAX_LENGTH,
     loss="mse",
     target="aligned",
+    augment=0.15,
     seed=0,
 )
 # --demo: the synthetic birds, a small encoder that learns their wording in about a minute on 2 CPU cores.
@@ -155,7 +156,7 @@ TEXT_ENCODER_DEMO = dict(
     results_dir="results/demo",
     log_dir="logs/demo",
     epochs=5,
-    batch_size=128,
+    batch_size=64,
     lr=3e-3,
     char_dim=16,
     conv_dims=(64, 96, 96),

@@ -43,6 +43,7 @@ from settings import (
     text_encoder_weights_path,
 )
 
+CALIBRATION_MAX_GAIN = 1.25  # measured on the synthetic birds' held-out wording (README)
 KERNEL = 4  # Reed's TemporalConvolution width
 POOL = 3  # Reed's TemporalMaxPooling(3, 3)
 ARCHITECTURE_KEYS = ("alphabet", "max_length", "char_dim", "conv_dims", "rnn_dim", "embedding_dim")
@@ -89,6 +90,33 @@ def check_captions(captions, max_length, alphabet=TEXT_ALPHABET, labels=None):
             )
         result.append(norm)
     return result
+
+
+def augment_captions(texts, rng, rate):
+    """Word noise that teaches the encoder to read wordings it never saw: before each word a made-up word
+    (3-9 random letters) is inserted with probability rate, and each word is dropped with probability rate / 2
+    (a caption keeps at least one word). rate 0 returns texts unchanged."""
+    if rate <= 0:
+        return list(texts)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    out = []
+    for text in texts:
+        words = text.split()
+        insert = rng.random(len(words)) < rate
+        keep = rng.random(len(words)) >= rate / 2
+        if not keep.any():
+            keep[rng.integers(len(words))] = True
+        noisy = []
+        for word, add, kept in zip(words, insert, keep):
+            if add:
+                noisy.append("".join(rng.choice(letters, rng.integers(3, 10))))
+            if kept:
+                noisy.append(word)
+        if len(noisy) > 2 and rng.random() < rate:  # say it in another order: the end first
+            cut = int(rng.integers(1, len(noisy)))
+            noisy = noisy[cut:] + noisy[:cut]
+        out.append(" ".join(noisy))
+    return out
 
 
 def length_multiple(config):
@@ -198,9 +226,10 @@ def load_encoder(results_dir):
     return _LOADED[key], config
 
 
-def encode(model, config, texts, batch_size=256):
+def encode(model, config, texts, batch_size=256, calibrate=True):
     """Normalized captions -> float32 (N, embedding_dim). A cosine-trained encoder's vectors are scaled to the
-    mean length of the embeddings it learned from, which the generators expect."""
+    mean length of the embeddings it learned from, which the generators expect; then calibrated() when the
+    config holds a calibration (every trained encoder does)."""
     out = []
     for start in range(0, len(texts), batch_size):
         tokens = tokenize(texts[start : start + batch_size], config)
@@ -209,7 +238,31 @@ def encode(model, config, texts, batch_size=256):
     if config["loss"] == "cosine":
         norms = np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-8)
         vectors = vectors / norms * float(config["output_norm"])
+    if calibrate and "calibration" in config:
+        vectors = calibrated(vectors, config["calibration"])
     return vectors.astype(np.float32)
+
+
+def calibrated(vectors, calibration):
+    """Undo the shrinkage of regression on unfamiliar wording. A regression net that is unsure of a caption
+    answers near the mean of the embeddings, and a generator draws such a vector as a vaguer, greyer bird. A
+    vector closer to the mean than the encoder's typical training-caption vector ('spread') is pushed out along
+    its own direction from the mean, by at most max_gain."""
+    mean = np.asarray(calibration["mean"], np.float32)
+    offset = vectors - mean
+    distance = np.maximum(np.linalg.norm(offset, axis=1, keepdims=True), 1e-8)
+    gain = np.clip(float(calibration["spread"]) / distance, 1.0, float(calibration["max_gain"]))
+    return mean + offset * gain
+
+
+def calibration_of(model, config, texts, targets, max_gain=CALIBRATION_MAX_GAIN, sample=2000):
+    """{'mean', 'spread', 'max_gain'} for calibrated(): the mean target embedding and the mean distance from it of
+    the encoder's vectors for (up to `sample` of) its training captions, read without word noise."""
+    mean = np.asarray(targets, np.float32).mean(axis=0)
+    pick = np.linspace(0, len(texts) - 1, min(sample, len(texts))).astype(int)
+    vectors = encode(model, config, [texts[i] for i in pick], calibrate=False)
+    spread = float(np.linalg.norm(vectors - mean, axis=1).mean())
+    return {"mean": [round(float(v), 6) for v in mean], "spread": spread, "max_gain": float(max_gain)}
 
 
 def encode_captions(captions, results_dir, labels=None):
@@ -466,6 +519,7 @@ def train(
     max_length=TEXT_ENCODER_DEFAULTS["max_length"],
     loss=TEXT_ENCODER_DEFAULTS["loss"],
     target=TEXT_ENCODER_DEFAULTS["target"],
+    augment=TEXT_ENCODER_DEFAULTS["augment"],
     seed=TEXT_ENCODER_DEFAULTS["seed"],
     fresh=False,
     log=print,
@@ -479,6 +533,7 @@ def train(
     if loss not in LOSSES or target not in TARGETS:
         raise UserError(f"loss {loss!r} / target {target!r}: use a loss in {LOSSES} and a target in {TARGETS}")
     config = make_config(char_dim, conv_dims, rnn_dim, max_length, loss, target)
+    config["augment"] = float(augment)
     train_split = data.load_caption_split(data_dir, "train")
     texts, targets = training_pairs(train_split, config)
     if not texts:
@@ -511,15 +566,20 @@ def train(
     os.makedirs(ckpt_dir, exist_ok=True)
     files.write_json(os.path.join(ckpt_dir, "config.json"), config)
 
-    tokens = tokenize(texts, config, width=config["max_length"])
     m = length_multiple(config)
-    dataset = (
-        tf.data.Dataset.from_tensor_slices((tokens, targets))
-        .shuffle(len(texts), seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size)
-        .map(lambda t, y: (t[:, : _trimmed_width(t, m)], y))  # each batch only as long as its longest caption
-        .prefetch(2)
-    )
+
+    def epoch_dataset(e):
+        """Epoch e's batches: its own word noise and order (so a resumed run sees what an unbroken one would)."""
+        rng = np.random.default_rng([seed, e])
+        tokens = tokenize(augment_captions(texts, rng, augment), config, width=config["max_length"])
+        return (
+            tf.data.Dataset.from_tensor_slices((tokens, targets))
+            .shuffle(len(texts), seed=int(rng.integers(2**31)))
+            .batch(batch_size)
+            .map(lambda t, y: (t[:, : _trimmed_width(t, m)], y))  # each batch only as long as its longest caption
+            .prefetch(2)
+        )
+
     loss_fn = _loss_fn(loss)
 
     @tf.function(
@@ -542,24 +602,24 @@ def train(
     start_epoch = int(epoch.numpy())
     for e in range(start_epoch, epochs):
         started = time.time()
-        losses = [float(step(t, y)) for t, y in dataset]
+        losses = [float(step(t, y)) for t, y in epoch_dataset(e)]
         epoch.assign(e + 1)
         metrics = {"train_loss": float(np.mean(losses))}
         if test is not None:
             metrics["test_cosine"] = retrieval_metrics(
-                encode(model, config, test_texts), test.embeddings, *test_rows[1:]
+                encode(model, config, test_texts, calibrate=False), test.embeddings, *test_rows[1:]
             )["cosine"]
         with writer.as_default():
             for name, value in metrics.items():
                 tf.summary.scalar(name, value, step=e + 1)
         manager.save()
-        config.update(metrics, epochs_trained=e + 1)
+        config.update(metrics, epochs_trained=e + 1, calibration=calibration_of(model, config, texts, targets))
         _export(model, config, results_dir)
         took = time.time() - started
         log(f"  epoch {e + 1}/{epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f" ({took:.1f} s)")
     if start_epoch >= epochs:
         log(f"{ckpt_dir} already holds {start_epoch} epochs (--epochs {epochs}); use --fresh to train again")
-        config["epochs_trained"] = start_epoch
+        config.update(epochs_trained=start_epoch, calibration=calibration_of(model, config, texts, targets))
         _export(model, config, results_dir)
     writer.flush()
     log(f"Wrote {text_encoder_weights_path(results_dir)} and {text_encoder_config_path(results_dir)}")
@@ -630,6 +690,13 @@ def build_parser(demo=False):
         choices=TARGETS,
         default=preset["target"],
         help="caption k -> embedding k of its image (aligned) or -> the mean of its image's embeddings",
+    )
+    t.add_argument(
+        "--augment",
+        type=float,
+        default=preset["augment"],
+        help="word noise rate: made-up words inserted (and half as many words dropped) per word, so the encoder "
+        "reads wordings it never saw; 0 turns it off",
     )
     t.add_argument("--seed", type=int, default=preset["seed"], help="weights and data order")
     t.add_argument("--fresh", action="store_true", default=None, help="ignore an existing checkpoint")
@@ -709,6 +776,7 @@ def main(argv=None):
             args.max_length,
             args.loss,
             args.target,
+            args.augment,
             args.seed,
             bool(args.fresh),
         )

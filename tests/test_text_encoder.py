@@ -3,6 +3,7 @@ metrics, the bag-of-words baseline, evaluate and the held-out wording accuracy."
 
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -117,10 +118,43 @@ def test_no_trained_encoder_names_the_command(tmp_path):
 
 def test_cosine_loss_rescales_to_the_embeddings_length(syn, tmp_path):
     config = te.train(syn, str(tmp_path / "r"), str(tmp_path / "l"), loss="cosine", log=lambda *a: None, **TINY)
-    norms = np.linalg.norm(te.encode_captions(["a red bird", "a blue bird"], str(tmp_path / "r")), axis=1)
+    model, config = te.load_encoder(str(tmp_path / "r"))
+    norms = np.linalg.norm(te.encode(model, config, ["a red bird", "a blue bird"], calibrate=False), axis=1)
     np.testing.assert_allclose(norms, config["output_norm"], rtol=1e-4)
     emb = data.load_embeddings(os.path.join(syn, "train", settings.EMBEDDINGS_FILE))
     assert config["output_norm"] == pytest.approx(np.linalg.norm(emb, axis=2).mean(), rel=1e-3)
+
+
+def test_word_noise_inserts_drops_and_reorders_words():
+    texts = ["this bird is mostly red with dark wings"] * 400
+    assert te.augment_captions(texts, np.random.default_rng(0), 0.0) == texts
+    noisy = te.augment_captions(texts, np.random.default_rng(0), 0.15)
+    assert noisy == te.augment_captions(texts, np.random.default_rng(0), 0.15)  # the rng decides
+    assert all(t and re.fullmatch("[a-z ]+", t) for t in noisy)
+    lengths = np.array([len(t.split()) for t in noisy])
+    assert 0.2 < np.mean(noisy != np.array(texts)) < 0.95 and lengths.min() >= 1
+    assert np.mean(lengths) == pytest.approx(8 * (1 + 0.15 - 0.075), rel=0.1)
+    assert any(t.split()[0] != "this" and "red" in t for t in noisy)  # some start elsewhere
+    assert te.augment_captions(["red"] * 50, np.random.default_rng(1), 1.0)[0]  # never empty
+
+
+def test_calibration_pushes_shrunken_vectors_out_to_the_training_spread(trained, syn):
+    calibration = {"mean": [1.0, 0.0, 0.0], "spread": 2.0, "max_gain": 1.25}
+    vectors = np.array([[1.0, 1.8, 0.0], [1.0, 0.0, 1.0], [1.0, 3.0, 0.0]], np.float32)
+    out = te.calibrated(vectors, calibration)
+    np.testing.assert_allclose(out[0], [1.0, 2.0, 0.0], rtol=1e-6)  # out to the spread
+    np.testing.assert_allclose(out[1], [1.0, 0.0, 1.25], rtol=1e-6)  # at most max_gain
+    np.testing.assert_allclose(out[2], vectors[2])  # never pulled in
+    results = trained[0]
+    model, config = te.load_encoder(results)
+    emb = data.load_embeddings(os.path.join(syn, "train", settings.EMBEDDINGS_FILE))
+    np.testing.assert_allclose(config["calibration"]["mean"], emb.reshape(-1, 1024).mean(axis=0), atol=1e-4)
+    assert config["calibration"]["max_gain"] == te.CALIBRATION_MAX_GAIN and config["calibration"]["spread"] > 0
+    texts = ["a small yellow bird with dark wings", "zzz qqq"]
+    raw = te.encode(model, config, texts, calibrate=False)
+    np.testing.assert_allclose(
+        te.encode_captions(texts, results), te.calibrated(raw, config["calibration"]), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_targets_and_metrics():
