@@ -151,7 +151,7 @@ def chapter_loop_step(config, stage, batch_size, stage1_gen):
 
     import models
 
-    gen = models.build_generator(stage, config)
+    gen = models.build_generator(stage, config, fused=False)  # the chapter's UpSampling2D + Conv2D layers
     dis = models.build_discriminator(stage, config)
     compressor = models.build_embedding_compressor_model(config["embedding_dim"], config["condition_dim"])
     bce = keras.losses.BinaryCrossentropy(from_logits=True)

@@ -3,6 +3,7 @@ report and generate.py."""
 
 import json
 import os
+import warnings
 
 import numpy as np
 
@@ -32,15 +33,30 @@ def read_config(results_dir, stage, needed_by="this command"):
         raise UserError(f"{path} is not a readable config ({err}); retrain with `python stage{stage}.py`") from None
 
 
-def load_generator_weights(model, path, stage):
-    try:
-        model.load_weights(path)
-    except Exception as err:  # h5py/Keras raise many types for a wrong or corrupt file
-        raise UserError(
-            f"{path} does not fit the Stage-{stage} generator described by "
-            f"{os.path.basename(config_path(os.path.dirname(path), stage))} ({type(err).__name__}); "
-            f"retrain with `python stage{stage}.py`"
-        ) from None
+def load_generator_weights(model, path, stage, config=None):
+    """Load a generator's weights file; one saved before the up-sampling blocks became one UpSampleConv2D
+    layer (separate UpSampling2D + Conv2D, the same variables in the same order) loads too."""
+    import models
+
+    with warnings.catch_warnings():  # Keras warns about each group a file of the other layout lacks
+        warnings.simplefilter("ignore")
+        try:
+            model.load_weights(path)
+            return
+        except Exception as err:  # h5py/Keras raise many types for a wrong or corrupt file
+            failure = type(err).__name__
+        try:
+            chapter_layers = models.build_generator(stage, config, fused=False)
+            chapter_layers.load_weights(path)
+            model.set_weights(chapter_layers.get_weights())
+            return
+        except Exception:  # noqa: BLE001 - not that layout either: report the first failure
+            pass
+    raise UserError(
+        f"{path} does not fit the Stage-{stage} generator described by "
+        f"{os.path.basename(config_path(os.path.dirname(path), stage))} ({failure}); "
+        f"retrain with `python stage{stage}.py`"
+    )
 
 
 def load_generators(results_dir, stage, needed_by="this command"):
@@ -51,7 +67,7 @@ def load_generators(results_dir, stage, needed_by="this command"):
     for s in range(1, stage + 1):
         config = read_config(results_dir, s, needed_by)
         gen = models.build_generator(s, config)
-        load_generator_weights(gen, weights_path(results_dir, s, "gen"), s)
+        load_generator_weights(gen, weights_path(results_dir, s, "gen"), s, config)
         generators.append(gen)
     return generators, config
 

@@ -226,7 +226,15 @@ def restore_or_start(trainer, args, stage, config, chief, strategy):
     latest = tf.train.latest_checkpoint(ckpt_dir)
     if latest and not args.fresh:
         check_resume_config(ckpt_dir, config, args.g_ema)
-        ckpt.restore(latest).assert_existing_objects_matched()
+        try:
+            ckpt.restore(latest).assert_existing_objects_matched()
+        except (ValueError, AssertionError, tf.errors.OpError) as err:
+            tf.get_logger().setLevel("ERROR")  # not TF's "unrestored values" warnings after the message
+            raise UserError(
+                f"{latest} does not fit these networks ({type(err).__name__}): it was written by an earlier "
+                f"layout of models.py (before UpSampleConv2D); pass --fresh to start over (the exported "
+                f"weights in {args.results_dir} still load in generate.py and stage2.py)"
+            ) from None
         print(
             f"Resumed from {latest} at epoch {int(trainer.epoch.numpy())} "
             f"(optimizer step {int(trainer.g_opt.iterations.numpy())})"

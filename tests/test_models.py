@@ -148,6 +148,26 @@ def test_small_width_forward(cfg):
     ]
 
 
+@pytest.mark.parametrize("height", [4, 16])  # the plain path below 16x16, the fused 2x2 path from there
+def test_upsample_conv_is_the_chapters_upsampling_then_conv(height):
+    x = tf.constant(_rng().standard_normal((2, height, height + 2, 6)).astype("float32"))
+    fused = m.UpSampleConv2D(5, use_bias=True, bias_initializer="random_normal")
+    plain = keras.layers.Conv2D(5, 3, padding="same", use_bias=True)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        y_fused = fused(x)
+        if not plain.built:
+            plain.build((None, 2 * height, 2 * height + 4, 6))
+            plain.set_weights(fused.get_weights())
+        y_plain = plain(keras.layers.UpSampling2D(2)(x))
+        loss_fused, loss_plain = tf.reduce_sum(y_fused**2), tf.reduce_sum(y_plain**2)
+    assert y_fused.shape == (2, 2 * height, 2 * height + 4, 5)
+    np.testing.assert_allclose(y_fused, y_plain, rtol=1e-5, atol=1e-5)
+    for a, b in zip(tape.gradient(loss_fused, [x, fused.kernel]), tape.gradient(loss_plain, [x, plain.kernel])):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+    assert [w.shape for w in fused.weights] == [(3, 3, 6, 5), (5,)]  # the chapter's parameters
+
+
 def test_joint_and_residual_blocks():
     c = keras.Input((5,))
     x = keras.Input((4, 3, 7))
@@ -401,3 +421,26 @@ def test_mixed_precision_outputs_are_float32(name, policy):
     # A conv layer really computes in the reduced precision.
     conv = next(lyr for lyr in g2.layers if isinstance(lyr, keras.layers.Conv2D))
     assert conv.compute_dtype == name.split("_")[1]
+
+
+def test_generator_weights_saved_with_the_chapters_two_layers_still_load(tmp_path):
+    """Weights files written before the up-sampling blocks became UpSampleConv2D (UpSampling2D + Conv2D,
+    the same variables in the same order) load into today's generators."""
+    import files
+    import sampling
+    import settings
+
+    config = dict(gf_dim=8, df_dim=4, z_dim=10, condition_dim=4, embedding_dim=1024)
+    old = m.build_generator(1, config, fused=False)
+    assert any(isinstance(lyr, keras.layers.UpSampling2D) for lyr in old.layers)
+    old.save_weights(settings.weights_path(str(tmp_path), 1, "gen"))
+    files.write_json(settings.config_path(str(tmp_path), 1), dict(config, stage=1))
+    (new,), _ = sampling.load_generators(str(tmp_path), 1)
+    assert not any(isinstance(lyr, keras.layers.UpSampling2D) for lyr in new.layers)
+    for a, b in zip(old.weights, new.weights):
+        np.testing.assert_array_equal(a, b)
+    e, z = _rng().standard_normal((2, 1024)).astype("float32"), np.zeros((2, 10), "float32")
+    new.get_layer("ca_sample").seed_generator.state.assign(old.get_layer("ca_sample").seed_generator.state)
+    image_old, _ = old([e, z])  # the same conditioning noise from here on
+    image_new, _ = new([e, z])
+    np.testing.assert_allclose(image_old, image_new, atol=1e-5)

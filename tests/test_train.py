@@ -160,6 +160,28 @@ def test_resume_with_other_widths_is_refused(birds, tmp_path, capsys):
     assert "df_dim=4 (now 6)" in err and "--fresh" in err and err.count("\n") == 1
 
 
+def test_resume_of_a_checkpoint_from_the_two_layer_generator_is_refused_in_one_line(
+    birds, tmp_path, capsys, monkeypatch
+):
+    import models
+
+    args = common(birds, tmp_path / "r", tmp_path / "l") + TINY
+    build = models.build_generator
+    monkeypatch.setattr(models, "build_generator", lambda *a, **k: build(*a, **dict(k, fused=False)))
+    stage1.main(args + ["--epochs", "1"])  # written with UpSampling2D + Conv2D up-sampling blocks
+    monkeypatch.setattr(models, "build_generator", build)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        from cli import run_main
+
+        run_main(stage1.main, args + ["--epochs", "2"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "does not fit these networks" in err and "--fresh" in err and err.count("\n") == 1
+    (gen,), _ = sampling.load_generators(str(tmp_path / "r"), 1)  # its exported weights still load
+    assert gen.count_params() > 0
+
+
 def test_stage2_trains_on_a_frozen_stage1(stage1_run, birds, tmp_path):
     results1, _ = stage1_run
     results = tmp_path / "r"
