@@ -69,13 +69,13 @@ DEMO_PRESETS = {
         z_dim=20,
         condition_dim=16,
         batch_size=16,
-        epochs=24,
+        epochs=28,
         g_lr=1e-3,
         d_lr=1e-3,
         lr_decay_epochs=10,
         g_ema=0.99,
-        sample_every=6,
-        checkpoint_every=6,
+        sample_every=7,
+        checkpoint_every=7,
     ),
     # Stage-II learns colour more slowly: the chapter's batch of 8, a higher rate that decays quickly.
     2: dict(

@@ -532,6 +532,8 @@ def train(
 
     if loss not in LOSSES or target not in TARGETS:
         raise UserError(f"loss {loss!r} / target {target!r}: use a loss in {LOSSES} and a target in {TARGETS}")
+    if not 0.0 <= float(augment) <= 1.0:
+        raise UserError(f"--augment {augment}: the word noise rate is a probability; use a value from 0 to 1")
     config = make_config(char_dim, conv_dims, rnn_dim, max_length, loss, target)
     config["augment"] = float(augment)
     train_split = data.load_caption_split(data_dir, "train")

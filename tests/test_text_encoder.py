@@ -136,6 +136,8 @@ def test_word_noise_inserts_drops_and_reorders_words():
     assert np.mean(lengths) == pytest.approx(8 * (1 + 0.15 - 0.075), rel=0.1)
     assert any(t.split()[0] != "this" and "red" in t for t in noisy)  # some start elsewhere
     assert te.augment_captions(["red"] * 50, np.random.default_rng(1), 1.0)[0]  # never empty
+    with pytest.raises(UserError, match="--augment 1.5: the word noise rate is a probability"):
+        te.train("unused", "unused", "unused", augment=1.5)
 
 
 def test_calibration_pushes_shrunken_vectors_out_to_the_training_spread(trained, syn):
