@@ -88,4 +88,6 @@ def test_birds_from_held_out_caption_wordings_have_the_colour_they_ask_for(train
     birds, results = trained
     report = text_encoder.heldout_caption_accuracy(results, birds, stage=1)
     assert report["images"] >= 160 and report["stage"] == 1
-    assert report["caption_accuracy"] >= 0.4, report  # chance 0.125 (0.62 measured at these 16 epochs)
+    # chance 0.125; measured at these 16 epochs: 0.755 from held-out wording, 0.767 from the true embeddings
+    assert report["caption_accuracy"] >= 0.5, report
+    assert report["caption_accuracy"] >= report["embedding_accuracy"] - 0.15, report  # the encoder loses little
