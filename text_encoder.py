@@ -94,8 +94,9 @@ def check_captions(captions, max_length, alphabet=TEXT_ALPHABET, labels=None):
 
 def augment_captions(texts, rng, rate):
     """Word noise that teaches the encoder to read wordings it never saw: before each word a made-up word
-    (3-9 random letters) is inserted with probability rate, and each word is dropped with probability rate / 2
-    (a caption keeps at least one word). rate 0 returns texts unchanged."""
+    (3-9 random letters) is inserted with probability rate, each word is dropped with probability rate / 2
+    (a caption keeps at least one word), and with probability rate the caption is rotated to start at a later
+    word. rate 0 returns texts unchanged."""
     if rate <= 0:
         return list(texts)
     letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
@@ -697,8 +698,8 @@ def build_parser(demo=False):
         "--augment",
         type=float,
         default=preset["augment"],
-        help="word noise rate: made-up words inserted (and half as many words dropped) per word, so the encoder "
-        "reads wordings it never saw; 0 turns it off",
+        help="word noise rate: made-up words inserted (and half as many words dropped) per word, and captions "
+        "rotated to start later, so the encoder reads wordings it never saw; 0 turns it off",
     )
     t.add_argument("--seed", type=int, default=preset["seed"], help="weights and data order")
     t.add_argument("--fresh", action="store_true", default=None, help="ignore an existing checkpoint")

@@ -231,9 +231,9 @@ def restore_or_start(trainer, args, stage, config, chief, strategy):
         except (ValueError, AssertionError, tf.errors.OpError) as err:
             tf.get_logger().setLevel("ERROR")  # not TF's "unrestored values" warnings after the message
             raise UserError(
-                f"{latest} does not fit these networks ({type(err).__name__}): it was written by an earlier "
-                f"layout of models.py (before UpSampleConv2D); pass --fresh to start over (the exported "
-                f"weights in {args.results_dir} still load in generate.py and stage2.py)"
+                f"{latest} does not fit these networks ({type(err).__name__}), e.g. one written before the "
+                f"up-sampling blocks became UpSampleConv2D; pass --fresh to start over (exported weights in "
+                f"{args.results_dir} still load in generate.py and stage2.py)"
             ) from None
         print(
             f"Resumed from {latest} at epoch {int(trainer.epoch.numpy())} "

@@ -117,7 +117,7 @@ def test_no_trained_encoder_names_the_command(tmp_path):
 
 
 def test_cosine_loss_rescales_to_the_embeddings_length(syn, tmp_path):
-    config = te.train(syn, str(tmp_path / "r"), str(tmp_path / "l"), loss="cosine", log=lambda *a: None, **TINY)
+    te.train(syn, str(tmp_path / "r"), str(tmp_path / "l"), loss="cosine", log=lambda *a: None, **TINY)
     model, config = te.load_encoder(str(tmp_path / "r"))
     norms = np.linalg.norm(te.encode(model, config, ["a red bird", "a blue bird"], calibrate=False), axis=1)
     np.testing.assert_allclose(norms, config["output_norm"], rtol=1e-4)
