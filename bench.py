@@ -41,9 +41,11 @@ def make_parser():
         help="auto: bf16 only where it is native (see stage1.py --help), else float32",
     )
     p.add_argument(
-        "--no-xla", action="store_true", help="do not compile the step with XLA (XLA is on by default on a GPU)"
+        "--xla",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="compile the step with XLA; auto: on, except for bf16 on a CPU (as in training)",
     )
-    p.add_argument("--xla", action="store_true", help="compile the step with XLA on a CPU too")
     p.add_argument("--baseline", action="store_true", help="also time the chapter's loop and report the ratio")
     p.add_argument("--data-dir", help="feed the step from this dataset's input pipeline instead of random tensors")
     p.add_argument("--pipeline-only", action="store_true", help="time the input pipeline of --data-dir alone")
@@ -151,8 +153,9 @@ def chapter_loop_step(config, stage, batch_size, stage1_gen):
 
     import models
 
-    gen = models.build_generator(stage, config, fused=False)  # the chapter's UpSampling2D + Conv2D layers
-    dis = models.build_discriminator(stage, config)
+    with models.chapter_layers():  # the chapter's UpSampling2D + Conv2D layers, Keras' own gradients
+        gen = models.build_generator(stage, config)
+        dis = models.build_discriminator(stage, config)
     compressor = models.build_embedding_compressor_model(config["embedding_dim"], config["condition_dim"])
     bce = keras.losses.BinaryCrossentropy(from_logits=True)
     dis.compile(loss=bce, optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5))
@@ -284,7 +287,7 @@ def main(argv=None):
         print(json.dumps(result))
         return result
     set_precision(precision)
-    xla = (bool(gpus) and not args.no_xla) or args.xla
+    xla = hardware.choose_xla(args.xla, gpus, precision)
     config = dict(settings.NETWORK_DEFAULTS, gf_dim=args.gf_dim, df_dim=args.df_dim)
     stage1_gen = frozen_stage1(config) if args.stage == 2 else None
     trainer = StackGANTrainer(

@@ -46,9 +46,10 @@ def load_generator_weights(model, path, stage, config=None):
         except Exception as err:  # h5py/Keras raise many types for a wrong or corrupt file
             failure = type(err).__name__
         try:
-            chapter_layers = models.build_generator(stage, config, fused=False)
-            chapter_layers.load_weights(path)
-            model.set_weights(chapter_layers.get_weights())
+            with models.chapter_layers():
+                two_layer = models.build_generator(stage, config)
+            two_layer.load_weights(path)
+            model.set_weights(two_layer.get_weights())
             return
         except Exception:  # noqa: BLE001 - not that layout either: report the first failure
             pass

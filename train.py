@@ -77,7 +77,10 @@ def make_parser(stage, demo=False):
         "native (GPUs of compute capability 8.0+, CPUs with AVX512-BF16/AMX), fp16 on older GPUs, else float32",
     )
     p.add_argument(
-        "--xla", choices=["auto", "on", "off"], default="auto", help="compile the step with XLA; auto: on a GPU"
+        "--xla",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="compile the step with XLA; auto: on, except on a CPU for bf16 or several replicas",
     )
     p.add_argument(
         "--distribute",
@@ -263,7 +266,7 @@ def setup(args, stage):
     isa_cap = hardware.onednn_max_isa_env()
     precision, reason = hardware.choose_precision(args.mixed_precision, gpus, cpu["flags"], isa_cap)
     set_precision(precision)
-    xla = args.xla == "on" or (args.xla == "auto" and bool(gpus))
+    xla = hardware.choose_xla(args.xla, gpus, precision, strategy.num_replicas_in_sync)
     chief = is_chief(strategy)
     if chief:
         print(

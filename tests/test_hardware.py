@@ -189,3 +189,13 @@ def test_cpu_training_warning():
     assert hw.cpu_training_warning([], 32, 16) is None  # --demo widths
     assert hw.cpu_training_warning([], 16, 8) is None
     assert hw.cpu_training_warning([H100], 128, 64) is None
+
+
+def test_xla_auto_is_on_except_for_bf16_or_several_replicas_on_a_cpu():
+    gpu = [{"name": "NVIDIA H100", "compute_capability": (9, 0)}]
+    assert hw.choose_xla("auto", [], "off") is True
+    assert hw.choose_xla("auto", [], "bf16") is False
+    assert hw.choose_xla("auto", [], "off", replicas=2) is False
+    assert hw.choose_xla("auto", gpu, "bf16", replicas=8) is True
+    assert hw.choose_xla("off", gpu, "off") is False
+    assert hw.choose_xla("on", [], "bf16") is True

@@ -168,6 +168,66 @@ def test_upsample_conv_is_the_chapters_upsampling_then_conv(height):
     assert [w.shape for w in fused.weights] == [(3, 3, 6, 5), (5,)]  # the chapter's parameters
 
 
+@pytest.mark.parametrize(
+    "size, kernel, strides, padding",
+    [
+        ((8, 6), 3, 1, "same"),  # up-sampling, residual and image convolutions
+        ((10, 7), 3, 1, "valid"),  # Stage-II encoder after ZeroPadding2D
+        ((5, 4), 1, 1, "same"),  # discriminator classifiers
+        ((6, 5), 2, 1, "valid"),  # UpSampleConv2D's 2x2 form
+        ((16, 8), 4, 2, "same"),  # down-sampling blocks
+        ((10, 6), 4, 2, "valid"),  # Stage-II encoder after ZeroPadding2D
+        ((7, 5), 4, 2, "same"),  # odd sizes: Keras' own input gradient
+    ],
+)
+def test_conv2d_has_keras_outputs_and_gradients(size, kernel, strides, padding):
+    """models.Conv2D computes its input gradient with forward convolutions on a CPU: the same numbers."""
+    x = tf.constant(_rng().standard_normal((3, *size, 4)).astype("float32"))
+    ours = m.Conv2D(5, kernel, strides=strides, padding=padding, bias_initializer="random_normal")
+    with m.chapter_layers():
+        theirs = m.Conv2D(5, kernel, strides=strides, padding=padding)
+    ours.build(x.shape)
+    theirs.build(x.shape)
+    theirs.set_weights(ours.get_weights())
+    results = []
+    for layer in (ours, theirs):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * tf.cos(y))
+        results.append([y, *tape.gradient(loss, [x, *layer.trainable_variables])])
+    assert not ours.keras_gradient and theirs.keras_gradient
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_batch_norm_has_keras_outputs_gradients_and_moving_statistics(policy):
+    x = tf.constant(_rng().standard_normal((4, 5, 3, 6)).astype("float32") * 3 + 2)
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        ours = m.BatchNormalization(beta_initializer="random_normal", gamma_initializer="random_normal")
+        with m.chapter_layers():
+            theirs = m.BatchNormalization()
+        for layer in (ours, theirs):
+            layer.build(x.shape)
+        theirs.set_weights(ours.get_weights())
+        results = []
+        for layer in (ours, theirs):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=True)
+                loss = tf.reduce_sum(tf.cast(y, "float32") * tf.cos(x))
+            results.append([y, *tape.gradient(loss, [x, *layer.trainable_variables]), *layer.non_trainable_variables])
+        assert results[0][0].dtype == keras.mixed_precision.global_policy().compute_dtype
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    tolerance = 1e-4 if policy == "float32" else 2e-2
+    for a, b in zip(*results):
+        np.testing.assert_allclose(tf.cast(a, "float32"), tf.cast(b, "float32"), rtol=tolerance, atol=tolerance)
+    assert not np.allclose(ours.moving_mean, 0.0)  # the moving statistics did move
+
+
 def test_joint_and_residual_blocks():
     c = keras.Input((5,))
     x = keras.Input((4, 3, 7))
@@ -431,7 +491,8 @@ def test_generator_weights_saved_with_the_chapters_two_layers_still_load(tmp_pat
     import settings
 
     config = dict(gf_dim=8, df_dim=4, z_dim=10, condition_dim=4, embedding_dim=1024)
-    old = m.build_generator(1, config, fused=False)
+    with m.chapter_layers():
+        old = m.build_generator(1, config)
     assert any(isinstance(lyr, keras.layers.UpSampling2D) for lyr in old.layers)
     old.save_weights(settings.weights_path(str(tmp_path), 1, "gen"))
     files.write_json(settings.config_path(str(tmp_path), 1), dict(config, stage=1))

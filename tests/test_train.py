@@ -18,7 +18,8 @@ import pipeline
 import synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--gf-dim", "8", "--df-dim", "4", "--z-dim", "8", "--condition-dim", "8", "--batch-size", "8"]
+# XLA off: compiling each tiny run's step would double this file's time (XLA is tested below).
+TINY = ["--gf-dim", "8", "--df-dim", "4", "--z-dim", "8", "--condition-dim", "8", "--batch-size", "8", "--xla", "off"]
 
 
 @pytest.fixture(scope="module")
@@ -160,16 +161,12 @@ def test_resume_with_other_widths_is_refused(birds, tmp_path, capsys):
     assert "df_dim=4 (now 6)" in err and "--fresh" in err and err.count("\n") == 1
 
 
-def test_resume_of_a_checkpoint_from_the_two_layer_generator_is_refused_in_one_line(
-    birds, tmp_path, capsys, monkeypatch
-):
+def test_resume_of_a_checkpoint_from_the_two_layer_generator_is_refused_in_one_line(birds, tmp_path, capsys):
     import models
 
     args = common(birds, tmp_path / "r", tmp_path / "l") + TINY
-    build = models.build_generator
-    monkeypatch.setattr(models, "build_generator", lambda *a, **k: build(*a, **dict(k, fused=False)))
-    stage1.main(args + ["--epochs", "1"])  # written with UpSampling2D + Conv2D up-sampling blocks
-    monkeypatch.setattr(models, "build_generator", build)
+    with models.chapter_layers():
+        stage1.main(args + ["--epochs", "1"])  # written with UpSampling2D + Conv2D up-sampling blocks
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
         from cli import run_main
@@ -383,13 +380,19 @@ def test_a_diverged_epoch_stops_the_run_and_keeps_the_last_good_checkpoint(birds
 
 
 def test_startup_line_says_what_the_run_is_on(stage1_run, birds, tmp_path, capsys):
-    stage1.main(common(birds, tmp_path / "r", tmp_path / "l") + TINY + ["--epochs", "1", "--mixed-precision", "off"])
+    """Also the default --xla auto on a CPU in float32: the whole run compiled with XLA."""
+    default_xla = [a for a in TINY if a not in ("--xla", "off")]
+    stage1.main(
+        common(birds, tmp_path / "r", tmp_path / "l") + default_xla + ["--epochs", "1", "--mixed-precision", "off"]
+    )
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("Running on"))
     assert "precision float32 (requested)" in line and "global batch 8" in line and "1 replica" in line
+    assert "XLA on" in line
+    assert os.path.exists(tmp_path / "r" / "stage1_gen.weights.h5")
 
 
 def test_the_xla_step_assembles_plan_batches_on_the_device(birds):
-    """--xla auto compiles the step on a GPU: the device-side batch assembly must be XLA-compilable."""
+    """--xla auto compiles the step: the device-side batch assembly must be XLA-compilable."""
     config = {"gf_dim": 8, "df_dim": 4, "z_dim": 8, "condition_dim": 8, "embedding_dim": 1024}
     split = data.load_split(birds, "train", 76)
     trainer = StackGANTrainer(1, config, global_batch_size=8, xla=True, source=pipeline.DeviceSplit(split, 64))
