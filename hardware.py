@@ -195,7 +195,7 @@ def import_tensorflow(environ=None):
 
 def choose_xla(setting, gpus, precision, replicas=1):
     """Whether to compile the training step with XLA: on | off | auto. auto is on with a GPU; on a CPU it is
-    on for one replica in float32 (or fp16), where it made the step 1.2-1.5x faster on the 2-core AVX2 CPU of
+    on for one replica in float32 (or fp16), where it made the step 1.2-1.6x faster on the 2-core AVX2 CPU of
     README (Performance). It stays off for bf16 on a CPU, whose speed comes from oneDNN's native bf16 kernels
     and where XLA has not been measured, and for several CPU replicas (collectives across workers)."""
     if setting != "auto":

@@ -7,13 +7,17 @@ import numpy as np
 import bench
 import synthetic
 
-TINY = ["--gf-dim", "8", "--df-dim", "4", "--batch-size", "4", "--steps", "2", "--warmup", "1"]
+TINY = ["--gf-dim", "8", "--df-dim", "4", "--batch-size", "4", "--steps", "2", "--warmup", "1", "--xla", "off"]
 
 
 def test_bench_prints_one_json_line_with_the_baseline_ratio(capsys):
-    result = bench.main(["--stage", "1", "--baseline", *TINY])
+    import hardware
+
+    default_xla = [a for a in TINY if a not in ("--xla", "off")]  # the rest of this file: off, to save compiling
+    result = bench.main(["--stage", "1", "--baseline", *default_xla])
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed == result
+    assert result["xla"] == hardware.choose_xla("auto", hardware.visible_gpus(), result["mixed_precision"])
     assert result["img_per_s"] > 0 and result["baseline_img_per_s"] > 0
     assert abs(result["speedup"] - result["img_per_s"] / result["baseline_img_per_s"]) < 0.05
     assert (result["stage"], result["batch_size"], result["backend"]) == (1, 4, "tensorflow")

@@ -186,19 +186,27 @@ def test_conv2d_has_keras_outputs_and_gradients(size, kernel, strides, padding):
     ours = m.Conv2D(5, kernel, strides=strides, padding=padding, bias_initializer="random_normal")
     with m.chapter_layers():
         theirs = m.Conv2D(5, kernel, strides=strides, padding=padding)
-    ours.build(x.shape)
-    theirs.build(x.shape)
+    ours_values, theirs_values = _outputs_and_gradients(ours, theirs, x)
+    assert not ours.keras_gradient and theirs.keras_gradient
+    for a, b in zip(ours_values, theirs_values):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def _outputs_and_gradients(ours, theirs, x):
+    """Both layers, theirs given our weights, in training mode: [output, d/dx, d/dweights..., other
+    variables after the call] of each, under the loss sum(y cos y) of the output y."""
+    for layer in (ours, theirs):
+        layer.build(x.shape)
     theirs.set_weights(ours.get_weights())
     results = []
     for layer in (ours, theirs):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            y = layer(x)
-            loss = tf.reduce_sum(y * tf.cos(y))
-        results.append([y, *tape.gradient(loss, [x, *layer.trainable_variables])])
-    assert not ours.keras_gradient and theirs.keras_gradient
-    for a, b in zip(*results):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+            y = layer(x, training=True)
+            y32 = tf.cast(y, "float32")
+            loss = tf.reduce_sum(y32 * tf.cos(y32))
+        results.append([y, *tape.gradient(loss, [x, *layer.trainable_variables]), *layer.non_trainable_variables])
+    return results
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
@@ -209,16 +217,7 @@ def test_batch_norm_has_keras_outputs_gradients_and_moving_statistics(policy):
         ours = m.BatchNormalization(beta_initializer="random_normal", gamma_initializer="random_normal")
         with m.chapter_layers():
             theirs = m.BatchNormalization()
-        for layer in (ours, theirs):
-            layer.build(x.shape)
-        theirs.set_weights(ours.get_weights())
-        results = []
-        for layer in (ours, theirs):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                y = layer(x, training=True)
-                loss = tf.reduce_sum(tf.cast(y, "float32") * tf.cos(x))
-            results.append([y, *tape.gradient(loss, [x, *layer.trainable_variables]), *layer.non_trainable_variables])
+        results = _outputs_and_gradients(ours, theirs, x)
         assert results[0][0].dtype == keras.mixed_precision.global_policy().compute_dtype
     finally:
         keras.mixed_precision.set_global_policy("float32")
