@@ -73,17 +73,40 @@ def load_generators(results_dir, stage, needed_by="this command"):
     return generators, config
 
 
-def sample_images(generators, embeddings, z, batch_size=64):
+def sample_images(generators, embeddings, z, batch_size=16):
     """Run the generator chain on (N, 1024) embeddings and (N, z_dim) noise.
 
     Returns one float32 array in [-1, 1] per stage: [(N,64,64,3)] or [(N,64,64,3), (N,256,256,3)].
     """
+    run = _compiled_chain(tuple(generators))
     outputs = [[] for _ in generators]
     for start in range(0, len(embeddings), batch_size):
         e = np.asarray(embeddings[start : start + batch_size], dtype="float32")
-        lr, _ = generators[0]([e, np.asarray(z[start : start + batch_size], dtype="float32")], training=False)
-        outputs[0].append(np.asarray(lr))
-        if len(generators) > 1:
-            hr, _ = generators[1]([e, np.asarray(lr)], training=False)
-            outputs[1].append(np.asarray(hr))
+        for out, images in zip(outputs, run(e, np.asarray(z[start : start + batch_size], dtype="float32"))):
+            out.append(np.asarray(images))
     return [np.concatenate(o) for o in outputs]
+
+
+_last_chain = [None, None]  # (generators, compiled chain) of the latest call
+
+
+def _compiled_chain(generators):
+    """The chain as one tf.function, about twice as fast as calling the models eagerly on a CPU; the latest
+    one is kept, since training samples with the same models every few epochs."""
+    import tensorflow as tf
+
+    last = _last_chain[0]
+    if last is not None and len(last) == len(generators) and all(a is b for a, b in zip(last, generators)):
+        return _last_chain[1]
+
+    def chain(embeddings, z):
+        images, _ = generators[0]([embeddings, z], training=False)
+        outputs = [images]
+        for gen in generators[1:]:
+            images, _ = gen([embeddings, images], training=False)
+            outputs.append(images)
+        return outputs
+
+    run = tf.function(chain, reduce_retracing=True)
+    _last_chain[:] = generators, run
+    return run

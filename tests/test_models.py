@@ -504,3 +504,27 @@ def test_generator_weights_saved_with_the_chapters_two_layers_still_load(tmp_pat
     image_old, _ = old([e, z])  # the same conditioning noise from here on
     image_new, _ = new([e, z])
     np.testing.assert_allclose(image_old, image_new, atol=1e-5)
+
+
+def test_sample_images_runs_the_chain_compiled_with_the_models_outputs():
+    """sampling.sample_images (one tf.function for the whole chain) gives what calling the two generators one
+    after the other gives, from the same conditioning-noise state; batches of other sizes run through the
+    same compiled chain, which the same models reuse."""
+    import sampling
+
+    config = dict(gf_dim=8, df_dim=4, z_dim=10, condition_dim=4, embedding_dim=1024)
+    gens = [m.build_generator(1, config), m.build_generator(2, config)]
+    e, z = _emb(5), _rng(2).standard_normal((5, 10)).astype("float32")
+    noise = [layer.seed_generator for g in gens for layer in _ca_layers(g)]
+    start = [s.state.numpy() for s in noise]
+    low, _ = gens[0]([e, z], training=False)
+    high, _ = gens[1]([e, np.asarray(low)], training=False)
+    for s, v in zip(noise, start):
+        s.state.assign(v)
+    images = sampling.sample_images(gens, e, z, batch_size=5)
+    np.testing.assert_allclose(images[0], low, atol=1e-5)
+    np.testing.assert_allclose(images[1], high, atol=1e-4)
+    split = sampling.sample_images(gens, e, z, batch_size=3)  # batches of 3 and 2
+    assert [i.shape for i in split] == [(5, 64, 64, 3), (5, 256, 256, 3)]
+    assert sampling._compiled_chain(tuple(gens)) is sampling._compiled_chain(tuple(gens))
+    assert sampling._compiled_chain(tuple(gens[:1])) is not sampling._compiled_chain(tuple(gens))
