@@ -57,12 +57,12 @@ TRAIN_DEFAULTS = {
     1: dict(_COMMON, batch_size=64, epochs=1000, gf_dim=128, df_dim=64, z_dim=100, condition_dim=128),
     2: dict(_COMMON, batch_size=8, epochs=10, gf_dim=128, df_dim=64),
 }
+# The folders of every --demo (both stages and the caption encoder), which read each other's files.
+DEMO_DIRS = dict(data_dir=SYNTHETIC_DATA_DIR, results_dir="results/demo", log_dir="logs/demo")
 # --demo: small networks on the synthetic birds, sized for an ordinary 2-core CPU (AVX2, float32, XLA): a high
 # learning rate with a generator weight average (g_ema) keeps the colours steady.
 _DEMO_COMMON = dict(
-    data_dir=SYNTHETIC_DATA_DIR,
-    results_dir="results/demo",
-    log_dir="logs/demo",
+    DEMO_DIRS,
     gf_dim=16,
     df_dim=8,
     g_lr=1e-3,
@@ -155,9 +155,7 @@ TEXT_ENCODER_DEFAULTS = dict(
 )
 # --demo: the synthetic birds, a small encoder that learns their wording in about a minute on 2 CPU cores.
 TEXT_ENCODER_DEMO = dict(
-    data_dir=SYNTHETIC_DATA_DIR,
-    results_dir="results/demo",
-    log_dir="logs/demo",
+    DEMO_DIRS,
     epochs=5,
     batch_size=64,
     lr=3e-3,

@@ -33,6 +33,7 @@ import settings
 import synthetic
 from cli import UserError, positive_int
 from settings import (
+    DEMO_DIRS,
     EMBEDDING_DIM,
     TEXT_ALPHABET,
     TEXT_ENCODER_DEFAULTS,
@@ -646,7 +647,7 @@ def train_demo_encoder(data_dir=settings.SYNTHETIC_DATA_DIR, results_dir="result
     """Train the demo encoder on the synthetic birds (written, or given captions, if needed) with the small
     TEXT_ENCODER_DEMO settings; skips the work when results_dir already holds one trained that far."""
     synthetic.ensure_synthetic(data_dir)
-    opts = {k: v for k, v in TEXT_ENCODER_DEMO.items() if k not in ("data_dir", "results_dir", "log_dir")}
+    opts = {k: v for k, v in TEXT_ENCODER_DEMO.items() if k not in DEMO_DIRS}
     return train(data_dir, results_dir, log_dir, **opts)
 
 
