@@ -302,7 +302,7 @@ def attributes(images_dir, data_dir=DATA_DIR, split="test"):
     if len(shapes) > 1:
         raise UserError(f"{images_dir} mixes image sizes {sorted(shapes)}; evaluate one generate.py run at a time")
     images = np.stack(images)
-    accuracy = float(synthetic.attribute_accuracy(images, embeddings[indices]))
+    accuracy, mistakes = synthetic.attribute_report(images, embeddings[indices])
     by_index = defaultdict(list)
     for (index, _, _), im in zip(found, images):
         by_index[index].append(im)
@@ -311,6 +311,7 @@ def attributes(images_dir, data_dir=DATA_DIR, split="test"):
         "embeddings": len(by_index),
         "max_samples_per_embedding": max(len(v) for v in by_index.values()),
         "attribute_accuracy": accuracy,
+        "mistakes": [dict(asked=asked, drawn=drawn, count=n) for asked, drawn, n in mistakes],
         "diversity": diversity(by_index),
         "image_size": int(images.shape[1]),
     }
@@ -507,6 +508,8 @@ def main(argv=None, model_factory=None):
         hardware.import_tensorflow()
 
     if args.command == "attributes":
+        import synthetic
+
         r = attributes(args.images, args.data_dir, args.split)
         if args.json:
             print(json.dumps(r, sort_keys=True))
@@ -514,7 +517,8 @@ def main(argv=None, model_factory=None):
             print(
                 f"attribute accuracy {r['attribute_accuracy']:.4f}, diversity {_fmt(r['diversity'])} "
                 f"({r['images']} images of {r['embeddings']} embeddings from the {args.split} split, "
-                f"{r['image_size']}x{r['image_size']})"
+                f"{r['image_size']}x{r['image_size']}); most frequent mistakes: "
+                + synthetic.describe_mistakes([(m["asked"], m["drawn"], m["count"]) for m in r["mistakes"]])
             )
         return 0
 

@@ -216,10 +216,35 @@ def image_colours(images, min_saturation=0.45, min_value=0.25, min_fraction=0.01
 
 def attribute_accuracy(images, embeddings):
     """Fraction of images whose body colour is the one their (synthetic) embeddings ask for."""
+    return attribute_report(images, embeddings)[0]
+
+
+def attribute_report(images, embeddings, top=3):
+    """(attribute accuracy, the `top` most frequent mistakes as (asked colour, drawn colour or "no colour",
+    count), most frequent first): says whether a generator confuses neighbouring hues or draws one colour
+    for all."""
     got, wanted = image_colours(images), embedding_colours(embeddings)
     if len(got) != len(wanted):
         raise UserError(f"{len(got)} images but {len(wanted)} embeddings: pass one embedding per image")
-    return float(np.mean(got == wanted)) if len(got) else 0.0
+    if not len(got):
+        return 0.0, []
+    wrong = got != wanted
+    pairs, counts = np.unique(np.stack([wanted[wrong], got[wrong]], axis=1), axis=0, return_counts=True)
+    order = sorted(range(len(counts)), key=lambda i: (-counts[i], tuple(pairs[i])))[:top]
+    names = [name for name, _ in PALETTE]
+    mistakes = [
+        (names[pairs[i][0]], names[pairs[i][1]] if pairs[i][1] >= 0 else "no colour", int(counts[i])) for i in order
+    ]
+    return float(np.mean(~wrong)), mistakes
+
+
+def describe_mistakes(mistakes):
+    """'orange drawn as red 57, blue as purple 38' (or 'none')."""
+    if not mistakes:
+        return "none"
+    return ", ".join(
+        f"{asked} {'drawn ' if i == 0 else ''}as {drawn} {n}" for i, (asked, drawn, n) in enumerate(mistakes)
+    )
 
 
 def _rotated_ellipse(cx, cy, a, b, angle=0.0, n=40):

@@ -561,12 +561,13 @@ def demo_report(ctx):
     embeddings = np.asarray(split.embeddings).reshape(-1, split.embeddings.shape[-1])
     z = np.random.default_rng(args.seed + 1).standard_normal((len(embeddings), ctx.config["z_dim"]))
     images = sampling.sample_images(generators, embeddings, z)
-    accuracy = synthetic.attribute_accuracy(images[-1], embeddings)
+    accuracy, mistakes = synthetic.attribute_report(images[-1], embeddings)
     size = images[-1].shape[1]
     print(
         f"Attribute accuracy of {len(embeddings)} generated {size}x{size} test images "
         f"({len(split.embeddings)} birds x {split.embeddings.shape[1]} captions): "
-        f"{accuracy:.3f} (chance {1.0 / len(synthetic.PALETTE):.3f})"
+        f"{accuracy:.3f} (chance {1.0 / len(synthetic.PALETTE):.3f}); most frequent mistakes: "
+        f"{synthetic.describe_mistakes(mistakes)}"
     )
     return accuracy
 

@@ -453,6 +453,24 @@ def test_colour_metric(syn):
     np.testing.assert_array_equal(synthetic.image_colours(flat), np.arange(8))
 
 
+def test_attribute_report_names_the_most_frequent_mistakes(syn):
+    train = data.load_split(syn, "train", 64)
+    colours = synthetic.embedding_colours(train.embeddings)
+    one_of = {k: train.embeddings[np.flatnonzero(colours == k)[0], 0] for k in range(len(synthetic.PALETTE))}
+    flat = {k: np.full((16, 16, 3), rgb, np.uint8) for k, (_, rgb) in enumerate(synthetic.PALETTE)}
+    gray = np.full((16, 16, 3), 128, np.uint8)
+    # asked: red, orange x3, yellow, blue; drawn: red, red x2 + orange, no colour, purple
+    images = np.stack([flat[0], flat[0], flat[0], flat[1], gray, flat[6]])
+    embeddings = np.stack([one_of[k] for k in (0, 1, 1, 1, 2, 5)])
+    accuracy, mistakes = synthetic.attribute_report(images, embeddings)
+    assert accuracy == pytest.approx(2 / 6) and accuracy == synthetic.attribute_accuracy(images, embeddings)
+    assert mistakes == [("orange", "red", 2), ("yellow", "no colour", 1), ("blue", "purple", 1)]
+    assert synthetic.attribute_report(images, embeddings, top=1)[1] == [("orange", "red", 2)]
+    assert synthetic.describe_mistakes(mistakes) == "orange drawn as red 2, yellow as no colour 1, blue as purple 1"
+    assert synthetic.attribute_report(images[[0, 3]], embeddings[[0, 3]]) == (1.0, [])
+    assert synthetic.describe_mistakes([]) == "none"
+
+
 def test_synthetic_command(tmp_path, capsys):
     out = str(tmp_path / "cmd")
     assert prepare.main(["synthetic", "--out", out, "--n-train", "16", "--n-test", "8", "--seed", "5"]) == 0

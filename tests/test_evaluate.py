@@ -201,7 +201,7 @@ def test_attributes_matching_and_wrong_colours(synthetic_birds, tmp_path, capsys
     right = paint(tmp_path / "right", wanted, samples=2)
     assert run(["attributes", "--images", str(right), "--data-dir", str(data_dir), "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
-    assert r["attribute_accuracy"] == 1.0 and r["images"] == 16 and r["embeddings"] == 8
+    assert r["attribute_accuracy"] == 1.0 and r["images"] == 16 and r["embeddings"] == 8 and r["mistakes"] == []
     # sample 1 differs from sample 0 only in an 8x8 grey square of 32x32
     expected = np.mean([np.abs(np.array(synthetic.PALETTE[k][1]) - 128).mean() / 255 * 64 / 1024 for k in wanted])
     assert r["diversity"] == pytest.approx(expected, rel=1e-5)
@@ -210,6 +210,10 @@ def test_attributes_matching_and_wrong_colours(synthetic_birds, tmp_path, capsys
     assert run(["attributes", "--images", str(wrong), "--data-dir", str(data_dir)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("attribute accuracy 0.0000, diversity n/a (8 images of 8 embeddings")
+    names = [name for name, _ in synthetic.PALETTE]
+    counts = np.bincount(wanted, minlength=len(names))
+    first = int(np.argmax(counts))  # the most frequent colour (the lowest index among ties), drawn as the next
+    assert f"most frequent mistakes: {names[first]} drawn as {names[(first + 1) % len(names)]} {counts[first]}" in out
 
 
 def test_real_statistics_of_the_test_split_are_cached(untrained, synthetic_birds, tmp_path):

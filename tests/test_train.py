@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -341,6 +342,7 @@ def test_demo_report_scores_every_caption_of_every_test_bird(birds, tmp_path, ca
     stage1.main(common(birds, tmp_path / "r", tmp_path / "l") + TINY + ["--demo", "--epochs", "1"])
     out = capsys.readouterr().out
     assert "Attribute accuracy of 160 generated 64x64 test images (16 birds x 10 captions): " in out
+    assert re.search(r"\(chance 0\.125\); most frequent mistakes: (none|[a-z]+ drawn as [a-z ]+ \d+)", out)
 
 
 def test_steps_per_call_gives_the_same_weights_as_single_steps(birds):
