@@ -311,7 +311,7 @@ def attributes(images_dir, data_dir=DATA_DIR, split="test"):
         "embeddings": len(by_index),
         "max_samples_per_embedding": max(len(v) for v in by_index.values()),
         "attribute_accuracy": accuracy,
-        "mistakes": [dict(asked=asked, drawn=drawn, count=n) for asked, drawn, n in mistakes],
+        "mistakes": mistakes,
         "diversity": diversity(by_index),
         "image_size": int(images.shape[1]),
     }
@@ -518,7 +518,7 @@ def main(argv=None, model_factory=None):
                 f"attribute accuracy {r['attribute_accuracy']:.4f}, diversity {_fmt(r['diversity'])} "
                 f"({r['images']} images of {r['embeddings']} embeddings from the {args.split} split, "
                 f"{r['image_size']}x{r['image_size']}); most frequent mistakes: "
-                + synthetic.describe_mistakes([(m["asked"], m["drawn"], m["count"]) for m in r["mistakes"]])
+                + synthetic.describe_mistakes(r["mistakes"])
             )
         return 0
 

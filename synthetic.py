@@ -7,6 +7,7 @@ templates; HELDOUT_TEMPLATES are kept apart for evaluation). attribute_accuracy 
 generated images whose body colour is the one their embedding asks for (chance 1/8).
 """
 
+import collections
 import colorsys
 import functools
 import os
@@ -216,34 +217,40 @@ def image_colours(images, min_saturation=0.45, min_value=0.25, min_fraction=0.01
 
 def attribute_accuracy(images, embeddings):
     """Fraction of images whose body colour is the one their (synthetic) embeddings ask for."""
-    return attribute_report(images, embeddings)[0]
+    drawn, asked = _drawn_and_asked_colours(images, embeddings)
+    return float(np.mean(drawn == asked)) if len(drawn) else 0.0
 
 
 def attribute_report(images, embeddings, top=3):
-    """(attribute accuracy, the `top` most frequent mistakes as (asked colour, drawn colour or "no colour",
-    count), most frequent first): says whether a generator confuses neighbouring hues or draws one colour
-    for all."""
-    got, wanted = image_colours(images), embedding_colours(embeddings)
-    if len(got) != len(wanted):
-        raise UserError(f"{len(got)} images but {len(wanted)} embeddings: pass one embedding per image")
-    if not len(got):
+    """(attribute accuracy, the `top` most frequent mistakes as dicts of asked colour, drawn colour (or "no
+    colour") and count, most frequent first): says whether a generator confuses neighbouring hues or draws
+    one colour for all."""
+    drawn, asked = _drawn_and_asked_colours(images, embeddings)
+    if not len(drawn):
         return 0.0, []
-    wrong = got != wanted
-    pairs, counts = np.unique(np.stack([wanted[wrong], got[wrong]], axis=1), axis=0, return_counts=True)
-    order = sorted(range(len(counts)), key=lambda i: (-counts[i], tuple(pairs[i])))[:top]
+    wrong = drawn != asked
+    counts = collections.Counter(zip(asked[wrong].tolist(), drawn[wrong].tolist()))
     names = [name for name, _ in PALETTE]
     mistakes = [
-        (names[pairs[i][0]], names[pairs[i][1]] if pairs[i][1] >= 0 else "no colour", int(counts[i])) for i in order
+        dict(asked=names[a], drawn=names[d] if d >= 0 else "no colour", count=n)
+        for (a, d), n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:top]
     ]
     return float(np.mean(~wrong)), mistakes
 
 
+def _drawn_and_asked_colours(images, embeddings):
+    drawn, asked = image_colours(images), embedding_colours(embeddings)
+    if len(drawn) != len(asked):
+        raise UserError(f"{len(drawn)} images but {len(asked)} embeddings: pass one embedding per image")
+    return drawn, asked
+
+
 def describe_mistakes(mistakes):
-    """'orange drawn as red 57, blue as purple 38' (or 'none')."""
+    """'orange drawn as red 57, blue as purple 38' (or 'none') for attribute_report's mistakes."""
     if not mistakes:
         return "none"
     return ", ".join(
-        f"{asked} {'drawn ' if i == 0 else ''}as {drawn} {n}" for i, (asked, drawn, n) in enumerate(mistakes)
+        f"{m['asked']} {'drawn ' if i == 0 else ''}as {m['drawn']} {m['count']}" for i, m in enumerate(mistakes)
     )
 
 

@@ -464,8 +464,12 @@ def test_attribute_report_names_the_most_frequent_mistakes(syn):
     embeddings = np.stack([one_of[k] for k in (0, 1, 1, 1, 2, 5)])
     accuracy, mistakes = synthetic.attribute_report(images, embeddings)
     assert accuracy == pytest.approx(2 / 6) and accuracy == synthetic.attribute_accuracy(images, embeddings)
-    assert mistakes == [("orange", "red", 2), ("yellow", "no colour", 1), ("blue", "purple", 1)]
-    assert synthetic.attribute_report(images, embeddings, top=1)[1] == [("orange", "red", 2)]
+    assert mistakes == [
+        dict(asked="orange", drawn="red", count=2),
+        dict(asked="yellow", drawn="no colour", count=1),
+        dict(asked="blue", drawn="purple", count=1),
+    ]
+    assert synthetic.attribute_report(images, embeddings, top=1)[1] == mistakes[:1]
     assert synthetic.describe_mistakes(mistakes) == "orange drawn as red 2, yellow as no colour 1, blue as purple 1"
     assert synthetic.attribute_report(images[[0, 3]], embeddings[[0, 3]]) == (1.0, [])
     assert synthetic.describe_mistakes([]) == "none"
