@@ -4,7 +4,7 @@
     python bench.py --stage 1 --batch-size 32 --gf-dim 32 --df-dim 16 --data-dir data/synthetic
     python bench.py --stage 1 --pipeline-only --data-dir data/synthetic
 
-Prints one JSON line. The step runs as in training (trainer.train_steps, --steps-per-call steps per
+Prints one JSON line. The step runs as in training (StackGANTrainer.train_steps, --steps-per-call steps per
 compiled call), fed uint8 batches: random ones, or with --data-dir the real input pipeline.
 --pipeline-only times the input pipeline alone. --baseline also times, in the same run, the chapter's loop
 ported to Keras 3 with the least change that makes it train (G.predict for the fakes, the compressor's
@@ -18,22 +18,21 @@ for machines that have JAX but no TensorFlow, such as our GPU benchmark machine.
 import argparse
 import json
 import os
-import time
 
-import cli
-import settings
-from cli import UserError, positive_int, run_main
+from stackgan import benchmark
+from stackgan.cli import ArgumentParser, UserError, positive_int, run_main
+from stackgan.config import IMAGE_SIZE, NETWORK_DEFAULTS, StageConfig, stored_size
 
 
 def make_parser():
-    p = cli.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--stage", type=int, choices=[1, 2], default=1)
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--steps", type=positive_int, default=20, help="timed steps (after --warmup)")
     p.add_argument("--warmup", type=positive_int, default=3, help="untimed steps first (tracing, autotuning)")
     p.add_argument("--steps-per-call", type=positive_int, default=1, help="training steps per compiled call")
-    p.add_argument("--gf-dim", type=positive_int, default=settings.NETWORK_DEFAULTS["gf_dim"])
-    p.add_argument("--df-dim", type=positive_int, default=settings.NETWORK_DEFAULTS["df_dim"])
+    p.add_argument("--gf-dim", type=positive_int, default=NETWORK_DEFAULTS["gf_dim"])
+    p.add_argument("--df-dim", type=positive_int, default=NETWORK_DEFAULTS["df_dim"])
     p.add_argument(
         "--mixed-precision",
         choices=["auto", "off", "bf16", "fp16"],
@@ -59,273 +58,103 @@ def make_parser():
     return p
 
 
-def random_batches(stage, batch_size, seed, as_tensor=None, dtype="float32"):
-    """Two fixed random batches of (images, embeddings, wrong images): images float32 in [-1, 1], or
-    uint8 as the input pipeline gives them."""
-    import numpy as np
-
-    size = settings.IMAGE_SIZE[stage]
-    rng = np.random.default_rng(seed)
-    batches = []
-    for _ in range(2):
-        images, wrong = (rng.integers(0, 256, (batch_size, size, size, 3)).astype("uint8") for _ in range(2))
-        if dtype == "float32":
-            images, wrong = (a.astype("float32") / 127.5 - 1.0 for a in (images, wrong))
-        embeddings = rng.normal(0, 0.3, (batch_size, settings.EMBEDDING_DIM)).astype("float32")
-        batches.append(tuple(as_tensor(a) for a in (images, embeddings, wrong)))
-    return batches
-
-
-def random_dataset(args):
-    """An endless tf.data.Dataset cycling two random uint8 training batches."""
-    import tensorflow as tf
-
-    batches = random_batches(args.stage, args.batch_size, args.seed, tf.constant, "uint8")
-    return tf.data.Dataset.from_tensor_slices(tuple(tf.stack(t) for t in zip(*batches))).repeat()
-
-
-def train_split(args):
-    import data
-
-    size = settings.IMAGE_SIZE[args.stage]
-    return data.load_split(args.data_dir, "train", settings.stored_size(size, True))
-
-
-def rate(args, seconds):
-    return round(args.batch_size * args.steps / seconds, 2)
-
-
-def time_calls(run, warmup, steps):
-    """Seconds for run(steps) after run(warmup); run(n) does n steps and waits for them."""
-    run(warmup)
-    start = time.perf_counter()
-    run(steps)
-    return time.perf_counter() - start
-
-
-def time_pipeline(dataset, warmup, steps):
-    it = iter(dataset)
-
-    def run(n):
-        for _ in range(n):
-            batch = next(it)
-        next(iter(batch.values()) if isinstance(batch, dict) else iter(batch)).numpy()
-
-    return time_calls(run, warmup, steps)
-
-
-def time_trainer(trainer, dataset, warmup, steps, steps_per_call):
-    it = iter(dataset)
-
-    def run(n):
-        while n > 0:
-            trainer.train_steps(it, min(n, steps_per_call))
-            n -= steps_per_call
-        trainer.pop_mean_losses()  # reads the sums: waits for the device
-
-    return time_calls(run, warmup, steps)
-
-
-def time_each_step(step, batches, warmup, steps):
-    """For steps called from Python one batch at a time (the chapter's loop, the JAX step)."""
-
-    def run(n):
-        for k in range(n):
-            out = step(batches[k % len(batches)])
-        float(out["d_loss"] if isinstance(out, dict) else out)  # waits for the device
-
-    return time_calls(run, warmup, steps)
-
-
-def frozen_stage1(config):
-    import models
-
-    stage1 = models.build_generator(1, config)
-    stage1.trainable = False
-    return stage1
-
-
-def chapter_loop_step(config, stage, batch_size, stage1_gen):
-    """The chapter's per-batch procedure in Keras 3, changed only where it would not run or train.
-    Returns the step function; its .gen and .dis are the networks it trains."""
-    import keras
-    import numpy as np
-
-    import models
-
-    with models.chapter_layers():  # the chapter's UpSampling2D + Conv2D layers, Keras' own gradients
-        gen = models.build_generator(stage, config)
-        dis = models.build_discriminator(stage, config)
-    compressor = models.build_embedding_compressor_model(config["embedding_dim"], config["condition_dim"])
-    bce = keras.losses.BinaryCrossentropy(from_logits=True)
-    dis.compile(loss=bce, optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5))
-    adversarial = models.build_adversarial_model(gen, dis, stage1_gen)
-    dis.trainable = False
-    adversarial.compile(
-        loss=[bce, models.KL_loss, None],
-        loss_weights=[1.0, 2.0, 0.0],
-        optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
-    )
-    real_labels = np.full((batch_size, 1), 0.9, "float32")
-    fake_labels = np.zeros((batch_size, 1), "float32")
-    kl_target = np.zeros((batch_size, 2 * config["condition_dim"]), "float32")
-
-    def step(batch):
-        images, embeddings, wrong = (np.asarray(t) for t in batch)
-        z = np.random.normal(0, 1, (batch_size, config["z_dim"])).astype("float32")
-        if stage == 1:
-            fakes, _ = gen.predict([embeddings, z], verbose=0)
-        else:
-            low_res, _ = stage1_gen.predict([embeddings, z], verbose=0)
-            fakes, _ = gen.predict([embeddings, low_res], verbose=0)
-        compressor.predict(embeddings, verbose=0)  # the chapter compresses outside D, every batch
-        dis.trainable = True
-        d_real = dis.train_on_batch([images, embeddings], real_labels)
-        d_fake = dis.train_on_batch([fakes, embeddings], fake_labels)
-        d_wrong = dis.train_on_batch([wrong, embeddings], fake_labels)
-        dis.trainable = False
-        adversarial.train_on_batch([embeddings, z], [real_labels, kl_target, images[:, :0]])
-        return 0.5 * (d_real + 0.5 * (d_wrong + d_fake))
-
-    step.gen, step.dis = gen, dis
-    return step
-
-
-def jax_step(config, stage, batch_size, stage1_gen, seed, kl_coef=2.0):
-    """The training step of StackGANTrainer as one jitted JAX function (same networks and losses)."""
-    import jax
-    import keras
-
-    import models
-    from trainer import stackgan_losses
-
-    gen = models.build_generator(stage, config)
-    dis = models.build_discriminator(stage, config)
-    g_opt = keras.optimizers.Adam(2e-4, beta_1=0.5)
-    d_opt = keras.optimizers.Adam(2e-4, beta_1=0.5)
-    g_opt.build(gen.trainable_variables)
-    d_opt.build(dis.trainable_variables)
-    values = lambda variables: [v.value for v in variables]
-    state = [
-        values(gen.trainable_variables),
-        values(gen.non_trainable_variables),
-        values(dis.trainable_variables),
-        values(dis.non_trainable_variables),
-        values(g_opt.variables),
-        values(d_opt.variables),
-        values(stage1_gen.variables) if stage1_gen is not None else [],
-        jax.random.key(seed),
-    ]
-
-    def losses_of(g_tv, d_tv, g_ntv, d_ntv, s1_vars, real, embeddings, wrong, z):
-        if stage1_gen is not None:
-            (low_res, _), s1_vars = stage1_gen.stateless_call([], s1_vars, [embeddings, z], training=False)
-            (fake, mls), g_ntv = gen.stateless_call(g_tv, g_ntv, [embeddings, low_res], training=True)
-        else:
-            (fake, mls), g_ntv = gen.stateless_call(g_tv, g_ntv, [embeddings, z], training=True)
-        # As the TF step: one D call on the real, wrong and fake images together.
-        images = jax.numpy.concatenate([real, wrong, fake.astype(real.dtype)])
-        logits, d_ntv = dis.stateless_call(d_tv, d_ntv, [images, jax.numpy.tile(embeddings, (3, 1))], training=True)
-        real_logits, wrong_logits, fake_logits = jax.numpy.split(logits, 3)
-        losses = stackgan_losses(real_logits, fake_logits, wrong_logits, mls, kl_coef, batch_size)
-        return (losses["d_loss"], losses["g_loss"]), (losses, g_ntv, d_ntv)
-
-    @jax.jit
-    def step(state, batch):
-        g_tv, g_ntv, d_tv, d_ntv, g_ov, d_ov, s1_vars, key = state
-        key, z_key = jax.random.split(key)
-        z = jax.random.normal(z_key, (batch_size, config["z_dim"]))
-        forward = lambda g, d: losses_of(g, d, g_ntv, d_ntv, s1_vars, *batch, z)
-        (d_loss, g_loss), backward, (losses, g_ntv, d_ntv) = jax.vjp(forward, g_tv, d_tv, has_aux=True)
-        one, zero = jax.numpy.ones_like(d_loss), jax.numpy.zeros_like(d_loss)
-        d_grads = backward((one, zero))[1]  # dD_loss/dD
-        g_grads = backward((zero, one))[0]  # dG_loss/dG, through D
-        g_tv, g_ov = g_opt.stateless_apply(g_ov, g_grads, g_tv)
-        d_tv, d_ov = d_opt.stateless_apply(d_ov, d_grads, d_tv)
-        return [g_tv, g_ntv, d_tv, d_ntv, g_ov, d_ov, s1_vars, key], losses
-
-    def run_step(batch):
-        nonlocal state
-        state, losses = step(state, batch)
-        return losses
-
-    return run_step
-
-
 def main(argv=None):
     args = make_parser().parse_args(argv)
     if args.backend == "jax":
         return main_jax(args)
     if args.pipeline_only and not args.data_dir:
         raise UserError("--pipeline-only times the input pipeline of a dataset: give --data-dir (e.g. data/synthetic)")
-    import hardware
+    from stackgan.runtime import Runtime
 
-    hardware.import_tensorflow()
-    import pipeline
-    from trainer import StackGANTrainer, set_precision
-
-    gpus, cpu = hardware.visible_gpus(), hardware.cpu_info()
-    isa_cap = hardware.onednn_max_isa_env()
-    precision, reason = hardware.choose_precision(args.mixed_precision, gpus, cpu["flags"], isa_cap)
+    runtime = Runtime.choose(args.mixed_precision, args.xla)
     result = dict(
         stage=args.stage,
         batch_size=args.batch_size,
-        device=hardware.device_description(gpus, cpu, onednn_max_isa=isa_cap),
+        device=runtime.device,
         input="pipeline" if args.data_dir else "random",
         steps=args.steps,
     )
-    size = settings.IMAGE_SIZE[args.stage]
     split = train_split(args) if args.data_dir else None
     if args.pipeline_only:
-        plans = pipeline.make_plan_dataset(split, args.batch_size, size, seed=args.seed).repeat()
-        batches = pipeline.make_dataset(split, args.batch_size, size, seed=args.seed).repeat()
-        result.update(
-            backend="tf.data",
-            img_per_s=rate(args, time_pipeline(plans, args.warmup, args.steps)),
-            assembled_on_host_img_per_s=rate(args, time_pipeline(batches, args.warmup, args.steps)),
-        )
+        result.update(backend="tf.data", **time_input(args, split))
         print(json.dumps(result))
         return result
-    set_precision(precision)
-    xla = hardware.choose_xla(args.xla, gpus, precision)
-    config = dict(settings.NETWORK_DEFAULTS, gf_dim=args.gf_dim, df_dim=args.df_dim)
-    stage1_gen = frozen_stage1(config) if args.stage == 2 else None
-    trainer = StackGANTrainer(
-        args.stage,
-        config,
-        global_batch_size=args.batch_size,
-        mixed_precision=precision,
-        xla=xla,
-        stage1_gen=stage1_gen,
-        seed=args.seed,
-    )
-    if split is None:
-        dataset = random_dataset(args)
-    else:
-        trainer.source = pipeline.DeviceSplit(split, size)
-        dataset = pipeline.make_plan_dataset(split, args.batch_size, size, seed=args.seed).repeat()
-    seconds = time_trainer(trainer, dataset, args.warmup, args.steps, args.steps_per_call)
-    result.update(
-        gf_dim=args.gf_dim,
-        df_dim=args.df_dim,
-        mixed_precision=precision,
-        precision_reason=reason,
-        xla=xla,
-        steps_per_call=args.steps_per_call,
-        backend="tensorflow",
-        img_per_s=rate(args, seconds),
-    )
+    result.update(time_our_step(args, runtime, split))
     if args.baseline:
-        set_precision("off")  # the chapter's loop as written: float32
-        stage1_gen = frozen_stage1(config) if args.stage == 2 else None
-        step = chapter_loop_step(config, args.stage, args.batch_size, stage1_gen)
-        batches = random_batches(args.stage, args.batch_size, args.seed, lambda a: a)
-        base_seconds = time_each_step(step, batches, args.warmup, args.steps)
+        base_seconds = time_chapter_loop(args)
         result["baseline_mixed_precision"] = "off"
-        result["baseline_img_per_s"] = rate(args, base_seconds)
-        result["speedup"] = round(base_seconds / seconds, 2)
+        result["baseline_img_per_s"] = benchmark.rate(args.batch_size, args.steps, base_seconds)
+        result["speedup"] = round(base_seconds / result.pop("seconds"), 2)
+    result.pop("seconds", None)
     print(json.dumps(result))
     return result
+
+
+def train_split(args):
+    from stackgan.datasets.cache import load_split
+
+    return load_split(args.data_dir, "train", stored_size(IMAGE_SIZE[args.stage], True))
+
+
+def time_input(args, split):
+    """Images per second of the plans alone, and of the batches assembled on the host by tf.data."""
+    from stackgan.training import input as training_input
+
+    size = IMAGE_SIZE[args.stage]
+    plans = training_input.make_plan_dataset(split, args.batch_size, size, seed=args.seed).repeat()
+    batches = training_input.make_dataset(split, args.batch_size, size, seed=args.seed).repeat()
+    return dict(
+        img_per_s=benchmark.rate(args.batch_size, args.steps, benchmark.time_pipeline(plans, args.warmup, args.steps)),
+        assembled_on_host_img_per_s=benchmark.rate(
+            args.batch_size, args.steps, benchmark.time_pipeline(batches, args.warmup, args.steps)
+        ),
+    )
+
+
+def time_our_step(args, runtime, split):
+    from stackgan.layers import Kernels
+    from stackgan.training.input import TrainingInput
+    from stackgan.training.step import StackGANTrainer
+
+    config = StageConfig(
+        stage=args.stage, batch_size=args.batch_size, gf_dim=args.gf_dim, df_dim=args.df_dim, seed=args.seed
+    )
+    with runtime.policy():
+        stage1_gen = (
+            benchmark.frozen_stage1(config.network(), Kernels(runtime.kernels)) if args.stage == 2 else None
+        )
+    trainer = StackGANTrainer(config, runtime, stage1_gen)
+    if split is None:
+        dataset = benchmark.random_dataset(args.stage, args.batch_size, args.seed)
+    else:
+        batches = TrainingInput(split, config.image_size, args.batch_size, True, args.seed)
+        trainer.source, dataset = batches.source, batches.plans.repeat()
+    seconds = benchmark.time_trainer(trainer, dataset, args.warmup, args.steps, args.steps_per_call)
+    return dict(
+        gf_dim=args.gf_dim,
+        df_dim=args.df_dim,
+        mixed_precision=runtime.precision,
+        precision_reason=runtime.precision_reason,
+        xla=runtime.xla,
+        conv_gradients=runtime.kernels,
+        steps_per_call=args.steps_per_call,
+        backend="tensorflow",
+        img_per_s=benchmark.rate(args.batch_size, args.steps, seconds),
+        seconds=seconds,
+    )
+
+
+def time_chapter_loop(args):
+    """Seconds for --steps of the chapter's loop as written: float32, Keras' own layers."""
+    from stackgan.layers import CHAPTER_KERNELS
+    from stackgan.runtime import dtype_policy
+
+    config = dict(NETWORK_DEFAULTS, gf_dim=args.gf_dim, df_dim=args.df_dim)
+    with dtype_policy("off"):
+        stage1_gen = benchmark.frozen_stage1(config, CHAPTER_KERNELS) if args.stage == 2 else None
+        step = benchmark.chapter_loop_step(config, args.stage, args.batch_size, stage1_gen)
+        batches = benchmark.random_batches(args.stage, args.batch_size, args.seed, lambda a: a)
+        return benchmark.time_each_step(step, batches, args.warmup, args.steps)
 
 
 def main_jax(args):
@@ -339,24 +168,23 @@ def main_jax(args):
     import jax
     import jax.numpy as jnp
 
-    import hardware
-    from trainer import set_precision
+    from stackgan import runtime
 
     device = jax.devices()[0]
     gpus = []
     if device.platform == "gpu":
         capability = tuple(int(v) for v in str(getattr(device, "compute_capability", "0.0")).split(".")[:2])
         gpus = [{"name": device.device_kind, "compute_capability": capability}]
-    precision, reason = hardware.choose_precision(
-        args.mixed_precision, gpus, hardware.cpu_info()["flags"], hardware.onednn_max_isa_env()
+    precision, reason = runtime.choose_precision(
+        args.mixed_precision, gpus, runtime.cpu_info()["flags"], runtime.onednn_max_isa_env()
     )
-    set_precision(precision)
-    config = dict(settings.NETWORK_DEFAULTS, gf_dim=args.gf_dim, df_dim=args.df_dim)
+    config = dict(NETWORK_DEFAULTS, gf_dim=args.gf_dim, df_dim=args.df_dim)
     keras.utils.set_random_seed(args.seed)
-    stage1_gen = frozen_stage1(config) if args.stage == 2 else None
-    step = jax_step(config, args.stage, args.batch_size, stage1_gen, args.seed)
-    batches = random_batches(args.stage, args.batch_size, args.seed, jnp.asarray)
-    seconds = time_each_step(step, batches, args.warmup, args.steps)
+    with runtime.dtype_policy(precision):
+        stage1_gen = benchmark.frozen_stage1(config) if args.stage == 2 else None
+        step = benchmark.jax_step(config, args.stage, args.batch_size, stage1_gen, args.seed)
+    batches = benchmark.random_batches(args.stage, args.batch_size, args.seed, jnp.asarray)
+    seconds = benchmark.time_each_step(step, batches, args.warmup, args.steps)
     result = dict(
         stage=args.stage,
         batch_size=args.batch_size,
@@ -369,7 +197,7 @@ def main_jax(args):
         device=f"{len(jax.devices())}x {device.device_kind}",
         backend="jax",
         steps=args.steps,
-        img_per_s=rate(args, seconds),
+        img_per_s=benchmark.rate(args.batch_size, args.steps, seconds),
     )
     print(json.dumps(result))
     return result

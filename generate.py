@@ -15,28 +15,13 @@ captions also OUT/captions.png (each caption under its images) and OUT/captions.
 
 import argparse
 import os
-import re
 import sys
-import textwrap
 
-import numpy as np
-from PIL import Image
-
-import cli
-import files
-import hardware
-import sampling
-import settings
-from cli import UserError, positive_int
-from settings import DATA_DIR, EMBEDDINGS_FILE
-
-GRID_IMAGES = 64
-SHEET_ROWS, SHEET_COLUMNS = 32, 8  # captions and samples shown in captions.png
-IMAGE_NAME = re.compile(r"^(\d{5,})_(\d+)\.png$")
-
-
-def image_name(index, sample):
-    return f"{index:05d}_{sample}.png"
+from stackgan import generation, io
+from stackgan.api import StackGAN
+from stackgan.cli import ArgumentParser, UserError, non_negative_int, positive_int, run_main
+from stackgan.config import DEMO_DIRS, DEMO_SAMPLES_DIR, IMAGE_SIZE
+from stackgan.layout import DATA_DIR, EMBEDDINGS_FILE, SYNTHETIC_DATA_DIR
 
 
 def caption_index_arg(text):
@@ -52,7 +37,7 @@ def caption_index_arg(text):
 
 
 def build_parser():
-    p = cli.ArgumentParser(
+    p = ArgumentParser(
         prog="generate.py",
         description="Generate images from text embeddings or captions with a trained Stage-I or Stage-II StackGAN "
         "generator. Writes OUT/{index:05d}_{sample}.png in embedding (or caption) order and OUT/grid.png.",
@@ -68,8 +53,8 @@ def build_parser():
     p.add_argument(
         "--demo",
         action="store_true",
-        help=f"the demo's models and data: --results-dir results/demo --data-dir {settings.SYNTHETIC_DATA_DIR} "
-        f"--out {settings.DEMO_SAMPLES_DIR} unless given",
+        help=f"the demo's models and data: --results-dir results/demo --data-dir {SYNTHETIC_DATA_DIR} "
+        f"--out {DEMO_SAMPLES_DIR} unless given",
     )
     p.add_argument(
         "--results-dir",
@@ -106,10 +91,10 @@ def build_parser():
         "--data-dir",
         default=None,
         help=f"dataset folder used when --embeddings is not given (default: {DATA_DIR}, with --demo "
-        f"{settings.SYNTHETIC_DATA_DIR})",
+        f"{SYNTHETIC_DATA_DIR})",
     )
     p.add_argument(
-        "--out", default=None, help=f"output folder (created if missing; with --demo: {settings.DEMO_SAMPLES_DIR})"
+        "--out", default=None, help=f"output folder (created if missing; with --demo: {DEMO_SAMPLES_DIR})"
     )
     p.add_argument(
         "--caption-index",
@@ -126,7 +111,7 @@ def build_parser():
     )
     p.add_argument(
         "--seed",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="random seed for z and the conditioning-augmentation noise; the same seed and --batch-size "
         "give the same images (default: %(default)s)",
@@ -150,16 +135,13 @@ def build_parser():
 
 def resolve_args(args):
     """Fill the defaults that depend on --demo and on what RESULTS_DIR holds; reject contradictory flags."""
-    args.results_dir = args.results_dir or ("results/demo" if args.demo else "results")
-    args.data_dir = args.data_dir or (settings.SYNTHETIC_DATA_DIR if args.demo else DATA_DIR)
+    args.results_dir = args.results_dir or (DEMO_DIRS["results_dir"] if args.demo else "results")
+    args.data_dir = args.data_dir or (SYNTHETIC_DATA_DIR if args.demo else DATA_DIR)
     args.encoder_dir = args.encoder_dir or args.results_dir
     if args.out is None:
         if not args.demo:
             raise UserError("--out is required (the folder for the images), unless --demo (samples/demo)")
-        args.out = settings.DEMO_SAMPLES_DIR
-    if args.stage is None:
-        stage2 = (settings.config_path(args.results_dir, 2), settings.weights_path(args.results_dir, 2, "gen"))
-        args.stage = 2 if all(os.path.isfile(f) for f in stage2) else 1
+        args.out = DEMO_SAMPLES_DIR
     if args.captions_file and args.embeddings:
         raise UserError("--captions-file and --embeddings exclude each other: give captions or embeddings")
     if (args.caption or args.captions_file) and args.caption_index is not None:
@@ -169,217 +151,49 @@ def resolve_args(args):
     return args
 
 
-def read_captions_file(path):
-    """(captions, labels) from a UTF-8 file, one caption per non-blank line (LF, CRLF or CR)."""
-    if not os.path.isfile(path):
-        raise UserError(f"captions file {path} not found; write one caption per line, or pass --caption TEXT")
-    with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        text = raw.decode("utf-8").lstrip("\ufeff")
-    except UnicodeDecodeError as err:
-        raise UserError(
-            f"{path} is not UTF-8 text (byte offset {err.start} is {raw[err.start : err.start + 1]!r}); "
-            f"save it as UTF-8 with one caption per line"
-        ) from None
-    captions, labels = [], []
-    for number, line in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1):
-        if line.strip():
-            captions.append(line)
-            labels.append(f"{path} line {number}")
-    if not captions:
-        raise UserError(f"{path} holds no caption; write one caption per line")
-    return captions, labels
-
-
-def caption_embeddings(args, embedding_dim):
-    """(captions, (N, dim) vectors) for --caption / --captions-file, checked before any network is built."""
-    import text_encoder
-
+def captions_of(args):
+    """(captions, labels) of --caption and --captions-file, in that order, up to --limit."""
     captions = list(args.caption or [])
     labels = [f"--caption {i + 1}" for i in range(len(captions))]
     if args.captions_file:
-        more, more_labels = read_captions_file(args.captions_file)
+        more, more_labels = generation.read_captions_file(args.captions_file)
         captions += more
         labels += more_labels
     if args.limit is not None:
         captions, labels = captions[: args.limit], labels[: args.limit]
-    config = text_encoder.read_config(args.encoder_dir)
-    text_encoder.check_captions(captions, int(config["max_length"]), config["alphabet"], labels)
-    if int(config["embedding_dim"]) != embedding_dim:
-        raise UserError(
-            f"the text encoder in {args.encoder_dir} writes {config['embedding_dim']}-d vectors but the generator "
-            f"was trained on {embedding_dim}-d embeddings; train the encoder on the generator's data"
-        )
-    hardware.import_tensorflow()
-    return captions, text_encoder.encode_captions(captions, args.encoder_dir, labels)
-
-
-def save_caption_sheet(path, captions, images, per):
-    """A figure with each caption printed under its images (uint8 (n*per, H, W, 3), rows in caption order)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows, cols = min(len(captions), SHEET_ROWS), min(per, SHEET_COLUMNS)
-    fig, axes = plt.subplots(rows, 1, figsize=(max(4.0, 1.8 * cols), 2.4 * rows), squeeze=False)
-    for r in range(rows):
-        ax = axes[r, 0]
-        ax.imshow(np.concatenate([images[r * per + s] for s in range(cols)], axis=1))
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_xlabel("\n".join(textwrap.wrap(captions[r], width=max(30, 22 * cols))), fontsize=9)
-    fig.tight_layout()
-    fig.canvas.draw()
-    sheet = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3]).quantize(256)  # a palette PNG: 1/3 the bytes
-    plt.close(fig)
-    with files.atomic_path(path, ".png") as tmp:
-        sheet.save(tmp, optimize=True)
-
-
-def read_embedding_file(path):
-    """The raw array of an embeddings file: (N, D) or (N, C, D) float32."""
-    if not os.path.isfile(path):
-        raise UserError(
-            f"embeddings file {path} not found; pass --embeddings PATH (a .npy or "
-            f"char-CNN-RNN pickle) or prepare the dataset with `python data.py prepare`"
-        )
-    if path.lower().endswith(".npy"):
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as err:
-            raise UserError(
-                f"{path} is not a readable .npy array ({type(err).__name__}: {err}); "
-                f"save embeddings with numpy.save as shape (N, 1024) or (N, 10, 1024)"
-            ) from None
-    else:
-        import data
-
-        try:
-            array = data.load_embeddings(path)
-        except UserError:
-            raise
-        except Exception as err:  # noqa: BLE001 - a bad pickle raises many types
-            raise UserError(
-                f"{path} is not a readable char-CNN-RNN embeddings pickle ({type(err).__name__}); "
-                f"pass a pickle of an (N, 10, 1024) array or an (N, 1024) .npy"
-            ) from None
-    try:
-        array = np.asarray(array, dtype="float32")
-    except (TypeError, ValueError):
-        raise UserError(f"{path} does not hold a numeric array; expected shape (N, 1024) or (N, 10, 1024)") from None
-    return array
-
-
-def select_embeddings(array, path, embedding_dim, caption_index, limit=None):
-    """(N, D) or (N, C, D) -> (N', D) with the chosen caption (or the mean over captions)."""
-    if array.ndim not in (2, 3) or array.shape[0] == 0 or array.shape[-1] == 0:
-        raise UserError(
-            f"{path} has shape {array.shape}; expected (N, {embedding_dim}) or (N, captions, "
-            f"{embedding_dim}) with N >= 1"
-        )
-    if array.shape[-1] != embedding_dim:
-        raise UserError(
-            f"{path} has {array.shape[-1]}-dimensional embeddings (shape {array.shape}) but the "
-            f"generator was trained on {embedding_dim}-dimensional ones; use embeddings from the "
-            f"same text encoder"
-        )
-    if array.ndim == 2:
-        array = array[:, None, :]
-    if limit is not None:
-        array = array[:limit]
-    captions = array.shape[1]
-    if caption_index == "mean":
-        chosen = array.mean(axis=1)
-    elif caption_index >= captions:
-        raise UserError(
-            f"--caption-index {caption_index} is out of range: {path} has {captions} caption(s) per "
-            f"row, so use 0..{captions - 1} or 'mean'"
-        )
-    else:
-        chosen = array[:, caption_index, :]
-    if not np.isfinite(chosen).all():
-        raise UserError(f"{path} contains NaN or infinite values; regenerate the embeddings")
-    return np.ascontiguousarray(chosen, dtype="float32")
+    return captions, labels
 
 
 def main(argv=None):
     args = resolve_args(build_parser().parse_args(argv))
-    if args.save_stage1 and args.stage != 2:
+    birds = StackGAN.from_preset(args.results_dir, args.stage, args.encoder_dir, "generate.py")  # configs only
+    if args.save_stage1 and birds.stage != 2:
         raise UserError("--save-stage1 only applies to --stage 2 (Stage-I output is what --stage 1 writes)")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UserError(f"--out {args.out} is a file; give a folder for the images")
-
-    # Cheap checks first: config and embeddings (or captions), before building any network.
-    for s in range(1, args.stage + 1):
-        config = sampling.read_config(args.results_dir, s, needed_by="generate.py")
-    embedding_dim = int(config.get("embedding_dim", 1024))
     captions = None
     if args.caption or args.captions_file:
-        captions, embeddings = caption_embeddings(args, embedding_dim)
+        captions, labels = captions_of(args)
+        vectors = birds.encode(captions, labels)
     else:
         path = args.embeddings or os.path.join(args.data_dir, "test", EMBEDDINGS_FILE)
-        embeddings = select_embeddings(read_embedding_file(path), path, embedding_dim, args.caption_index, args.limit)
+        array = generation.read_embedding_file(path)
+        vectors = generation.select_embeddings(array, path, birds.embedding_dim, args.caption_index, args.limit)
 
-    hardware.import_tensorflow()
-    import keras
-
-    keras.utils.set_random_seed(args.seed)  # seeds the generators' own noise layers (conditioning augmentation)
-    generators, config = sampling.load_generators(args.results_dir, args.stage, needed_by="generate.py")
-    z_dim = int(generators[0].inputs[1].shape[-1])
-
-    n, per = len(embeddings), args.samples_per_embedding
-    rng = np.random.default_rng(args.seed)
-    z = rng.standard_normal((n * per, z_dim)).astype("float32")  # drawn up front: independent of --batch-size
-    rows = np.repeat(np.arange(n), per)  # row k is embedding k // per, sample k % per
-
-    os.makedirs(args.out, exist_ok=True)
-    grid_parts = [[] for _ in generators]
-    sheet = []  # final uint8 images of the captions shown in captions.png
-    written = set()
-    chunk = args.batch_size
-    for start in range(0, n * per, chunk):
-        idx = rows[start : start + chunk]
-        outputs = sampling.sample_images(generators, embeddings[idx], z[start : start + chunk], chunk)
-        final = files.to_uint8(outputs[-1])
-        lows = files.to_uint8(outputs[0]) if args.save_stage1 else None
-        for j, k in enumerate(range(start, start + len(idx))):
-            name = image_name(int(rows[k]), k % per)
-            files.save_png(final[j], os.path.join(args.out, name))
-            written.add(name)
-            if lows is not None:
-                files.save_png(lows[j], os.path.join(args.out, "stage1", name))
-        if captions is not None and start < SHEET_ROWS * per:
-            sheet.append(final[: SHEET_ROWS * per - start])
-        have = sum(len(g) for g in grid_parts[0])
-        if have < GRID_IMAGES:
-            for part, out in zip(grid_parts, outputs):
-                part.append(out[: GRID_IMAGES - have])
-        if n * per > chunk:
-            print(f"  {min(start + chunk, n * per)}/{n * per} images", file=sys.stderr, flush=True)
-
-    grid = files.stage_grid([np.concatenate(part) for part in grid_parts])
-    grid_path = os.path.join(args.out, "grid.png")
-    files.save_png(grid, grid_path)
-
+    per = args.samples_per_embedding
+    written = generation.write_samples(
+        birds, vectors, args.out, per, args.seed, args.batch_size, args.save_stage1, captions
+    )
     if captions is not None:
-        sheet_path = os.path.join(args.out, "captions.png")
-        save_caption_sheet(sheet_path, captions, np.concatenate(sheet), per)
-        with (
-            files.atomic_path(os.path.join(args.out, "captions.txt"), ".txt") as tmp,
-            open(tmp, "w", encoding="utf-8") as f,
-        ):
-            f.writelines(f"{i:05d}\t{' '.join(c.split())}\n" for i, c in enumerate(captions))
-        print(f"captions under their images: {sheet_path}")
-    size = settings.IMAGE_SIZE[args.stage]
+        print(f"captions under their images: {os.path.join(args.out, 'captions.png')}")
+    size = IMAGE_SIZE[birds.stage]
     what = "captions" if captions is not None else "embeddings"
     print(
-        f"wrote {len(written)} images ({size}x{size}, {n} {what} x {per} samples) to {args.out}/ "
-        f"and a grid of the first {min(GRID_IMAGES, len(written))} to {grid_path}"
+        f"wrote {len(written)} images ({size}x{size}, {len(vectors)} {what} x {per} samples) to {args.out}/ "
+        f"and a grid of the first {min(generation.GRID_IMAGES, len(written))} to {os.path.join(args.out, 'grid.png')}"
         + (f"; 64x64 Stage-I inputs in {os.path.join(args.out, 'stage1')}/" if args.save_stage1 else "")
     )
-    stale = [f for f in os.listdir(args.out) if IMAGE_NAME.match(f) and f not in written]
+    stale = [f for f in os.listdir(args.out) if io.GENERATED.match(f) and f not in written]
     if stale:
         print(
             f"note: {args.out} also holds {len(stale)} older image(s) from an earlier run (e.g. {min(stale)}); "
@@ -390,4 +204,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run_main(main))
+    sys.exit(run_main(main))

@@ -5,8 +5,8 @@ python stage1.py --demo     # small networks on synthetic birds, minutes on a CP
 python stage1.py --help
 """
 
-from cli import run_main
-from train import main_for_stage
+from stackgan.cli import run_main
+from stackgan.training.command import main_for_stage
 
 
 def main(argv=None):

@@ -1,6 +1,67 @@
+"""Shared by every test: the repository on sys.path, Keras on TensorFlow, float32 around every test (the dtype policy
+is process-wide, so a test that forgot to restore it must not change the next one), and one synthetic bird set for
+the whole run."""
+
 import os
+import shutil
 import sys
+
+import pytest
+
+from helpers import BIRDS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+
+@pytest.fixture(autouse=True)
+def float32_policy():
+    """Every test starts in float32 and leaves the policy as it found it."""
+    if "keras" not in sys.modules:
+        yield
+        return
+    import keras
+
+    keras.config.set_dtype_policy("float32")
+    yield
+    keras.config.set_dtype_policy("float32")
+
+
+@pytest.fixture(scope="session")
+def birds(tmp_path_factory):
+    """The synthetic bird set of the test run (48 training, 16 test birds). Read it, do not change it: copy it with
+    birds_copy for that."""
+    from stackgan.datasets.synthetic import write_synthetic
+
+    root = str(tmp_path_factory.mktemp("birds"))
+    write_synthetic(root, **BIRDS)
+    return root
+
+
+@pytest.fixture
+def birds_copy(birds, tmp_path):
+    """A copy of the shared set, without its cache, for a test that changes files."""
+    copy = str(tmp_path / "birds")
+    shutil.copytree(birds, copy, ignore=shutil.ignore_patterns("cache"))
+    return copy
+
+
+@pytest.fixture(scope="session")
+def tiny_results(birds, tmp_path_factory):
+    """A results folder as training exports it, with untrained networks: tiny Stage-I and Stage-II generators (their
+    configs say they were trained on the shared birds) and a tiny untrained caption encoder."""
+    import models
+    from stackgan import io, layout
+    from stackgan.text.encoder import build_encoder, make_config
+
+    out = str(tmp_path_factory.mktemp("results"))
+    networks = dict(gf_dim=8, df_dim=4, z_dim=10, condition_dim=4, embedding_dim=1024, data_dir=birds)
+    for stage in (1, 2):
+        models.build_generator(stage, networks).save_weights(layout.weights_path(out, stage, "gen"))
+        io.write_json(layout.config_path(out, stage), dict(networks, stage=stage))
+    encoder_config = dict(make_config(4, (8, 8), 8, 60, "mse", "aligned"), output_norm=1.0)
+    build_encoder(encoder_config).save_weights(layout.text_encoder_weights_path(out))
+    io.write_json(layout.text_encoder_config_path(out), encoder_config)
+    return out

@@ -5,19 +5,17 @@ import json
 import numpy as np
 
 import bench
-import synthetic
+from stackgan import benchmark, runtime
 
 TINY = ["--gf-dim", "8", "--df-dim", "4", "--batch-size", "4", "--steps", "2", "--warmup", "1", "--xla", "off"]
 
 
 def test_bench_prints_one_json_line_with_the_baseline_ratio(capsys):
-    import hardware
-
     default_xla = [a for a in TINY if a not in ("--xla", "off")]  # the rest of this file: off, to save compiling
     result = bench.main(["--stage", "1", "--baseline", *default_xla])
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed == result
-    assert result["xla"] == hardware.choose_xla("auto", hardware.visible_gpus(), result["mixed_precision"])
+    assert result["xla"] == runtime.choose_xla("auto", runtime.visible_gpus(), result["mixed_precision"])
     assert result["img_per_s"] > 0 and result["baseline_img_per_s"] > 0
     assert abs(result["speedup"] - result["img_per_s"] / result["baseline_img_per_s"]) < 0.05
     assert (result["stage"], result["batch_size"], result["backend"]) == (1, 4, "tensorflow")
@@ -25,25 +23,23 @@ def test_bench_prints_one_json_line_with_the_baseline_ratio(capsys):
 
 def test_chapter_loop_baseline_updates_both_networks():
     config = {"gf_dim": 8, "df_dim": 4, "z_dim": 100, "condition_dim": 128, "embedding_dim": 1024}
-    step = bench.chapter_loop_step(config, 1, 4, None)
+    step = benchmark.chapter_loop_step(config, 1, 4, None)
     dis, gen = step.dis, step.gen
     d_before = [w.numpy().copy() for w in dis.trainable_weights]
     g_before = [w.numpy().copy() for w in gen.trainable_weights]
-    loss = step(bench.random_batches(1, 4, 0, np.asarray)[0])
+    loss = step(benchmark.random_batches(1, 4, 0, np.asarray)[0])
     assert np.isfinite(loss)
     assert all(not np.array_equal(b, w.numpy()) for b, w in zip(d_before, dis.trainable_weights))
     assert any(not np.array_equal(b, w.numpy()) for b, w in zip(g_before, gen.trainable_weights))
 
 
-def test_bench_feeds_the_real_input_pipeline(tmp_path, capsys):
-    synthetic.write_synthetic(str(tmp_path), n_train=16, n_test=8, seed=0)
-    result = bench.main(["--stage", "1", "--data-dir", str(tmp_path), *TINY])
+def test_bench_feeds_the_real_input_pipeline(birds, capsys):
+    result = bench.main(["--stage", "1", "--data-dir", birds, *TINY])
     assert result["input"] == "pipeline" and result["img_per_s"] > 0
 
 
-def test_pipeline_only_times_the_input_alone(tmp_path):
-    synthetic.write_synthetic(str(tmp_path), n_train=16, n_test=8, seed=0)
-    result = bench.main(["--stage", "1", "--pipeline-only", "--data-dir", str(tmp_path), "--batch-size", "4"])
+def test_pipeline_only_times_the_input_alone(birds):
+    result = bench.main(["--stage", "1", "--pipeline-only", "--data-dir", birds, "--batch-size", "4"])
     assert result["backend"] == "tf.data" and result["input"] == "pipeline" and result["img_per_s"] > 0
     assert "CPU" in result["device"] or "GPU" in result["device"] or "x " in result["device"]
 

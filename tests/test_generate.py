@@ -10,29 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import cli
-import files
 import generate
-import settings
-import text_encoder
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = {"gf_dim": 8, "df_dim": 4, "z_dim": 10, "condition_dim": 4, "embedding_dim": 1024}
+from helpers import REPO, one_line_error
+from stackgan import config, generation, io, layout
+from stackgan.cli import run_main
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    """results/ with stage{1,2}_config.json and stage{1,2}_gen.weights.h5 as training would write them."""
-    import models
-
-    out = str(tmp_path_factory.mktemp("results"))
-    for stage in (1, 2):
-        gen = models.build_generator(stage, CONFIG)
-        gen.save_weights(settings.weights_path(out, stage, "gen"))
-        files.write_json(settings.config_path(out, stage), dict(CONFIG, stage=stage))
-    encoder_config = dict(text_encoder.make_config(4, (8, 8), 8, 60, "mse", "aligned"), output_norm=1.0)
-    text_encoder._export(text_encoder.build_encoder(encoder_config), encoder_config, out)  # untrained, saved
-    return out
+def results(tiny_results):
+    return tiny_results
 
 
 def embeddings(n, captions=None, dim=1024, seed=0):
@@ -41,7 +27,7 @@ def embeddings(n, captions=None, dim=1024, seed=0):
 
 
 def pngs(folder):
-    return sorted(f for f in os.listdir(folder) if generate.IMAGE_NAME.match(f))
+    return sorted(f for f in os.listdir(folder) if io.GENERATED.match(f))
 
 
 def size_of(path):
@@ -50,16 +36,11 @@ def size_of(path):
 
 
 def run(argv):
-    return cli.run_main(generate.main, argv)
+    return run_main(generate.main, argv)
 
 
 def fails(argv, capsys):
-    with pytest.raises(SystemExit) as exc:
-        run(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err, err
-    return err
+    return one_line_error(generate.main, argv, capsys)
 
 
 def test_stage1_npy_samples_and_seed(results, tmp_path, capsys):
@@ -119,7 +100,7 @@ def test_stage1_pickle_list_of_arrays_and_caption_index(results, tmp_path):
 def test_stage2_default_test_split_mean_caption_save_stage1(results, tmp_path, capsys):
     data_dir = tmp_path / "birds"
     (data_dir / "test").mkdir(parents=True)
-    with open(data_dir / "test" / settings.EMBEDDINGS_FILE, "wb") as f:
+    with open(data_dir / "test" / layout.EMBEDDINGS_FILE, "wb") as f:
         pickle.dump(embeddings(6, captions=10), f, protocol=2)
     out = tmp_path / "out"
     assert (
@@ -153,10 +134,10 @@ def test_stage2_default_test_split_mean_caption_save_stage1(results, tmp_path, c
 
 def test_select_embeddings_mean_and_index():
     raw = embeddings(4, captions=3, dim=8)
-    np.testing.assert_allclose(generate.select_embeddings(raw, "x", 8, "mean"), raw.mean(axis=1), rtol=1e-6)
-    np.testing.assert_array_equal(generate.select_embeddings(raw, "x", 8, 2, limit=2), raw[:2, 2])
+    np.testing.assert_allclose(generation.select_embeddings(raw, "x", 8, "mean"), raw.mean(axis=1), rtol=1e-6)
+    np.testing.assert_array_equal(generation.select_embeddings(raw, "x", 8, 2, limit=2), raw[:2, 2])
     flat = embeddings(4, dim=8)
-    np.testing.assert_array_equal(generate.select_embeddings(flat, "x", 8, 0), flat)
+    np.testing.assert_array_equal(generation.select_embeddings(flat, "x", 8, 0), flat)
 
 
 def test_bad_inputs_exit_2(results, tmp_path, capsys):
@@ -199,7 +180,7 @@ def test_missing_weights_subprocess(tmp_path):
     proc = subprocess.run(
         [
             sys.executable,
-            os.path.join(ROOT, "generate.py"),
+            os.path.join(REPO, "generate.py"),
             "--stage",
             "1",
             "--results-dir",
@@ -253,10 +234,10 @@ def test_caption_default_stage_is_2_when_its_weights_exist(results, tmp_path, ca
 def test_demo_defaults(results, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     shutil.copytree(results, tmp_path / "results" / "demo")
-    os.remove(settings.weights_path("results/demo", 2, "gen"))  # no Stage-II demo yet: Stage-I
+    os.remove(layout.weights_path("results/demo", 2, "gen"))  # no Stage-II demo yet: Stage-I
     assert run(["--demo", "--caption", "a small yellow bird with dark wings"]) == 0
-    assert pngs(tmp_path / settings.DEMO_SAMPLES_DIR) == ["00000_0.png"]
-    assert size_of(tmp_path / settings.DEMO_SAMPLES_DIR / "00000_0.png") == (64, 64)
+    assert pngs(tmp_path / config.DEMO_SAMPLES_DIR) == ["00000_0.png"]
+    assert size_of(tmp_path / config.DEMO_SAMPLES_DIR / "00000_0.png") == (64, 64)
     assert "samples/demo" in capsys.readouterr().out
 
 
@@ -281,7 +262,7 @@ def test_caption_bad_inputs_exit_2(results, tmp_path, capsys):
     assert "dots.txt line 2 ('...') has no letters" in fails(base + ["--captions-file", str(empty_line)], capsys)
     no_encoder = tmp_path / "no_encoder"
     shutil.copytree(results, no_encoder)
-    os.remove(settings.text_encoder_weights_path(str(no_encoder)))
+    os.remove(layout.text_encoder_weights_path(str(no_encoder)))
     err = fails(["--stage", "1", "--results-dir", str(no_encoder), "--out", "o", "--caption", "a red bird"], capsys)
     assert "no trained text encoder" in err and f"python text_encoder.py train --results-dir {no_encoder}" in err
     assert "not allowed with argument" in fails(base + ["--caption", "a bird", "--embeddings", "e.npy"], capsys)

@@ -6,12 +6,14 @@ import json
 import numpy as np
 import pytest
 
-import data
 import evaluate
 import generate
-import sampling
 import stage1
-import synthetic
+from stackgan import sampling
+from stackgan.datasets import synthetic
+from stackgan.datasets.cache import load_split
+from stackgan.metrics import attributes
+from stackgan.text.evaluation import heldout_caption_accuracy
 
 
 @pytest.fixture(scope="module")
@@ -44,15 +46,15 @@ def trained(tmp_path_factory):
 def test_stage1_learns_the_body_colour_from_the_embedding(trained):
     birds, results = trained
     (gen,), config = sampling.load_generators(results, 1)
-    test = data.load_split(birds, "test", 64)
+    test = load_split(birds, "test", 64)
     embeddings = test.embeddings[:, 0]
     z = np.random.default_rng(7).standard_normal((len(embeddings), config["z_dim"])).astype("float32")
     (images,) = sampling.sample_images([gen], embeddings, z)
-    accuracy = synthetic.attribute_accuracy(images, embeddings)
+    accuracy = attributes.attribute_accuracy(images, embeddings)
     chance = 1 / len(synthetic.PALETTE)
     assert accuracy >= 0.5, f"attribute accuracy {accuracy:.3f} (chance {chance:.3f})"
     # Not one colour for everything: the generated colours follow the embeddings.
-    assert len(set(synthetic.image_colours(images).tolist()) - {-1}) >= 6
+    assert len(set(attributes.image_colours(images).tolist()) - {-1}) >= 6
 
 
 def test_generate_then_evaluate_attributes_on_the_trained_model(trained, tmp_path, capsys):
@@ -83,10 +85,8 @@ def test_generate_then_evaluate_attributes_on_the_trained_model(trained, tmp_pat
 def test_birds_from_held_out_caption_wordings_have_the_colour_they_ask_for(trained):
     """Sentences in wordings that neither the caption files nor the encoder's training ever used, encoded by
     the demo's caption encoder, drawn by the trained Stage-I generator."""
-    import text_encoder
-
     birds, results = trained
-    report = text_encoder.heldout_caption_accuracy(results, birds, stage=1)
+    report = heldout_caption_accuracy(results, birds, stage=1)
     assert report["images"] >= 160 and report["stage"] == 1
     # chance 0.125; measured at these 16 epochs: 0.755 from held-out wording, 0.767 from the true embeddings
     assert report["caption_accuracy"] >= 0.5, report

@@ -10,6 +10,9 @@ import pytest
 import tensorflow as tf
 
 import models as m
+from stackgan import io, layout, sampling
+from stackgan.layers import CHAPTER_KERNELS
+from stackgan.runtime import dtype_policy
 
 SMALL = {
     "gf_dim": 16,
@@ -55,17 +58,6 @@ def _ca_layers(model):
 
 def _snapshot(variables):
     return [np.array(v.numpy()) for v in variables]
-
-
-@pytest.fixture
-def policy():
-    def set_policy(name):
-        keras.mixed_precision.set_global_policy(name)
-
-    try:
-        yield set_policy
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
 
 
 # --------------------------------------------------------------------------- defaults
@@ -146,85 +138,6 @@ def test_small_width_forward(cfg):
         8 * df,
         8 * df,
     ]
-
-
-@pytest.mark.parametrize("height", [4, 16])  # the plain path below 16x16, the fused 2x2 path from there
-def test_upsample_conv_is_the_chapters_upsampling_then_conv(height):
-    x = tf.constant(_rng().standard_normal((2, height, height + 2, 6)).astype("float32"))
-    fused = m.UpSampleConv2D(5, use_bias=True, bias_initializer="random_normal")
-    plain = keras.layers.Conv2D(5, 3, padding="same", use_bias=True)
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(x)
-        y_fused = fused(x)
-        if not plain.built:
-            plain.build((None, 2 * height, 2 * height + 4, 6))
-            plain.set_weights(fused.get_weights())
-        y_plain = plain(keras.layers.UpSampling2D(2)(x))
-        loss_fused, loss_plain = tf.reduce_sum(y_fused**2), tf.reduce_sum(y_plain**2)
-    assert y_fused.shape == (2, 2 * height, 2 * height + 4, 5)
-    np.testing.assert_allclose(y_fused, y_plain, rtol=1e-5, atol=1e-5)
-    for a, b in zip(tape.gradient(loss_fused, [x, fused.kernel]), tape.gradient(loss_plain, [x, plain.kernel])):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
-    assert [w.shape for w in fused.weights] == [(3, 3, 6, 5), (5,)]  # the chapter's parameters
-
-
-@pytest.mark.parametrize(
-    "size, kernel, strides, padding",
-    [
-        ((8, 6), 3, 1, "same"),  # up-sampling, residual and image convolutions
-        ((10, 7), 3, 1, "valid"),  # Stage-II encoder after ZeroPadding2D
-        ((5, 4), 1, 1, "same"),  # discriminator classifiers
-        ((6, 5), 2, 1, "valid"),  # UpSampleConv2D's 2x2 form
-        ((16, 8), 4, 2, "same"),  # down-sampling blocks
-        ((10, 6), 4, 2, "valid"),  # Stage-II encoder after ZeroPadding2D
-        ((7, 5), 4, 2, "same"),  # odd sizes: Keras' own input gradient
-    ],
-)
-def test_conv2d_has_keras_outputs_and_gradients(size, kernel, strides, padding):
-    """models.Conv2D computes its input gradient with forward convolutions on a CPU: the same numbers."""
-    x = tf.constant(_rng().standard_normal((3, *size, 4)).astype("float32"))
-    ours = m.Conv2D(5, kernel, strides=strides, padding=padding, bias_initializer="random_normal")
-    with m.chapter_layers():
-        theirs = m.Conv2D(5, kernel, strides=strides, padding=padding)
-    ours_values, theirs_values = _outputs_and_gradients(ours, theirs, x)
-    assert not ours.keras_gradient and theirs.keras_gradient
-    for a, b in zip(ours_values, theirs_values):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
-
-
-def _outputs_and_gradients(ours, theirs, x):
-    """Both layers, theirs given our weights, in training mode: [output, d/dx, d/dweights..., other
-    variables after the call] of each, under the loss sum(y cos y) of the output y."""
-    for layer in (ours, theirs):
-        layer.build(x.shape)
-    theirs.set_weights(ours.get_weights())
-    results = []
-    for layer in (ours, theirs):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = layer(x, training=True)
-            y32 = tf.cast(y, "float32")
-            loss = tf.reduce_sum(y32 * tf.cos(y32))
-        results.append([y, *tape.gradient(loss, [x, *layer.trainable_variables]), *layer.non_trainable_variables])
-    return results
-
-
-@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
-def test_batch_norm_has_keras_outputs_gradients_and_moving_statistics(policy):
-    x = tf.constant(_rng().standard_normal((4, 5, 3, 6)).astype("float32") * 3 + 2)
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        ours = m.BatchNormalization(beta_initializer="random_normal", gamma_initializer="random_normal")
-        with m.chapter_layers():
-            theirs = m.BatchNormalization()
-        results = _outputs_and_gradients(ours, theirs, x)
-        assert results[0][0].dtype == keras.mixed_precision.global_policy().compute_dtype
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-    tolerance = 1e-4 if policy == "float32" else 2e-2
-    for a, b in zip(*results):
-        np.testing.assert_allclose(tf.cast(a, "float32"), tf.cast(b, "float32"), rtol=tolerance, atol=tolerance)
-    assert not np.allclose(ours.moving_mean, 0.0)  # the moving statistics did move
 
 
 def test_joint_and_residual_blocks():
@@ -335,11 +248,24 @@ def test_kl_loss_closed_form():
     assert float(m.KL_loss(np.zeros((4, 1)), r)) == pytest.approx(ref, rel=1e-5)
 
 
+def test_generate_c_is_the_mean_plus_sigma_times_epsilon():
+    mean_logsigma = np.array([[1.0, 2.0, 0.0, math.log(2.0)]], "float32")  # mean (1, 2), sigma (1, 2)
+    epsilon = np.array([[0.5, -1.0]], "float32")
+    np.testing.assert_allclose(m.generate_c(mean_logsigma, epsilon), [[1.5, 0.0]], rtol=1e-6)
+
+
+def test_custom_generator_loss_is_binary_cross_entropy_of_the_logits():
+    logits = np.array([[0.0], [2.0], [-3.0]], "float32")
+    target = np.full((3, 1), 0.9, "float32")
+    expected = np.mean(np.logaddexp(0, logits) - target * logits)
+    assert float(m.custom_generator_loss(target, logits)) == pytest.approx(expected, rel=1e-5)
+
+
 # --------------------------------------------------------------------------- saving
-def _set_same_noise(a, b, value=(7, 11)):
+def _set_same_noise(a, b, seed=7):
     for la, lb in zip(_ca_layers(a), _ca_layers(b), strict=True):
-        la.seed_generator.state.assign(np.array(value, dtype=la.seed_generator.state.dtype))
-        lb.seed_generator.state.assign(np.array(value, dtype=lb.seed_generator.state.dtype))
+        la.reseed(seed)
+        lb.reseed(seed)
 
 
 @pytest.mark.parametrize("stage", [1, 2])
@@ -461,14 +387,15 @@ def test_adversarial_with_real_images_runs_d_once_on_real_wrong_fake(stage):
 
 
 # --------------------------------------------------------------------------- mixed precision
-@pytest.mark.parametrize("name", ["mixed_bfloat16", "mixed_float16"])
-def test_mixed_precision_outputs_are_float32(name, policy):
-    policy(name)
+@pytest.mark.parametrize("mode", ["bf16", "fp16"])
+def test_mixed_precision_outputs_are_float32(mode):
     e = _emb(2)
-    s1 = m.build_generator(1, TINY)
-    d1 = m.build_discriminator(1, TINY)
-    g2 = m.build_generator(2, TINY)
-    d2 = m.build_discriminator(2, TINY)
+    with dtype_policy(mode):
+        s1 = m.build_generator(1, TINY)
+        d1 = m.build_discriminator(1, TINY)
+        g2 = m.build_generator(2, TINY)
+        d2 = m.build_discriminator(2, TINY)
+    assert keras.config.dtype_policy().name == "float32"  # the policy is back; the networks keep theirs
     assert s1.get_layer("image").compute_dtype == "float32"
     logits, mls, fake = m.build_adversarial_model(s1, d1)([e, _emb(2, 100)], training=True)
     assert (logits.dtype, mls.dtype, fake.dtype) == (tf.float32,) * 3
@@ -479,29 +406,25 @@ def test_mixed_precision_outputs_are_float32(name, policy):
     assert m.KL_loss(None, mls2).dtype == tf.float32
     # A conv layer really computes in the reduced precision.
     conv = next(lyr for lyr in g2.layers if isinstance(lyr, keras.layers.Conv2D))
-    assert conv.compute_dtype == name.split("_")[1]
+    assert conv.compute_dtype == {"bf16": "bfloat16", "fp16": "float16"}[mode]
 
 
 def test_generator_weights_saved_with_the_chapters_two_layers_still_load(tmp_path):
     """Weights files written before the up-sampling blocks became UpSampleConv2D (UpSampling2D + Conv2D,
     the same variables in the same order) load into today's generators."""
-    import files
-    import sampling
-    import settings
-
     config = dict(gf_dim=8, df_dim=4, z_dim=10, condition_dim=4, embedding_dim=1024)
-    with m.chapter_layers():
-        old = m.build_generator(1, config)
+    old = m.build_generator(1, config, CHAPTER_KERNELS)
     assert any(isinstance(lyr, keras.layers.UpSampling2D) for lyr in old.layers)
-    old.save_weights(settings.weights_path(str(tmp_path), 1, "gen"))
-    files.write_json(settings.config_path(str(tmp_path), 1), dict(config, stage=1))
+    old.save_weights(layout.weights_path(str(tmp_path), 1, "gen"))
+    io.write_json(layout.config_path(str(tmp_path), 1), dict(config, stage=1))
     (new,), _ = sampling.load_generators(str(tmp_path), 1)
     assert not any(isinstance(lyr, keras.layers.UpSampling2D) for lyr in new.layers)
     for a, b in zip(old.weights, new.weights):
         np.testing.assert_array_equal(a, b)
     e, z = _rng().standard_normal((2, 1024)).astype("float32"), np.zeros((2, 10), "float32")
-    new.get_layer("ca_sample").seed_generator.state.assign(old.get_layer("ca_sample").seed_generator.state)
-    image_old, _ = old([e, z])  # the same conditioning noise from here on
+    for gen in (old, new):
+        gen.get_layer("ca_sample").reseed(5)  # the same conditioning noise from here on
+    image_old, _ = old([e, z])
     image_new, _ = new([e, z])
     np.testing.assert_allclose(image_old, image_new, atol=1e-5)
 
@@ -510,21 +433,21 @@ def test_sample_images_runs_the_chain_compiled_with_the_models_outputs():
     """sampling.sample_images (one tf.function for the whole chain) gives what calling the two generators one
     after the other gives, from the same conditioning-noise state; batches of other sizes run through the
     same compiled chain, which the same models reuse."""
-    import sampling
-
     config = dict(gf_dim=8, df_dim=4, z_dim=10, condition_dim=4, embedding_dim=1024)
     gens = [m.build_generator(1, config), m.build_generator(2, config)]
     e, z = _emb(5), _rng(2).standard_normal((5, 10)).astype("float32")
-    noise = [layer.seed_generator for g in gens for layer in _ca_layers(g)]
-    start = [s.state.numpy() for s in noise]
+
+    def reseed():
+        for i, layer in enumerate(layer for g in gens for layer in _ca_layers(g)):
+            layer.reseed(10 + i)
+
+    reseed()
     low, _ = gens[0]([e, z], training=False)
     high, _ = gens[1]([e, np.asarray(low)], training=False)
-    for s, v in zip(noise, start):
-        s.state.assign(v)
+    reseed()
     images = sampling.sample_images(gens, e, z, batch_size=5)
     np.testing.assert_allclose(images[0], low, atol=1e-5)
     np.testing.assert_allclose(images[1], high, atol=1e-4)
     split = sampling.sample_images(gens, e, z, batch_size=3)  # batches of 3 and 2
     assert [i.shape for i in split] == [(5, 64, 64, 3), (5, 256, 256, 3)]
-    assert sampling._compiled_chain(tuple(gens)) is sampling._compiled_chain(tuple(gens))
-    assert sampling._compiled_chain(tuple(gens[:1])) is not sampling._compiled_chain(tuple(gens))
+

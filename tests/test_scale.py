@@ -10,44 +10,40 @@ import textwrap
 import numpy as np
 import pytest
 
-import data
-from trainer import StackGANTrainer, set_precision
-import pipeline
-import synthetic
+from helpers import REPO, TINY_NETWORKS
+from stackgan.config import StageConfig
+from stackgan.datasets.cache import load_split
+from stackgan.runtime import Runtime
+from stackgan.training.input import make_dataset
+from stackgan.training.step import StackGANTrainer
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = {"gf_dim": 8, "df_dim": 4, "z_dim": 8, "condition_dim": 8, "embedding_dim": 1024}
+CONFIG = dict(TINY_NETWORKS, embedding_dim=1024)
 
 
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("birds"))
-    synthetic.write_synthetic(root, n_train=32, n_test=8, seed=1)
-    split = data.load_split(root, "train", 76)
-    return next(iter(pipeline.make_dataset(split, 8, 64, augment=True, seed=0)))
+def batch(birds):
+    split = load_split(birds, "train", 76)
+    return next(iter(make_dataset(split, 8, 64, augment=True, seed=0)))
 
 
 @pytest.mark.parametrize("mode", ["bf16", "fp16"])
 def test_mixed_precision_trains_with_float32_outputs_and_losses(batch, mode):
     import keras
 
-    try:
-        set_precision(mode)
-        trainer = StackGANTrainer(1, CONFIG, global_batch_size=8, mixed_precision=mode)
-        assert trainer.gen.layers[-1].compute_dtype == "float32"
-        convs = [layer for layer in trainer.gen.layers if layer.__class__.__name__ == "Conv2D"]
-        assert convs[0].compute_dtype == ("bfloat16" if mode == "bf16" else "float16")
-        before = [v.numpy().copy() for v in trainer.gen.trainable_variables]
-        for _ in range(3):
-            metrics = trainer.train_step(batch)
-        assert all(v.dtype == "float32" and np.isfinite(float(v)) for v in metrics.values())
-        assert all(v.dtype == "float32" for v in trainer.gen.trainable_variables)  # master weights
-        assert any(not np.array_equal(b, v.numpy()) for b, v in zip(before, trainer.gen.trainable_variables))
-        if mode == "fp16":
-            assert isinstance(trainer.g_opt, keras.optimizers.LossScaleOptimizer)
-            assert isinstance(trainer.d_opt, keras.optimizers.LossScaleOptimizer)
-    finally:
-        set_precision("off")
+    trainer = StackGANTrainer(StageConfig(stage=1, batch_size=8, **TINY_NETWORKS), Runtime.choose(mode, "off"))
+    assert keras.config.dtype_policy().name == "float32"  # the run's precision stays with its networks
+    assert trainer.gen.layers[-1].compute_dtype == "float32"
+    convs = [layer for layer in trainer.gen.layers if layer.__class__.__name__ == "Conv2D"]
+    assert convs[0].compute_dtype == ("bfloat16" if mode == "bf16" else "float16")
+    before = [v.numpy().copy() for v in trainer.gen.trainable_variables]
+    for _ in range(3):
+        metrics = trainer.train_step(batch)
+    assert all(v.dtype == "float32" and np.isfinite(float(v)) for v in metrics.values())
+    assert all(v.dtype == "float32" for v in trainer.gen.trainable_variables)  # master weights
+    assert any(not np.array_equal(b, v.numpy()) for b, v in zip(before, trainer.gen.trainable_variables))
+    if mode == "fp16":
+        assert isinstance(trainer.g_opt, keras.optimizers.LossScaleOptimizer)
+        assert isinstance(trainer.d_opt, keras.optimizers.LossScaleOptimizer)
 
 
 MIRRORED_SCRIPT = textwrap.dedent("""
@@ -56,15 +52,19 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import numpy as np
-    from trainer import StackGANTrainer, set_precision
-    config = json.loads(sys.argv[1])
+    from stackgan.config import StageConfig
+    from stackgan.runtime import Runtime
+    from stackgan.training.step import StackGANTrainer
+    config = StageConfig(stage=1, batch_size=8, seed=3, g_ema=0.9, **json.loads(sys.argv[1]))
     rng = np.random.default_rng(0)
     batch = (rng.uniform(-1, 1, (8, 64, 64, 3)).astype("float32"), rng.normal(0, .3, (8, 1024)).astype("float32"),
              rng.uniform(-1, 1, (8, 64, 64, 3)).astype("float32"))
     results = {}
     for name, strategy in [("one", tf.distribute.OneDeviceStrategy("/cpu:0")),
                            ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
-        trainer = StackGANTrainer(1, config, global_batch_size=8, strategy=strategy, seed=3, g_ema=0.9)
+        runtime = Runtime.choose("off", "off")
+        runtime.strategy = strategy
+        trainer = StackGANTrainer(config, runtime)
         # A zero last convolution makes every fake image 0, whatever the noise: then all of D's terms
         # (D sees real, wrong and fake images in one batch-norm batch) are the same on both setups.
         last_conv = [layer for layer in trainer.gen.layers if layer.__class__.__name__ == "Conv2D"][-1]
@@ -87,7 +87,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 def test_mirrored_strategy_on_two_cpus_matches_one_device():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
     out = subprocess.run(
-        [sys.executable, "-c", MIRRORED_SCRIPT, json.dumps(CONFIG)],
+        [sys.executable, "-c", MIRRORED_SCRIPT, json.dumps(TINY_NETWORKS)],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -123,9 +123,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_local_workers_train_together_and_write_one_checkpoint(tmp_path):
-    birds = str(tmp_path / "birds")
-    synthetic.write_synthetic(birds, n_train=32, n_test=8, seed=2)
+def test_two_local_workers_train_together_and_write_one_checkpoint(birds, tmp_path):
     cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
     args = [
         sys.executable,

@@ -1,5 +1,5 @@
-"""The training step of one stage: networks, optimizers, losses and the compiled update, shared by
-train.py (both stages) and bench.py.
+"""The training step of one stage: networks, optimizers, losses and the compiled update, shared by the training
+loop (both stages) and bench.py.
 
 Every step makes one discriminator update on BCE(D(real, e), 0.9) + 0.5 * (BCE(D(fake, e), 0) +
 BCE(D(wrong, e), 0)) and one generator update on BCE(D(G(e, z), e), 0.9) + kl_coef * KL, both from a
@@ -8,9 +8,8 @@ batches together. Gradients come from tf.GradientTape.
 """
 
 import contextlib
-import os
 
-from cli import UserError
+from stackgan.layers import Kernels
 
 LOSS_KEYS = (
     "d_loss",
@@ -27,29 +26,8 @@ LOSS_KEYS = (
 
 
 # ---------------------------------------------------------------------------
-# Strategy, precision, optimizers, losses
+# Optimizers and losses
 # ---------------------------------------------------------------------------
-def select_strategy(name):
-    import tensorflow as tf
-
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multiworker":
-        if "TF_CONFIG" not in os.environ:
-            raise UserError(
-                "--distribute multiworker needs the TF_CONFIG environment variable "
-                "(cluster and task of this worker); see README 'Several machines'"
-            )
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def set_precision(mode):
-    import keras
-
-    keras.mixed_precision.set_global_policy({"off": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[mode])
-
-
 def make_optimizer(lr, beta1, mixed_precision, ema_momentum=None):
     import keras
 
@@ -111,51 +89,41 @@ class StackGANTrainer:
     and in Stage-II's frozen Stage-I generator in front of the Stage-II generator.
     """
 
-    def __init__(
-        self,
-        stage,
-        config,
-        *,
-        g_lr=2e-4,
-        d_lr=2e-4,
-        beta1=0.5,
-        kl_coef=2.0,
-        global_batch_size=64,
-        mixed_precision="off",
-        xla=False,
-        strategy=None,
-        stage1_gen=None,
-        seed=0,
-        g_ema=None,
-        source=None,
-    ):
+    def __init__(self, config, runtime=None, stage1_gen=None, source=None):
+        """config: a StageConfig (stage, widths, learning rates, beta1, kl_coef, batch_size, seed, g_ema); runtime:
+        a Runtime (default: float32, no XLA, this machine's kernels); stage1_gen: Stage-II's frozen Stage-I
+        generator; source: the DeviceSplit that plan batches index."""
         import keras
         import tensorflow as tf
 
         import models
+        from stackgan.runtime import Runtime
 
-        self.stage, self.config, self.kl_coef = stage, dict(config), kl_coef
-        self.global_batch_size = global_batch_size
-        self.strategy = strategy or tf.distribute.get_strategy()
-        keras.utils.set_random_seed(seed)
-        with self.strategy.scope():
-            self.gen = models.build_generator(stage, self.config)
-            self.dis = models.build_discriminator(stage, self.config)
+        self.config, self.stage, self.kl_coef = config, config.stage, config.kl_coef
+        self.runtime = runtime or Runtime.choose(mixed_precision="off", xla="off")
+        self.global_batch_size = config.batch_size
+        self.strategy = self.runtime.strategy or tf.distribute.get_strategy()
+        kernels = Kernels(conv_gradient=self.runtime.kernels)
+        precision = self.runtime.precision
+        keras.utils.set_random_seed(config.seed)
+        with self.runtime.policy(), self.strategy.scope():
+            self.gen = models.build_generator(self.stage, config.network(), kernels)
+            self.dis = models.build_discriminator(self.stage, config.network(), kernels)
             self.stage1_gen = stage1_gen
             self.adversarial = models.build_adversarial_model(self.gen, self.dis, stage1_gen, with_real_images=True)
-            self.g_opt = make_optimizer(g_lr, beta1, mixed_precision, g_ema)
-            self.d_opt = make_optimizer(d_lr, beta1, mixed_precision)
+            self.g_opt = make_optimizer(config.g_lr, config.beta1, precision, config.g_ema)
+            self.d_opt = make_optimizer(config.d_lr, config.beta1, precision)
             self.g_opt.build(self.gen.trainable_variables)
             self.d_opt.build(self.dis.trainable_variables)
-            self.noise = tf.random.Generator.from_seed(seed)
+            self.noise = tf.random.Generator.from_seed(config.seed)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         # Per-epoch sums of the losses, kept on the device: read once an epoch, not once a step.
         self.loss_sums = {k: tf.Variable(0.0, trainable=False, name=f"sum_{k}") for k in LOSS_KEYS}
         self.steps_summed = tf.Variable(0, dtype=tf.int64, trainable=False, name="steps_summed")
-        self.source = source  # a pipeline.DeviceSplit, when batches are plans
-        self.fp16 = mixed_precision == "fp16"
-        self.g_ema = g_ema
-        self._step = tf.function(self._distributed_step, jit_compile=xla)
+        self.source = source  # a DeviceSplit, when batches are plans
+        self.fp16 = precision == "fp16"
+        self.g_ema = config.g_ema
+        self._step = tf.function(self._distributed_step, jit_compile=self.runtime.xla)
         self._steps = tf.function(self._accumulating_steps)
 
     def _replica_step(self, batch):
@@ -163,7 +131,7 @@ class StackGANTrainer:
 
         real, embeddings, wrong = self.source.assemble(batch) if isinstance(batch, dict) else batch
         real, wrong = to_float_images(real), to_float_images(wrong)
-        z = self.noise.normal((tf.shape(embeddings)[0], self.config["z_dim"]))
+        z = self.noise.normal((tf.shape(embeddings)[0], self.config.z_dim))
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             logits, mean_logsigma, _ = self.adversarial([embeddings, z, real, wrong], training=True)
             real_logits, wrong_logits, fake_logits = tf.split(logits, 3)
@@ -197,7 +165,7 @@ class StackGANTrainer:
 
     def train_step(self, batch):
         """One D and one G update on a (distributed) batch of (images, embeddings, wrong_images), or of plans
-        of pipeline.make_plan_dataset with a source; returns the losses."""
+        of make_plan_dataset (stackgan.training.input) with a source; returns the losses."""
         return self._step(batch)
 
     def train_steps(self, iterator, count):
@@ -250,13 +218,3 @@ def to_float_images(images):
     if images.dtype == tf.uint8:
         return tf.cast(images, tf.float32) * (1 / 127.5) - 1.0
     return images
-
-
-def is_chief(strategy):
-    """True except on the non-chief workers of a multi-worker run (TF_CONFIG task other than chief/worker 0)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    task_type = getattr(resolver, "task_type", None)
-    if not task_type:
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return task_type == "chief" or (task_type == "worker" and resolver.task_id == 0 and not has_chief)

@@ -1,5 +1,5 @@
-"""text_encoder.py with tiny widths: text checks, padding invariance, train + resume, save/load/encode,
-metrics, the bag-of-words baseline, evaluate and the held-out wording accuracy."""
+"""The caption encoder with tiny widths (stackgan.text, text_encoder.py): text checks, padding invariance, train +
+resume, save/load/encode, metrics, the bag-of-words baseline, evaluate and the held-out wording accuracy."""
 
 import json
 import os
@@ -9,39 +9,37 @@ import shutil
 import numpy as np
 import pytest
 
-import cli
 import data
-import files
-import settings
-import synthetic
-import text_encoder as te
-from cli import UserError
+import text_encoder
+from stackgan import config as settings
+from stackgan import io, layout
+from stackgan.cli import UserError, run_main
+from stackgan.config import EncoderConfig
+from stackgan.datasets import synthetic
+from stackgan.text import captions, encoder, evaluation, pairs, training
 
 TINY = dict(epochs=1, batch_size=32, lr=1e-2, char_dim=4, conv_dims=(8, 8), rnn_dim=8)
 GEN_CONFIG = {"gf_dim": 8, "df_dim": 4, "z_dim": 10, "condition_dim": 4, "embedding_dim": 1024}
 
 
-@pytest.fixture(scope="module")
-def syn(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("syn") / "birds")
-    synthetic.write_synthetic(out, n_train=24, n_test=8, seed=0)
-    return out
+def train(data_dir, results, logs, log=lambda *a: None, **settings):
+    return training.train(EncoderConfig(data_dir=data_dir, results_dir=results, log_dir=logs, **settings), log=log)
 
 
 @pytest.fixture(scope="module")
-def trained(syn, tmp_path_factory):
+def trained(birds, tmp_path_factory):
     """(results, logs, printed lines) of a one-epoch tiny encoder."""
     root = tmp_path_factory.mktemp("te")
     results, logs, lines = str(root / "results"), str(root / "logs"), []
-    te.train(syn, results, logs, fresh=True, log=lines.append, **TINY)
+    train(birds, results, logs, fresh=True, log=lines.append, **TINY)
     return results, logs, lines
 
 
 def test_normalize_and_check_captions():
-    assert te.normalize_caption("  A Bird\ufffd\ufffdwith  ÉMERALD wings—and a tail\n") == (
+    assert captions.normalize_caption("  A Bird\ufffd\ufffdwith  ÉMERALD wings—and a tail\n") == (
         "a bird with emerald wings and a tail"
     )
-    assert te.check_captions(["Red bird!"], 20) == ["red bird!"]
+    assert captions.check_captions(["Red bird!"], 20) == ["red bird!"]
     for bad, message in (
         ("", "caption 1 is empty"),
         ("   \t", "caption 1 is empty"),
@@ -49,113 +47,113 @@ def test_normalize_and_check_captions():
         ("a" * 21, "caption 1 has 21 characters but the text encoder reads at most 20; shorten it"),
     ):
         with pytest.raises(UserError, match=message):
-            te.check_captions([bad], 20)
+            captions.check_captions([bad], 20)
     with pytest.raises(UserError, match="line 7 is empty"):
-        te.check_captions(["fine", ""], 20, labels=["line 1", "line 7"])
+        captions.check_captions(["fine", ""], 20, labels=["line 1", "line 7"])
     with pytest.raises(UserError, match="no caption given"):
-        te.check_captions([], 20)
+        captions.check_captions([], 20)
 
 
 def test_tokens_and_padding_do_not_change_a_vector():
-    config = te.make_config(4, (8, 8, 8), 8, 30, "mse", "aligned", embedding_dim=16)
-    tokens = te.tokenize(["ab", "a bird"], config)
+    config = encoder.make_config(4, (8, 8, 8), 8, 30, "mse", "aligned", embedding_dim=16)
+    tokens = captions.tokenize(["ab", "a bird"], config)
     assert tokens.shape == (2, 9) and tokens.dtype == np.int32  # padded to a multiple of 3 * 3
-    vocab = te.vocabulary(settings.TEXT_ALPHABET)
+    vocab = captions.vocabulary(settings.TEXT_ALPHABET)
     assert list(tokens[0, :3]) == [vocab["a"], vocab["b"], 0] and len(vocab) == len(set(settings.TEXT_ALPHABET))
-    assert te.tokenize(["x" * 40], config).shape == (1, 36)  # cut at max_length 30, rounded up to 36
-    model = te.build_encoder(config)
-    alone = te.encode(model, config, ["a red bird"])
-    batched = te.encode(model, config, ["a red bird", "a much longer caption about a small bird with wings"])
+    assert captions.tokenize(["x" * 40], config).shape == (1, 36)  # cut at max_length 30, rounded up to 36
+    model = encoder.build_encoder(config)
+    alone = encoder.encode(model, config, ["a red bird"])
+    batched = encoder.encode(model, config, ["a red bird", "a much longer caption about a small bird with wings"])
     np.testing.assert_allclose(batched[0], alone[0], rtol=1e-5, atol=1e-6)
 
 
 def test_train_writes_weights_config_checkpoint_and_logs(trained):
     results, logs, lines = trained
-    config = json.load(open(settings.text_encoder_config_path(results)))
-    for key in te.ARCHITECTURE_KEYS + ("loss", "target", "output_norm", "epochs_trained", "test_cosine"):
+    config = json.load(open(layout.text_encoder_config_path(results)))
+    for key in encoder.ARCHITECTURE_KEYS + ("loss", "target", "output_norm", "epochs_trained", "test_cosine"):
         assert key in config, key
     assert config["epochs_trained"] == 1 and config["conv_dims"] == [8, 8] and config["max_length"] == 201
-    assert os.path.isfile(settings.text_encoder_weights_path(results))
-    assert os.listdir(settings.text_encoder_checkpoint_dir(results))
-    assert any(f.startswith("events.") for f in os.listdir(settings.text_encoder_log_dir(logs)))
+    assert os.path.isfile(layout.text_encoder_weights_path(results))
+    assert os.listdir(layout.text_encoder_checkpoint_dir(results))
+    assert any(f.startswith("events.") for f in os.listdir(layout.text_encoder_log_dir(logs)))
     assert any("epoch 1/1: train_loss" in line for line in lines)
 
 
-def test_resume_fresh_and_mismatch(syn, trained, tmp_path):
+def test_resume_fresh_and_mismatch(birds, trained, tmp_path):
     results, logs = str(tmp_path / "r"), str(tmp_path / "l")
     shutil.copytree(trained[0], results)  # one epoch done
     lines = []
-    config = te.train(syn, results, logs, log=lines.append, **dict(TINY, epochs=2))
+    config = train(birds, results, logs, log=lines.append, **dict(TINY, epochs=2))
     assert any("Resumed from" in line and "at epoch 1" in line for line in lines)
     assert config["epochs_trained"] == 2
-    assert json.load(open(settings.text_encoder_config_path(results)))["epochs_trained"] == 2
+    assert json.load(open(layout.text_encoder_config_path(results)))["epochs_trained"] == 2
     with pytest.raises(UserError, match=r"made with rnn_dim = 8, not 6; .*--fresh"):
-        te.train(syn, results, logs, log=lambda *a: None, **dict(TINY, rnn_dim=6))
+        train(birds, results, logs, **dict(TINY, rnn_dim=6))
     lines = []
-    assert te.train(syn, results, logs, fresh=True, log=lines.append, **dict(TINY, rnn_dim=6))["epochs_trained"] == 1
+    assert train(birds, results, logs, fresh=True, log=lines.append, **dict(TINY, rnn_dim=6))["epochs_trained"] == 1
     assert not any("Resumed" in line for line in lines)
 
 
 def test_encode_captions_round_trip(trained):
     results, _, _ = trained
-    vectors = te.encode_captions(["a small yellow bird with dark wings", "A RED BIRD"], results)
+    vectors = encoder.encode_captions(["a small yellow bird with dark wings", "A RED BIRD"], results)
     assert vectors.shape == (2, 1024) and vectors.dtype == np.float32 and np.isfinite(vectors).all()
-    model, config = te.load_encoder(results)
-    rebuilt = te.build_encoder(config)  # from the JSON config alone
-    rebuilt.load_weights(settings.text_encoder_weights_path(results))
-    np.testing.assert_allclose(te.encode(rebuilt, config, ["a red bird"])[0], vectors[1], rtol=1e-5, atol=1e-6)
+    model, config = encoder.load_encoder(results)
+    rebuilt = encoder.build_encoder(config)  # from the JSON config alone
+    rebuilt.load_weights(layout.text_encoder_weights_path(results))
+    np.testing.assert_allclose(encoder.encode(rebuilt, config, ["a red bird"])[0], vectors[1], rtol=1e-5, atol=1e-6)
     with pytest.raises(UserError, match="caption 2 is empty"):
-        te.encode_captions(["a bird", " "], results)
+        encoder.encode_captions(["a bird", " "], results)
 
 
 def test_no_trained_encoder_names_the_command(tmp_path):
     with pytest.raises(
         UserError, match=r"no trained text encoder in .*; run `python text_encoder.py train --results-dir"
     ):
-        te.encode_captions(["a bird"], str(tmp_path))
-    assert te.train_command("results/demo/") == "python text_encoder.py train --demo"
+        encoder.encode_captions(["a bird"], str(tmp_path))
+    assert encoder.train_command("results/demo/") == "python text_encoder.py train --demo"
 
 
-def test_cosine_loss_rescales_to_the_embeddings_length(syn, tmp_path):
-    te.train(syn, str(tmp_path / "r"), str(tmp_path / "l"), loss="cosine", log=lambda *a: None, **TINY)
-    model, config = te.load_encoder(str(tmp_path / "r"))
-    norms = np.linalg.norm(te.encode(model, config, ["a red bird", "a blue bird"], calibrate=False), axis=1)
+def test_cosine_loss_rescales_to_the_embeddings_length(birds, tmp_path):
+    train(birds, str(tmp_path / "r"), str(tmp_path / "l"), loss="cosine", **TINY)
+    model, config = encoder.load_encoder(str(tmp_path / "r"))
+    norms = np.linalg.norm(encoder.encode(model, config, ["a red bird", "a blue bird"], calibrate=False), axis=1)
     np.testing.assert_allclose(norms, config["output_norm"], rtol=1e-4)
-    emb = data.load_embeddings(os.path.join(syn, "train", settings.EMBEDDINGS_FILE))
+    emb = data.load_embeddings(layout.split_files(birds, "train").embeddings)
     assert config["output_norm"] == pytest.approx(np.linalg.norm(emb, axis=2).mean(), rel=1e-3)
 
 
 def test_word_noise_inserts_drops_and_reorders_words():
     texts = ["this bird is mostly red with dark wings"] * 400
-    assert te.augment_captions(texts, np.random.default_rng(0), 0.0) == texts
-    noisy = te.augment_captions(texts, np.random.default_rng(0), 0.15)
-    assert noisy == te.augment_captions(texts, np.random.default_rng(0), 0.15)  # the rng decides
+    assert captions.augment_captions(texts, np.random.default_rng(0), 0.0) == texts
+    noisy = captions.augment_captions(texts, np.random.default_rng(0), 0.15)
+    assert noisy == captions.augment_captions(texts, np.random.default_rng(0), 0.15)  # the rng decides
     assert all(t and re.fullmatch("[a-z ]+", t) for t in noisy)
     lengths = np.array([len(t.split()) for t in noisy])
     assert 0.2 < np.mean(noisy != np.array(texts)) < 0.95 and lengths.min() >= 1
     assert np.mean(lengths) == pytest.approx(8 * (1 + 0.15 - 0.075), rel=0.1)
     assert any(t.split()[0] != "this" and "red" in t for t in noisy)  # some start elsewhere
-    assert te.augment_captions(["red"] * 50, np.random.default_rng(1), 1.0)[0]  # never empty
+    assert captions.augment_captions(["red"] * 50, np.random.default_rng(1), 1.0)[0]  # never empty
     with pytest.raises(UserError, match="--augment 1.5: the word noise rate is a probability"):
-        te.train("unused", "unused", "unused", augment=1.5)
+        train("unused", "unused", "unused", augment=1.5)
 
 
-def test_calibration_pushes_shrunken_vectors_out_to_the_training_spread(trained, syn):
+def test_calibration_pushes_shrunken_vectors_out_to_the_training_spread(trained, birds):
     calibration = {"mean": [1.0, 0.0, 0.0], "spread": 2.0, "max_gain": 1.25}
     vectors = np.array([[1.0, 1.8, 0.0], [1.0, 0.0, 1.0], [1.0, 3.0, 0.0]], np.float32)
-    out = te.calibrated(vectors, calibration)
+    out = encoder.calibrated(vectors, calibration)
     np.testing.assert_allclose(out[0], [1.0, 2.0, 0.0], rtol=1e-6)  # out to the spread
     np.testing.assert_allclose(out[1], [1.0, 0.0, 1.25], rtol=1e-6)  # at most max_gain
     np.testing.assert_allclose(out[2], vectors[2])  # never pulled in
     results = trained[0]
-    model, config = te.load_encoder(results)
-    emb = data.load_embeddings(os.path.join(syn, "train", settings.EMBEDDINGS_FILE))
+    model, config = encoder.load_encoder(results)
+    emb = data.load_embeddings(layout.split_files(birds, "train").embeddings)
     np.testing.assert_allclose(config["calibration"]["mean"], emb.reshape(-1, 1024).mean(axis=0), atol=1e-4)
-    assert config["calibration"]["max_gain"] == te.CALIBRATION_MAX_GAIN and config["calibration"]["spread"] > 0
+    assert config["calibration"]["max_gain"] == encoder.CALIBRATION_MAX_GAIN and config["calibration"]["spread"] > 0
     texts = ["a small yellow bird with dark wings", "zzz qqq"]
-    raw = te.encode(model, config, texts, calibrate=False)
+    raw = encoder.encode(model, config, texts, calibrate=False)
     np.testing.assert_allclose(
-        te.encode_captions(texts, results), te.calibrated(raw, config["calibration"]), rtol=1e-5, atol=1e-5
+        encoder.encode_captions(texts, results), encoder.calibrated(raw, config["calibration"]), rtol=1e-5, atol=1e-5
     )
 
 
@@ -163,17 +161,17 @@ def test_targets_and_metrics():
     rng = np.random.default_rng(0)
     emb = (rng.standard_normal((5, 1, 64)) * 2 + rng.standard_normal((5, 3, 64))).astype(np.float32)
     images, indices = np.repeat(np.arange(5), 4), np.tile(np.arange(4), 5)  # 4 captions, only 3 embeddings
-    aligned = te.targets_for(emb, images, indices, "aligned")
+    aligned = pairs.targets_for(emb, images, indices, "aligned")
     np.testing.assert_array_equal(aligned[1], emb[0, 1])
     np.testing.assert_allclose(aligned[3], emb[0].mean(axis=0), rtol=1e-6)  # caption 4 has no embedding 4
-    mean = te.targets_for(emb, images, indices, "mean")
+    mean = pairs.targets_for(emb, images, indices, "mean")
     np.testing.assert_allclose(mean[1], emb[0].mean(axis=0), rtol=1e-6)
-    perfect = te.retrieval_metrics(aligned, emb, images, indices)
+    perfect = evaluation.retrieval_metrics(aligned, emb, images, indices)
     assert perfect["cosine"] == pytest.approx(1.0) and perfect["R@1"] == 1.0 and perfect["R@10"] == 1.0
     assert perfect["alignment_gain"] > 0.05
-    averaged = te.retrieval_metrics(mean, emb, images, indices)
+    averaged = evaluation.retrieval_metrics(mean, emb, images, indices)
     assert abs(averaged["alignment_gain"]) < 1e-6 and averaged["cosine_mean"] == pytest.approx(1.0)
-    shuffled = te.retrieval_metrics(np.roll(aligned, 4, axis=0), emb, images, indices)
+    shuffled = evaluation.retrieval_metrics(np.roll(aligned, 4, axis=0), emb, images, indices)
     assert shuffled["R@1"] == 0.0
 
 
@@ -181,52 +179,53 @@ def test_bag_of_words_ridge():
     texts = ["red bird", "blue bird", "red wings", "blue wings", "bird", "red", "blue"] * 4
     w = {"red": 1.0, "blue": -1.0, "bird": 0.5, "wings": 2.0}
     targets = np.array([[sum(w[x] for x in t.split()), 1.0] for t in texts], np.float32)
-    model = te.BagOfWords(ridge=1e-4).fit(texts, targets)
+    model = evaluation.BagOfWords(ridge=1e-4).fit(texts, targets)
     np.testing.assert_allclose(model.predict(["red bird", "unknown"]), [[1.5, 1.0], [0.0, 1.0]], atol=0.05)
 
 
-def test_evaluate_cli(trained, syn, capsys):
+def test_evaluate_cli(trained, birds, capsys):
     results, _, _ = trained
-    assert cli.run_main(te.main, ["evaluate", "--data-dir", syn, "--results-dir", results, "--json"]) == 0
+    assert run_main(text_encoder.main, ["evaluate", "--data-dir", birds, "--results-dir", results, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     for name in ("encoder", "baseline"):
-        assert report[name]["captions"] == 80 and report[name]["images"] == 8
+        assert report[name]["captions"] == 160 and report[name]["images"] == 16
         for key in ("cosine", "R@1", "R@10", "heldout_wording_colour"):
             assert 0.0 <= abs(report[name][key]) <= 1.0, key
-    assert cli.run_main(te.main, ["evaluate", "--data-dir", syn, "--results-dir", results]) == 0
+    assert run_main(text_encoder.main, ["evaluate", "--data-dir", birds, "--results-dir", results]) == 0
     table = capsys.readouterr().out
     assert "text encoder" in table and "bag of words + ridge" in table and "R@10" in table
 
 
-def test_heldout_caption_accuracy(trained, syn, tmp_path, capsys):
+def test_heldout_caption_accuracy(trained, birds, tmp_path, capsys):
     import models
 
     results = str(tmp_path / "results")
     shutil.copytree(trained[0], results)
     gen = models.build_generator(1, GEN_CONFIG)
-    files.save_weights(gen, settings.weights_path(results, 1, "gen"))
-    files.write_json(settings.config_path(results, 1), dict(GEN_CONFIG, stage=1))
-    got = te.heldout_caption_accuracy(results, syn, 1, batch_size=32)
-    assert got["images"] == 8 * len(synthetic.HELDOUT_TEMPLATES) and got["stage"] == 1
+    io.save_weights(gen, layout.weights_path(results, 1, "gen"))
+    io.write_json(layout.config_path(results, 1), dict(GEN_CONFIG, stage=1))
+    got = evaluation.heldout_caption_accuracy(results, birds, 1, batch_size=32)
+    assert got["images"] == 16 * len(synthetic.HELDOUT_TEMPLATES) and got["stage"] == 1
     assert 0.0 <= got["caption_accuracy"] <= 1.0 and 0.0 <= got["embedding_accuracy"] <= 1.0
-    argv = ["evaluate", "--data-dir", syn, "--results-dir", results, "--generated-stage", "1"]
-    assert cli.run_main(te.main, argv) == 0
+    argv = ["evaluate", "--data-dir", birds, "--results-dir", results, "--generated-stage", "1"]
+    assert run_main(text_encoder.main, argv) == 0
     assert "Stage-1 images from held-out wording: attribute accuracy" in capsys.readouterr().out
     with pytest.raises(UserError, match="not the synthetic bird set"):
-        te.heldout_caption_accuracy(results, str(tmp_path), 1)
+        evaluation.heldout_caption_accuracy(results, str(tmp_path), 1)
 
 
 def test_train_help_shows_defaults_and_demo_preset(capsys, monkeypatch):
     with pytest.raises(SystemExit) as exit_info:
-        te.main(["train", "--help"])
+        text_encoder.main(["train", "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "--epochs EPOCHS" in out and "(default: 60)" in out and "(default: 256,384,256)" in out
     calls = []
-    monkeypatch.setattr(te, "train", lambda *a, **k: calls.append((a, k)) or {})
+    monkeypatch.setattr(training, "train", lambda settings, **k: calls.append(settings) or {})
     monkeypatch.setattr(synthetic, "ensure_synthetic", lambda d: False)
-    te.train_demo_encoder("d", "r", "l")
-    assert calls[0][0] == ("d", "r", "l") and calls[0][1]["conv_dims"] == settings.TEXT_ENCODER_DEMO["conv_dims"]
+    training.train_demo_encoder("d", "r", "l")
+    assert (calls[0].data_dir, calls[0].results_dir, calls[0].log_dir) == ("d", "r", "l")
+    assert calls[0].conv_dims == settings.ENCODER_DEMO["conv_dims"]
     with pytest.raises(SystemExit) as exit_info:
-        cli.run_main(te.main, ["train", "--conv-dims", "8,x"])
+        run_main(text_encoder.main, ["train", "--conv-dims", "8,x"])
     assert exit_info.value.code == 2

@@ -1,5 +1,5 @@
-"""Rebuild trained generators from results/ and run them: shared by training (epoch grids), the demo
-report and generate.py."""
+"""Rebuild trained generators from a results folder and run them: shared by training (epoch grids), the demo
+report, the Python API and generate.py."""
 
 import json
 import os
@@ -7,13 +7,14 @@ import warnings
 
 import numpy as np
 
-from cli import UserError
-from settings import DEMO_PRESETS, config_path, weights_path
+from stackgan.cli import UserError
+from stackgan.config import DEMO_DIRS
+from stackgan.layout import config_path, weights_path
 
 
 def demo_or_results_flag(results_dir, stage):
     """The flag that trains into results_dir: --demo for the demo's folder."""
-    same = os.path.normpath(results_dir) == os.path.normpath(DEMO_PRESETS[stage]["results_dir"])
+    same = os.path.normpath(results_dir) == os.path.normpath(DEMO_DIRS["results_dir"])
     return "--demo" if same else f"--results-dir {results_dir}"
 
 
@@ -37,6 +38,7 @@ def load_generator_weights(model, path, stage, config=None):
     """Load a generator's weights file; one saved before the up-sampling blocks became one UpSampleConv2D
     layer (separate UpSampling2D + Conv2D, the same variables in the same order) loads too."""
     import models
+    from stackgan.layers import CHAPTER_KERNELS
 
     with warnings.catch_warnings():  # Keras warns about each group a file of the other layout lacks
         warnings.simplefilter("ignore")
@@ -46,8 +48,7 @@ def load_generator_weights(model, path, stage, config=None):
         except Exception as err:  # h5py/Keras raise many types for a wrong or corrupt file
             failure = type(err).__name__
         try:
-            with models.chapter_layers():
-                two_layer = models.build_generator(stage, config)
+            two_layer = models.build_generator(stage, config, CHAPTER_KERNELS)
             two_layer.load_weights(path)
             model.set_weights(two_layer.get_weights())
             return

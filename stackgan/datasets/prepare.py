@@ -1,11 +1,5 @@
-"""Getting the real data: download CUB-200-2011, StackGAN's birds.zip and the captions (AttnGAN's birds
-archive), unpack local copies of them, and check a data folder. The command line of data.py:
-
-    python data.py download  [--data-dir data/birds]
-    python data.py prepare   --cub-archive CUB_200_2011.tgz --embeddings-archive birds.zip [--data-dir ...]
-                             [--captions-archive attngan_birds.zip]      (or --captions-archive alone)
-    python data.py check     [--data-dir data/birds]
-    python data.py synthetic [--out data/synthetic] [--n-train 800 --n-test 160 --seed 0]
+"""Getting the real data: download CUB-200-2011, StackGAN's birds.zip and the captions (AttnGAN's birds archive),
+unpack local copies of them, and check a data folder (`python data.py download | prepare | check`).
 """
 
 import hashlib
@@ -14,19 +8,18 @@ import re
 import shutil
 import tempfile
 
-import cli
 import data
-import files
-import synthetic
-from cli import UserError
-from settings import (
+from stackgan import io, layout
+from stackgan.cli import UserError
+from stackgan.datasets import cache
+from stackgan.layout import (
+    CAPTIONS_DRIVE_ID,
     CLASS_INFO_FILE,
     CUB_DIR,
     DATA_DIR,
     EMBEDDINGS_FILE,
     FILENAMES_FILE,
     SPLITS,
-    SYNTHETIC_DATA_DIR,
     SYNTHETIC_MARKER,
     TEXT_DIR,
 )
@@ -62,10 +55,10 @@ def _download_url(url, dest, md5, data_dir):
                     digest.update(chunk)
                     bar.update(len(chunk))
     except (OSError, ValueError, http.client.HTTPException) as err:
-        files.remove_quietly(part)
+        io.remove_quietly(part)
         raise UserError(f"could not download {url} ({type(err).__name__}: {err}); {_prepare_hint(data_dir)}") from None
     if md5 and digest.hexdigest() != md5:
-        files.remove_quietly(part)
+        io.remove_quietly(part)
         raise UserError(
             f"{url} arrived damaged (MD5 {digest.hexdigest()}, expected {md5}); try again or {_prepare_hint(data_dir)}"
         )
@@ -83,13 +76,13 @@ def _download_drive(file_id, dest, data_dir, what="the embeddings zip"):
     try:
         result = gdown.download(id=file_id, output=part, quiet=False)
     except Exception as err:  # noqa: BLE001 - gdown raises its own errors for quota pages, network, ...
-        files.remove_quietly(part)
+        io.remove_quietly(part)
         raise UserError(
             f"could not download Google Drive file {file_id} ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''}); {_prepare_hint(data_dir)}"
         ) from None
     if result is None or not os.path.isfile(part) or not zipfile.is_zipfile(part):
-        files.remove_quietly(part)
+        io.remove_quietly(part)
         raise UserError(f"Google Drive did not return {what} (id {file_id}); {_prepare_hint(data_dir)}")
     os.replace(part, dest)
 
@@ -103,7 +96,7 @@ def download(data_dir=DATA_DIR):
     downloads = os.path.join(data_dir, "downloads")
     os.makedirs(downloads, exist_ok=True)
     cub = os.path.join(downloads, "CUB_200_2011.tgz")
-    if os.path.isfile(cub) and data.file_digest(cub, "md5") == CUB_MD5:
+    if os.path.isfile(cub) and cache.file_digest(cub, "md5") == CUB_MD5:
         print(f"{cub} already downloaded (MD5 ok)")
     else:
         print(f"Downloading {CUB_URL} (about 1.1 GB)")
@@ -118,11 +111,11 @@ def download(data_dir=DATA_DIR):
     if os.path.isfile(captions) and zipfile.is_zipfile(captions):
         print(f"{captions} already downloaded")
     else:
-        print(f"Downloading the captions (AttnGAN's birds archive, Google Drive id {data.CAPTIONS_DRIVE_ID})")
+        print(f"Downloading the captions (AttnGAN's birds archive, Google Drive id {CAPTIONS_DRIVE_ID})")
         try:
-            _download_drive(data.CAPTIONS_DRIVE_ID, captions, data_dir, "the captions zip")
+            _download_drive(CAPTIONS_DRIVE_ID, captions, data_dir, "the captions zip")
         except UserError as err:
-            print(f"note: no captions ({err}); {data.captions_hint(data_dir)}")
+            print(f"note: no captions ({err}); {layout.captions_hint(data_dir)}")
             captions = None
     prepare(cub, birds, data_dir, captions)
     print(f"The archives in {downloads} are no longer needed; delete them to free space.")
@@ -229,7 +222,7 @@ def _extract_captions(archive, tmp):
 
     out_root = os.path.join(tmp, TEXT_DIR)
     hint = (
-        f"it is neither AttnGAN's birds.zip (https://drive.google.com/uc?id={data.CAPTIONS_DRIVE_ID}) nor Reed's "
+        f"it is neither AttnGAN's birds.zip (https://drive.google.com/uc?id={CAPTIONS_DRIVE_ID}) nor Reed's "
         f"CUB archive with text_c10/"
     )
 
@@ -305,7 +298,7 @@ def prepare(cub_archive, embeddings_archive, data_dir=DATA_DIR, captions_archive
         if cub_archive is not None:
             _extract_embeddings(embeddings_archive, tmp)
             count = _extract_cub(cub_archive, tmp)
-            files.remove_quietly(os.path.join(data_dir, SYNTHETIC_MARKER))
+            io.remove_quietly(os.path.join(data_dir, SYNTHETIC_MARKER))
             for split in SPLITS:
                 os.makedirs(os.path.join(data_dir, split), exist_ok=True)
                 for f in os.listdir(os.path.join(tmp, split)):
@@ -328,22 +321,21 @@ def prepare(cub_archive, embeddings_archive, data_dir=DATA_DIR, captions_archive
 def check(data_dir=DATA_DIR):
     """Print a summary of data_dir; UserError naming what is missing and the command that fixes it."""
     if not os.path.isdir(data_dir):
-        raise UserError(f"data folder {data_dir} not found; {data.fix_hint(data_dir)}")
-    missing = data.missing_files(data_dir)
+        raise UserError(f"data folder {data_dir} not found; {layout.data_hint(data_dir)}")
+    missing = layout.missing_files(data_dir)
     if missing:
         for p in missing:
             print(f"missing: {p}")
         raise UserError(
-            f"{data_dir} lacks {len(missing)} required file(s), e.g. {missing[0]}; {data.fix_hint(data_dir)}"
+            f"{data_dir} lacks {len(missing)} required file(s), e.g. {missing[0]}; {layout.data_hint(data_dir)}"
         )
     cub_dir = os.path.join(data_dir, CUB_DIR)
     boxes = data.load_bounding_boxes(cub_dir)
-    kind = "synthetic birds" if synthetic.is_synthetic(data_dir) else "CUB-200-2011"
+    kind = "synthetic birds" if layout.is_synthetic(data_dir) else "CUB-200-2011"
     print(f"{data_dir}: {kind}, {len(boxes)} bounding boxes")
     problems = 0
     for split in SPLITS:
-        d = os.path.join(data_dir, split)
-        paths = tuple(os.path.join(d, f) for f in (FILENAMES_FILE, CLASS_INFO_FILE, EMBEDDINGS_FILE))
+        paths = layout.split_files(data_dir, split)
         filenames, class_ids, emb = (
             data.load_filenames(paths[0]),
             data.load_class_ids(paths[1]),
@@ -362,7 +354,7 @@ def check(data_dir=DATA_DIR):
                 print(f"    {what}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}")
         _report_captions(data_dir, filenames)
         if usable == 0:
-            raise UserError(f"no usable image in the {split} split of {data_dir}; {data.fix_hint(data_dir)}")
+            raise UserError(f"no usable image in the {split} split of {data_dir}; {layout.data_hint(data_dir)}")
         problems += len(set(no_box) | set(no_image))  # an image may lack both
     if problems:
         print(f"{problems} images will be skipped (with a warning) when loading")
@@ -374,74 +366,9 @@ def _report_captions(data_dir, filenames):
     """Print how many of a split's images have a caption file (optional: only text_encoder.py reads them)."""
     text_dir = os.path.join(data_dir, TEXT_DIR)
     if not os.path.isdir(text_dir):
-        print(f"    captions: {text_dir} missing (needed only by text_encoder.py); {data.captions_hint(data_dir)}")
+        print(f"    captions: {text_dir} missing (needed only by text_encoder.py); {layout.captions_hint(data_dir)}")
         return
-    missing = [n for n in filenames if not os.path.isfile(data.caption_file(text_dir, n))]
+    missing = [n for n in filenames if not os.path.isfile(layout.caption_file(text_dir, n))]
     print(f"    captions: {len(filenames) - len(missing)} caption files present, {len(missing)} missing")
     if missing:
         print(f"    missing caption file: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
-
-
-def main(argv=None):
-    parser = cli.ArgumentParser(
-        prog="data.py",
-        description="CUB-200-2011 birds + char-CNN-RNN embeddings "
-        "for StackGAN: download, prepare, check, or write synthetic birds.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{download,prepare,check,synthetic}")
-    p = sub.add_parser(
-        "download",
-        help="download CUB_200_2011.tgz, birds.zip and the captions, then prepare",
-        description=f"Download CUB_200_2011.tgz ({CUB_URL}, MD5-checked), birds.zip (Google "
-        f"Drive id {EMBEDDINGS_DRIVE_ID}, via gdown) and the captions (AttnGAN's birds archive, Google Drive id "
-        f"{data.CAPTIONS_DRIVE_ID}; optional) into DATA_DIR/downloads and unpack them. "
-        "If a link is dead, download by hand and use `prepare`.",
-    )
-    p.add_argument("--data-dir", default=DATA_DIR, help="where to put the data (default: %(default)s)")
-    p = sub.add_parser(
-        "prepare",
-        help="unpack local CUB_200_2011.tgz and birds.zip (and captions)",
-        description="Unpack local archives into DATA_DIR/{train,test}/*.pickle, DATA_DIR/CUB_200_2011 and "
-        "DATA_DIR/text. --captions-archive alone adds the captions to an existing data folder.",
-    )
-    p.add_argument("--cub-archive", default=None, help="path of CUB_200_2011.tgz")
-    p.add_argument("--embeddings-archive", default=None, help="path of StackGAN's birds.zip")
-    p.add_argument(
-        "--captions-archive",
-        default=None,
-        help="captions: AttnGAN's birds.zip (birds/text/, Google Drive id "
-        f"{data.CAPTIONS_DRIVE_ID}) or Reed's CUB archive (text_c10/); a zip or a tar",
-    )
-    p.add_argument("--data-dir", default=DATA_DIR, help="where to put the data (default: %(default)s)")
-    p = sub.add_parser(
-        "check",
-        help="summarise a data folder or say what is missing",
-        description="Print images per split, classes, embedding shape and missing images/boxes; "
-        "exit status 2 and the command to run when required files are missing.",
-    )
-    p.add_argument("--data-dir", default=DATA_DIR, help="data folder (default: %(default)s)")
-    p = sub.add_parser(
-        "synthetic",
-        help="write the synthetic birds",
-        description="Write a deterministic synthetic bird set (class = body colour) in the real "
-        "layout, for quick training runs and tests.",
-    )
-    p.add_argument("--out", default=SYNTHETIC_DATA_DIR, help="output folder (default: %(default)s)")
-    p.add_argument("--n-train", type=int, default=800, help="training images (default: %(default)s)")
-    p.add_argument("--n-test", type=int, default=160, help="test images (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    args = parser.parse_args(argv)
-
-    if args.command == "download":
-        download(args.data_dir)
-    elif args.command == "prepare":
-        prepare(args.cub_archive, args.embeddings_archive, args.data_dir, args.captions_archive)
-    elif args.command == "check":
-        check(args.data_dir)
-    elif args.command == "synthetic":
-        synthetic.write_synthetic(args.out, args.n_train, args.n_test, args.seed)
-        print(
-            f"Wrote {args.n_train} training and {args.n_test} test synthetic birds ({len(synthetic.PALETTE)} classes) "
-            f"to {args.out}"
-        )
-    return 0

@@ -1,17 +1,15 @@
-"""Synthetic birds in the exact CUB + StackGAN layout, and the metric that says whether a generator
-learned their condition.
+"""Synthetic birds in the exact CUB + StackGAN layout (`python data.py synthetic`, and what --demo trains on).
 
 Each bird has one of 8 body colours (its class) and a dark or light wing; its ten 1024-d "caption
 embeddings" are a fixed projection of both plus noise, and its ten captions say both in words (training
-templates; HELDOUT_TEMPLATES are kept apart for evaluation). attribute_accuracy measures the fraction of
-generated images whose body colour is the one their embedding asks for (chance 1/8).
+templates; HELDOUT_TEMPLATES are kept apart for evaluation). stackgan.metrics.attributes reads the colour back
+from generated images.
 """
 
-import collections
 import colorsys
 import functools
-import os
 import json
+import os
 import pickle
 import re
 import shutil
@@ -20,13 +18,12 @@ import tempfile
 import numpy as np
 from PIL import Image, ImageDraw
 
-import data
-import files
-from cli import UserError
-from settings import (
+from stackgan import io, layout
+from stackgan.cli import UserError
+from stackgan.config import EMBEDDING_DIM
+from stackgan.layout import (
     CLASS_INFO_FILE,
     CUB_DIR,
-    EMBEDDING_DIM,
     EMBEDDINGS_FILE,
     FILENAMES_FILE,
     SPLITS,
@@ -54,48 +51,22 @@ _CODE_SEED = 20170823  # fixed: the same text code for every synthetic set, what
 
 
 @functools.cache
-def _code_basis():
+def code_basis():
     """Unit 1024-d directions: row 0 'a bird', rows 1..8 the body colours, then the wing shades."""
     g = np.random.default_rng(_CODE_SEED).standard_normal((1 + len(PALETTE) + len(WING_SHADES), EMBEDDING_DIM))
     return (g / np.linalg.norm(g, axis=1, keepdims=True)).astype(np.float32)
-
-
-@functools.cache
-def _palette_hues():
-    return np.array([colorsys.rgb_to_hsv(*(c / 255 for c in rgb))[0] for _, rgb in PALETTE], dtype=np.float32)
 
 
 def _synthetic_embeddings(rng, colour, wing):
     """Ten 'captions' of one bird: a fixed projection of its attributes, each caption weighting them
     differently (some barely mention the wings), plus per-image and per-caption noise. Returns the (10, 1024)
     embeddings and each caption's wing weight (10,)."""
-    basis = _code_basis()
+    basis = code_basis()
     w_body = rng.uniform(0.8, 1.2, (N_CAPTIONS, 1))
     w_wing = rng.uniform(0.0, 1.0, (N_CAPTIONS, 1))
     code = basis[0] + w_body * basis[1 + colour] + w_wing * basis[1 + len(PALETTE) + wing]
     noise = rng.normal(0, 0.03, EMBEDDING_DIM) + rng.normal(0, 0.05, (N_CAPTIONS, EMBEDDING_DIM))
     return (_EMBEDDING_SCALE * code + noise).astype(np.float32), w_wing[:, 0]
-
-
-def embedding_colours(embeddings):
-    """Palette index of the body colour that each synthetic embedding encodes: (N, 1024) or (N, 10, 1024)
-    (captions averaged) -> int (N,). Meaningless for real CUB embeddings."""
-    e = np.asarray(embeddings, dtype=np.float32)
-    if e.ndim == 3:
-        e = e.mean(axis=1)
-    if e.ndim != 2 or e.shape[-1] != EMBEDDING_DIM:
-        raise UserError(
-            f"embeddings of shape {e.shape}: expected (N, {EMBEDDING_DIM}) or (N, captions, {EMBEDDING_DIM})"
-        )
-    return np.argmax(e @ _code_basis()[1 : 1 + len(PALETTE)].T, axis=1).astype(np.int64)
-
-
-def embedding_wings(embeddings):
-    """Index into WING_SHADES of the wing shade that each synthetic embedding encodes, like embedding_colours."""
-    e = np.asarray(embeddings, dtype=np.float32)
-    if e.ndim == 3:
-        e = e.mean(axis=1)
-    return np.argmax(e @ _code_basis()[1 + len(PALETTE) :].T, axis=1).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------
@@ -176,82 +147,6 @@ def bird_captions(colour, wing, wing_weights, rng):
 def heldout_captions(colour, wing, rng):
     """One caption per held-out template for a bird of this colour and wing shade."""
     return [fill_template(t, colour, wing, rng) for t in HELDOUT_TEMPLATES]
-
-
-def image_colours(images, min_saturation=0.45, min_value=0.25, min_fraction=0.01):
-    """Palette index of the bird's body colour in each image (N, H, W, 3), uint8 in [0, 255] or float in
-    [-1, 1], any size: among the clearly coloured pixels (backgrounds, wings and beaks are greyish), the
-    palette hue that most of them are nearest to, weighted by chroma. -1 where too few pixels are coloured
-    (e.g. a grayscale image); -1 never matches an embedding."""
-    x = np.asarray(images)
-    if x.ndim == 3:
-        x = x[None]
-    if x.ndim != 4 or x.shape[-1] != 3:
-        raise UserError(f"images of shape {x.shape}: expected (N, height, width, 3)")
-    step = max(1, int(np.ceil(max(x.shape[1], x.shape[2]) / 96)))  # enough pixels, bounded cost
-    hues = _palette_hues()
-    result = np.full(len(x), -1, dtype=np.int64)
-    for start in range(0, len(x), 128):
-        chunk = x[start : start + 128, ::step, ::step]
-        if np.issubdtype(chunk.dtype, np.integer):
-            f = chunk.astype(np.float32) / 255.0
-        else:
-            f = (np.clip(chunk.astype(np.float32), -1.0, 1.0) + 1.0) / 2.0
-        r, g, b = f[..., 0], f[..., 1], f[..., 2]
-        mx, mn = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
-        chroma = mx - mn
-        safe = np.where(chroma > 0, chroma, 1.0)
-        hue = np.where(mx == r, ((g - b) / safe) % 6.0, np.where(mx == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0))
-        hue = hue / 6.0
-        coloured = (chroma >= min_saturation * np.maximum(mx, 1e-6)) & (mx >= min_value)
-        d = np.abs(hue[..., None] - hues)
-        nearest = np.argmin(np.minimum(d, 1.0 - d), axis=-1)
-        weights = np.where(coloured, chroma, 0.0)
-        owner = np.arange(len(chunk))[:, None, None] * len(hues) + nearest
-        votes = np.bincount(owner.ravel(), weights.ravel(), minlength=len(chunk) * len(hues))
-        votes = votes.reshape(len(chunk), len(hues))
-        enough = coloured.reshape(len(chunk), -1).mean(axis=1) >= min_fraction
-        result[start : start + len(chunk)] = np.where(enough, votes.argmax(axis=1), -1)
-    return result
-
-
-def attribute_accuracy(images, embeddings):
-    """Fraction of images whose body colour is the one their (synthetic) embeddings ask for."""
-    drawn, asked = _drawn_and_asked_colours(images, embeddings)
-    return float(np.mean(drawn == asked)) if len(drawn) else 0.0
-
-
-def attribute_report(images, embeddings, top=3):
-    """(attribute accuracy, the `top` most frequent mistakes as dicts of asked colour, drawn colour (or "no
-    colour") and count, most frequent first): says whether a generator confuses neighbouring hues or draws
-    one colour for all."""
-    drawn, asked = _drawn_and_asked_colours(images, embeddings)
-    if not len(drawn):
-        return 0.0, []
-    wrong = drawn != asked
-    counts = collections.Counter(zip(asked[wrong].tolist(), drawn[wrong].tolist()))
-    names = [name for name, _ in PALETTE]
-    mistakes = [
-        dict(asked=names[a], drawn=names[d] if d >= 0 else "no colour", count=n)
-        for (a, d), n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:top]
-    ]
-    return float(np.mean(~wrong)), mistakes
-
-
-def _drawn_and_asked_colours(images, embeddings):
-    drawn, asked = image_colours(images), embedding_colours(embeddings)
-    if len(drawn) != len(asked):
-        raise UserError(f"{len(drawn)} images but {len(asked)} embeddings: pass one embedding per image")
-    return drawn, asked
-
-
-def describe_mistakes(mistakes):
-    """'orange drawn as red 57, blue as purple 38' (or 'none') for attribute_report's mistakes."""
-    if not mistakes:
-        return "none"
-    return ", ".join(
-        f"{m['asked']} {'drawn ' if i == 0 else ''}as {m['drawn']} {m['count']}" for i, m in enumerate(mistakes)
-    )
 
 
 def _rotated_ellipse(cx, cy, a, b, angle=0.0, n=40):
@@ -455,7 +350,7 @@ def write_synthetic(out_dir, n_train=800, n_test=160, seed=0):
             if os.path.isdir(dest):
                 shutil.rmtree(dest)
             os.replace(os.path.join(tmp, name), dest)
-        files.write_json(
+        io.write_json(
             os.path.join(out_dir, SYNTHETIC_MARKER),
             {
                 "n_train": n_train,
@@ -470,16 +365,11 @@ def write_synthetic(out_dir, n_train=800, n_test=160, seed=0):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def is_synthetic(data_dir):
-    """True if data_dir holds a set written by write_synthetic."""
-    return os.path.isfile(os.path.join(data_dir, SYNTHETIC_MARKER))
-
-
 def ensure_synthetic(out_dir):
     """Write the default synthetic set into out_dir unless it already holds a complete dataset (with captions,
     if it is a synthetic one). Returns True if it wrote one."""
-    complete = not data.missing_files(out_dir)
-    if complete and (not is_synthetic(out_dir) or os.path.isdir(os.path.join(out_dir, TEXT_DIR))):
+    complete = not layout.missing_files(out_dir)
+    if complete and (not layout.is_synthetic(out_dir) or os.path.isdir(os.path.join(out_dir, TEXT_DIR))):
         return False
     if complete:  # a synthetic set written before captions existed: the same birds again, now with captions
         try:
@@ -490,10 +380,10 @@ def ensure_synthetic(out_dir):
             sizes = ()
         write_synthetic(out_dir, *sizes)
         return True
-    if not is_synthetic(out_dir) and any(os.path.exists(os.path.join(out_dir, n)) for n in SPLITS + (CUB_DIR,)):
+    if not layout.is_synthetic(out_dir) and any(os.path.exists(os.path.join(out_dir, n)) for n in SPLITS + (CUB_DIR,)):
         raise UserError(
             f"{out_dir} holds an incomplete dataset that is not the synthetic one (missing "
-            f"{data.missing_files(out_dir)[0]}); run `python data.py check --data-dir {out_dir}` "
+            f"{layout.missing_files(out_dir)[0]}); run `python data.py check --data-dir {out_dir}` "
             f"or give another folder for the synthetic birds"
         )
     write_synthetic(out_dir)

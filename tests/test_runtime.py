@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-import hardware as hw
+from stackgan import runtime as hw
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,9 +49,9 @@ def test_cpu_info_fallback_without_cpuinfo():
 
 
 def test_cpu_info_on_this_machine_without_tensorflow():
-    code = "import sys, hardware; i = hardware.cpu_info(); assert i['model'] and isinstance(i['flags'], set); "
-    code += "assert 'tensorflow' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.abspath(hw.__file__)))
+    code = "import sys; from stackgan import runtime; i = runtime.cpu_info(); "
+    code += "assert i['model'] and isinstance(i['flags'], set); assert 'tensorflow' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
     info = hw.cpu_info()
     assert isinstance(info["model"], str) and info["model"].strip()
     assert isinstance(info["flags"], set)
@@ -148,13 +148,13 @@ def test_slow_precision_warnings():
 
 
 def test_import_tensorflow_is_quiet_unless_the_user_set_the_log_level():
-    script = "import hardware; tf = hardware.import_tensorflow(); print(tf.__name__)"
+    script = "from stackgan import runtime; tf = runtime.import_tensorflow(); print(tf.__name__)"
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     quiet = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True)
     assert quiet.returncode == 0 and quiet.stdout.strip() == "tensorflow"
     assert quiet.stderr == "", quiet.stderr
     env["TF_CPP_MIN_LOG_LEVEL"] = "0"  # the user's choice is kept
-    script = "import os, hardware; hardware.import_tensorflow(); print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"
+    script = "import os; from stackgan import runtime; runtime.import_tensorflow(); print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"
     kept = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True)
     assert kept.returncode == 0 and kept.stdout.strip() == "0"
 
@@ -163,10 +163,10 @@ def test_startup_line_cpu():
     mode, reason = hw.choose_precision("auto", [], EPYC["flags"])
     device = hw.device_description([], EPYC, cores=2)
     assert device == "CPU AMD EPYC (2 cores, AVX2)"
-    line = hw.startup_line(device, mode, reason, False, 32, 1)
+    line = hw.startup_line(device, mode, reason, False, 32, 1, "forward")
     assert line == (
         "Running on CPU AMD EPYC (2 cores, AVX2) | precision float32 (auto: no native bf16 on this CPU) | XLA off | "
-        "global batch 32 | 1 replica"
+        "conv gradients forward | global batch 32 | 1 replica"
     )
 
 

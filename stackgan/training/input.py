@@ -8,13 +8,14 @@
    one gather of the real and wrong images, one crop + flip as two gathers over the batch, one gather of
    the captions' embeddings. Nothing image-sized crosses from the host per step.
 
-make_dataset runs the same assembly inside tf.data instead, for code that wants image batches.
+TrainingInput makes both for one split, so that they agree on size, augmentation and batch; make_dataset runs
+the same assembly inside tf.data instead, for code that wants image batches.
 """
 
 import numpy as np
 
-from cli import UserError
-from settings import stored_size
+from stackgan.cli import UserError
+from stackgan.config import stored_size
 
 PLAN_KEYS = ("index", "caption", "wrong", "real_y", "real_x", "real_flip", "wrong_y", "wrong_x", "wrong_flip")
 
@@ -163,3 +164,27 @@ def make_dataset(split, batch_size, image_size, augment=True, seed=None, shuffle
     plans = make_plan_dataset(split, batch_size, image_size, augment, seed, shuffle, first_epoch)
     source = DeviceSplit(split, image_size, augment)
     return plans.map(source.assemble, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+class TrainingInput:
+    """The training batches of one split for a run: a DeviceSplit and the plan dataset that indexes it, made
+    together from one set of settings. `steps` batches per epoch; iterator() gives one iterator for the whole run
+    (a fresh iterator of a distributed dataset costs about 3 s per epoch)."""
+
+    def __init__(self, split, image_size, batch_size, augment, seed, first_epoch=0, steps_per_epoch=None):
+        # The images and embeddings go once onto the machine's first device (outside any strategy scope: no copy
+        # to broadcast between workers); the replicas gather their batches from it.
+        self.source = DeviceSplit(split, image_size, augment)
+        self.plans = make_plan_dataset(
+            split, batch_size, image_size, augment=augment, seed=seed, first_epoch=first_epoch
+        )
+        self.steps = len(self.plans) if steps_per_epoch is None else min(len(self.plans), steps_per_epoch)
+        if self.steps < len(self.plans):
+            self.plans = self.plans.take(self.steps)
+
+    def iterator(self, strategy):
+        import tensorflow as tf
+
+        options = tf.data.Options()  # plans come from a generator: shard by element, not by file
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return iter(strategy.experimental_distribute_dataset(self.plans.repeat().with_options(options)))

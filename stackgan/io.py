@@ -1,4 +1,4 @@
-"""Writing files safely, and turning generator outputs into pictures.
+"""Files: writing them safely, generator outputs as pictures, and folders of generated images read back.
 
 Every file the project writes goes through atomic_path: it is written under a temporary name beside
 its destination and renamed into place, so an interrupted run never leaves half a file.
@@ -7,10 +7,16 @@ its destination and renamed into place, so an interrupted run never leaves half 
 import contextlib
 import json
 import os
+import re
 import tempfile
 
 import numpy as np
 from PIL import Image
+
+from stackgan.cli import UserError
+
+GENERATED = re.compile(r"^(\d{5,})_(\d+)\.png$")  # what generate.py writes: {index:05d}_{sample}.png
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -95,3 +101,73 @@ def stage_grid(stage_images, columns=8):
     )
     pairs = np.concatenate([lows, final], axis=2)  # low-res input | high-res output, side by side
     return make_grid(pairs, max(1, columns // 2))
+
+
+def save_rgb_img(img, path):
+    """The chapter's save_rgb_img: one image as a PNG, generator output (float in [-1, 1]) or uint8, written
+    atomically. The chapter drew it into a matplotlib figure titled "Image"; the pixels are written as they are."""
+    array = np.asarray(img)
+    save_png(array if array.dtype == np.uint8 else to_uint8(array), path)
+
+
+# ---------------------------------------------------------------------------
+# Folders of generated images: {index:05d}_{sample}.png
+# ---------------------------------------------------------------------------
+def image_name(index, sample):
+    return f"{index:05d}_{sample}.png"
+
+
+def generated_images(folder):
+    """[(index, sample, path)] of FOLDER/{index:05d}_{sample}.png, sorted."""
+    found = []
+    for name in os.listdir(folder):
+        m = GENERATED.match(name)
+        if m:
+            found.append((int(m.group(1)), int(m.group(2)), os.path.join(folder, name)))
+    return sorted(found)
+
+
+def list_images(folder, what="--images"):
+    """Image paths of a folder: generate.py's {index}_{sample}.png if any, else every image file."""
+    if not os.path.isdir(folder):
+        raise UserError(f"{what} {folder} is not a folder; give the folder of images (e.g. generate.py --out)")
+    generated = generated_images(folder)
+    if generated:
+        return [path for _, _, path in generated]
+    return sorted(
+        os.path.join(folder, f)
+        for f in os.listdir(folder)
+        if f.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, f))
+    )
+
+
+def load_image(path, size=None):
+    """uint8 (H, W, 3); resized to size x size (bilinear) when size is given and differs."""
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if size is not None and im.size != (size, size):
+                im = im.resize((size, size), Image.BILINEAR)
+            return np.asarray(im, dtype=np.uint8)
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path} is not a readable image ({type(err).__name__}); remove or replace it") from None
+
+
+def resize_batch(images, size):
+    """uint8 images (any sizes) -> uint8 (N, size, size, 3), bilinear, like load_image."""
+    out = []
+    for im in images:
+        if im.shape[:2] != (size, size):
+            im = np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR))
+        out.append(im)
+    return np.stack(out)
+
+
+def folder_batches(paths, batch_size, size):
+    for start in range(0, len(paths), batch_size):
+        yield np.stack([load_image(p, size) for p in paths[start : start + batch_size]])
+
+
+def array_batches(images, batch_size):
+    for start in range(0, len(images), batch_size):
+        yield images[start : start + batch_size]

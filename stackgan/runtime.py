@@ -1,8 +1,15 @@
-"""Hardware detection and precision choice; pure functions, testable with faked inputs.
+"""What a run computes on and how: the device, the precision, XLA, the kernels behind the chapter's layers and the
+tf.distribute strategy, chosen once into a Runtime. The choices are pure functions of the hardware, testable with
+faked inputs.
+
+Precision belongs to a run, not to the process: Keras' dtype policy is process-wide, so Runtime.policy() sets it
+for the block that builds and trains the run's networks and puts back whatever was there before.
 
 Nothing here imports TensorFlow at module level; import_tensorflow() imports it quietly.
 """
 
+import contextlib
+import dataclasses
 import os
 import platform
 import sys
@@ -171,8 +178,6 @@ def import_tensorflow(environ=None):
     ("Could not find cuda drivers") ignore every level, so stderr points at /dev/null while the libraries
     load and probe for GPUs. Python exceptions still surface. Returns the tensorflow module.
     """
-    import sys
-
     env = os.environ if environ is None else environ
     if "tensorflow" in sys.modules or "TF_CPP_MIN_LOG_LEVEL" in env:
         import tensorflow
@@ -216,12 +221,13 @@ def device_description(gpus, cpu, cores=None, onednn_max_isa=None):
     return " + ".join(parts)
 
 
-def startup_line(device, precision, precision_reason, xla, global_batch, replicas):
+def startup_line(device, precision, precision_reason, xla, global_batch, replicas, kernels=None):
     """One line summarising where and how training runs."""
     label = PRECISION_LABELS.get(precision, precision)
     return (
         f"Running on {device} | precision {label} ({precision_reason}) | XLA {'on' if xla else 'off'} | "
-        f"global batch {global_batch} | {replicas} replica{'s' if replicas != 1 else ''}"
+        + (f"conv gradients {kernels} | " if kernels else "")
+        + f"global batch {global_batch} | {replicas} replica{'s' if replicas != 1 else ''}"
     )
 
 
@@ -235,3 +241,119 @@ def cpu_training_warning(gpus, gf_dim, df_dim, chapter_gf=128, chapter_df=64):
         'To use an NVIDIA GPU (Linux + NVIDIA driver): pip install -r requirements-gpu.txt (i.e. pip install "tensorflow[and-cuda]").\n'
         "Or try --demo: small networks on synthetic birds that learn in minutes on a CPU."
     )
+
+
+def choose_kernels(gpus):
+    """How the chapter's convolutions compute their gradients: "forward" (input gradients as forward convolutions,
+    small kernel gradients as matrix products; measured 1.6x faster on an AVX2 CPU, where oneDNN's backward
+    kernels are slow) on a CPU, "native" (the framework's own) on a GPU."""
+    return ("native", "GPU: cuDNN's own gradients") if gpus else ("forward", "CPU: gradients by forward convolutions")
+
+
+POLICIES = {"off": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+
+
+@contextlib.contextmanager
+def dtype_policy(mode):
+    """Keras' global dtype policy set to the precision `mode` (off, bf16, fp16) inside the block, and put back as it
+    was after it. Layers keep the policy they were built with, so networks built inside compute in that
+    precision wherever they are used later."""
+    import keras
+
+    saved = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(POLICIES[mode])
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(saved)
+
+
+def select_strategy(name):
+    """The tf.distribute strategy for --distribute none | mirrored | multiworker."""
+    from stackgan.cli import UserError
+
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise UserError(
+                "--distribute multiworker needs the TF_CONFIG environment variable "
+                "(cluster and task of this worker); see README 'Several machines'"
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy):
+    """True except on the non-chief workers of a multi-worker run (TF_CONFIG task other than chief/worker 0)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if not task_type:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "chief" or (task_type == "worker" and resolver.task_id == 0 and not has_chief)
+
+
+@dataclasses.dataclass
+class Runtime:
+    """Where and how one run computes, chosen once (Runtime.choose) and read by everything that builds or runs
+    networks."""
+
+    device: str
+    gpus: list
+    cpu_flags: set
+    isa_cap: str | None
+    precision: str  # off | bf16 | fp16
+    precision_reason: str
+    xla: bool
+    kernels: str  # forward | native: how convolution gradients are computed
+    kernels_reason: str
+    strategy: object = None
+
+    @classmethod
+    def choose(cls, mixed_precision="auto", xla="auto", distribute="none"):
+        """The runtime for the command-line choices, on the hardware TensorFlow sees (imported quietly)."""
+        import_tensorflow()
+        strategy = select_strategy(distribute)  # MultiWorker must exist before other TF work
+        gpus, cpu, isa_cap = visible_gpus(), cpu_info(), onednn_max_isa_env()
+        precision, reason = choose_precision(mixed_precision, gpus, cpu["flags"], isa_cap)
+        kernels, kernels_reason = choose_kernels(gpus)
+        return cls(
+            device=device_description(gpus, cpu, onednn_max_isa=isa_cap),
+            gpus=gpus,
+            cpu_flags=cpu["flags"],
+            isa_cap=isa_cap,
+            precision=precision,
+            precision_reason=reason,
+            xla=choose_xla(xla, gpus, precision, strategy.num_replicas_in_sync),
+            kernels=kernels,
+            kernels_reason=kernels_reason,
+            strategy=strategy,
+        )
+
+    @property
+    def replicas(self):
+        return self.strategy.num_replicas_in_sync if self.strategy is not None else 1
+
+    @property
+    def chief(self):
+        return self.strategy is None or is_chief(self.strategy)
+
+    def policy(self):
+        """The block in which the run's networks are built and trained in its precision."""
+        return dtype_policy(self.precision)
+
+    def startup_line(self, global_batch):
+        return startup_line(
+            self.device, self.precision, self.precision_reason, self.xla, global_batch, self.replicas, self.kernels
+        )
+
+    def warnings(self, gf_dim, df_dim):
+        """One-line warnings for a run at these widths: emulated precision, chapter widths without a GPU."""
+        notes = (
+            warn_slow_precision(self.precision, self.gpus, self.cpu_flags, self.isa_cap),
+            cpu_training_warning(self.gpus, gf_dim, df_dim),
+        )
+        return [note for note in notes if note]

@@ -1,0 +1,226 @@
+"""The Python API: a trained StackGAN from its results folder, drawing birds from sentences or embeddings.
+
+    import stackgan
+    birds = stackgan.StackGAN.from_preset("results/demo")
+    images = birds.generate(["a small red bird with dark wings"], samples=4, seed=0)   # uint8 (1, 4, 256, 256, 3)
+
+A results folder is the "preset" (as keras-hub's text-to-image tasks call a folder of configs and weights): the
+stage{1,2}_config.json and stage{1,2}_gen.weights.h5 that training exports, and text_encoder.* for captions.
+generate.py and app.py use this class; nothing here trains.
+"""
+
+import os
+
+import numpy as np
+
+from stackgan import io, layout, sampling
+from stackgan.cli import UserError
+
+# Seeds of the two stages' conditioning noise are this far apart, so that they draw different samples.
+_STAGE_SEED_STRIDE = 1_000_003
+
+
+class StackGAN:
+    """Trained generators (Stage-I, or Stage-I + Stage-II) and, when there is one, the caption encoder, read from a
+    results folder. Networks are built on first use, in float32 whatever Keras' global dtype policy is."""
+
+    def __init__(self, results_dir, stage, encoder_dir=None, needed_by="StackGAN"):
+        self.results_dir, self.stage = results_dir, int(stage)
+        self.encoder_dir = encoder_dir or results_dir
+        self.needed_by = needed_by
+        # Reads (and checks) the configs now: a missing or untrained folder fails here, in one line.
+        self.configs = [sampling.read_config(results_dir, s, needed_by) for s in range(1, self.stage + 1)]
+        self._generators = None
+        self._encoder = None
+        self._neighbours = None
+
+    @classmethod
+    def from_preset(cls, directory, stage=None, encoder_dir=None, needed_by="StackGAN.from_preset"):
+        """The StackGAN trained into `directory`: Stage-II when its weights are there (or stage=2), else Stage-I.
+        `needed_by` names the caller in the message for a folder without trained weights."""
+        if stage is None:
+            stage = 2 if has_stage(directory, 2) else 1
+        if stage not in (1, 2):
+            raise UserError(f"stage must be 1 or 2, got {stage!r}")
+        return cls(directory, stage, encoder_dir, needed_by)
+
+    # -- what it is -------------------------------------------------------------------------------------------
+    @property
+    def config(self):
+        """The config of the last stage (widths, the data it was trained on)."""
+        return self.configs[-1]
+
+    @property
+    def embedding_dim(self):
+        return int(self.config.get("embedding_dim", 1024))
+
+    @property
+    def z_dim(self):
+        return int(self.configs[0].get("z_dim", 100))
+
+    @property
+    def image_size(self):
+        return 64 if self.stage == 1 else 256
+
+    @property
+    def data_dir(self):
+        """The dataset the generators were trained on (as recorded in their config)."""
+        return self.config.get("data_dir")
+
+    @property
+    def has_encoder(self):
+        return all(
+            os.path.isfile(p)
+            for p in (layout.text_encoder_config_path(self.encoder_dir), layout.text_encoder_weights_path(self.encoder_dir))
+        )
+
+    @property
+    def generators(self):
+        if self._generators is None:
+            from stackgan.runtime import dtype_policy, import_tensorflow
+
+            import_tensorflow()
+            with dtype_policy("off"):
+                self._generators, _ = sampling.load_generators(self.results_dir, self.stage, self.needed_by)
+        return self._generators
+
+    @property
+    def text_encoder(self):
+        """The caption encoder (stackgan.text.encoder.TextEncoder); a UserError naming the training command when
+        there is none."""
+        if self._encoder is None:
+            from stackgan.runtime import import_tensorflow
+            from stackgan.text.encoder import TextEncoder
+
+            import_tensorflow()
+            self._encoder = TextEncoder(self.encoder_dir)
+            if self._encoder.embedding_dim != self.embedding_dim:
+                raise UserError(
+                    f"the text encoder in {self.encoder_dir} writes {self._encoder.embedding_dim}-d vectors but the "
+                    f"generator was trained on {self.embedding_dim}-d embeddings; train the encoder on the "
+                    f"generator's data"
+                )
+        return self._encoder
+
+    # -- prompts -> vectors -----------------------------------------------------------------------------------
+    def encode(self, captions, labels=None):
+        """Captions (a string or a list of strings) -> float32 (N, embedding_dim) vectors, checked once."""
+        return self.text_encoder.encode([captions] if isinstance(captions, str) else list(captions), labels)
+
+    def vectors(self, prompts):
+        """A caption, a list of captions, or embeddings (D,) / (N, D) -> float32 (N, D)."""
+        if isinstance(prompts, str) or (isinstance(prompts, (list, tuple)) and prompts and isinstance(prompts[0], str)):
+            return self.encode(prompts)
+        array = np.asarray(prompts, dtype=np.float32)
+        if array.ndim == 1:
+            array = array[None]
+        if array.ndim != 2 or len(array) == 0 or array.shape[1] != self.embedding_dim:
+            raise UserError(
+                f"embeddings of shape {array.shape}: expected (N, {self.embedding_dim}) for this generator, or captions"
+            )
+        if not np.isfinite(array).all():
+            raise UserError("the embeddings contain NaN or infinite values")
+        return array
+
+    # -- drawing ----------------------------------------------------------------------------------------------
+    def sample(self, vectors, samples=1, seed=0, condition_seed=None, batch_size=64):
+        """Yield (rows, per-stage float images in [-1, 1]) batch by batch for vectors (N, D): row k of the output is
+        vector k // samples, sample k % samples. `seed` draws the noise z, `condition_seed` (default: seed) the
+        conditioning-augmentation noise; the same seeds and batch_size give the same images."""
+        from models import ConditioningAugmentation
+
+        generators = self.generators
+        condition_seed = seed if condition_seed is None else condition_seed
+        for s, gen in enumerate(generators):
+            for layer in gen.layers:
+                if isinstance(layer, ConditioningAugmentation):
+                    layer.reseed(int(condition_seed) + _STAGE_SEED_STRIDE * s)
+        n, per = len(vectors), int(samples)
+        z = np.random.default_rng(int(seed)).standard_normal((n * per, self.z_dim)).astype(np.float32)
+        rows = np.repeat(np.arange(n), per)
+        for start in range(0, n * per, batch_size):
+            part = rows[start : start + batch_size]
+            yield part, sampling.sample_images(generators, vectors[part], z[start : start + batch_size], batch_size)
+
+    def generate(self, prompts, samples=1, seed=0, condition_seed=None, batch_size=64, all_stages=False):
+        """Birds for prompts (captions or embeddings): uint8 (N, samples, H, W, 3) of the last stage, or with
+        all_stages=True a list with one such array per stage (64x64, then 256x256)."""
+        if not isinstance(samples, (int, np.integer)) or samples < 1:
+            raise UserError(f"samples must be a whole number of at least 1, got {samples!r}")
+        vectors = self.vectors(prompts)
+        parts = [[] for _ in range(self.stage)]
+        for _, outputs in self.sample(vectors, samples, seed, condition_seed, batch_size):
+            for part, images in zip(parts, outputs):
+                part.append(io.to_uint8(images))
+        stages = [np.concatenate(p).reshape((len(vectors), samples) + p[0].shape[1:]) for p in parts]
+        return stages if all_stages else stages[-1]
+
+    # -- what the model heard ---------------------------------------------------------------------------------
+    def heard(self, caption, neighbours=3):
+        """How the encoder read a caption: the text it read, the words it could not read, on the synthetic birds
+        the body colour and wing shade its vector encodes, and the nearest training captions by cosine to the
+        dataset's own embeddings, with their scores."""
+        from stackgan.text.captions import normalize_caption, unknown_words
+
+        vector = self.encode(caption)[0]
+        alphabet = self.text_encoder.config["alphabet"]
+        result = {
+            "caption": caption,
+            "read_as": normalize_caption(caption, alphabet),
+            "unknown_words": unknown_words(caption, alphabet),
+            "colour": None,
+            "wings": None,
+            "nearest": self.nearest_captions(vector, neighbours),
+        }
+        if self.data_dir and layout.is_synthetic(self.data_dir):
+            from stackgan.datasets.synthetic import PALETTE, WING_SHADES
+            from stackgan.metrics.attributes import embedding_colours, embedding_wings
+
+            result["colour"] = PALETTE[int(embedding_colours(vector[None])[0])][0]
+            result["wings"] = WING_SHADES[int(embedding_wings(vector[None])[0])]
+        return result
+
+    def nearest_captions(self, vector, k=3):
+        """[{'caption', 'image', 'score'}] of the k training captions whose embeddings are nearest (cosine) to
+        vector; [] when the training data is not there."""
+        if self._neighbours is None:
+            self._neighbours = _caption_index(self.data_dir)
+        if self._neighbours is None:
+            return []
+        unit, texts, names = self._neighbours
+        v = np.asarray(vector, np.float32)
+        scores = unit @ (v / max(float(np.linalg.norm(v)), 1e-8))
+        best = np.argsort(-scores)[:k]
+        return [dict(caption=texts[i], image=names[i], score=float(scores[i])) for i in best]
+
+
+def has_stage(results_dir, stage):
+    """True when results_dir holds the exported config and generator weights of that stage."""
+    return all(os.path.isfile(p) for p in (layout.config_path(results_dir, stage), layout.weights_path(results_dir, stage, "gen")))
+
+
+def _caption_index(data_dir):
+    """(unit embeddings (M, D), caption texts, image names) of every training caption that has both, or None."""
+    if not data_dir or not os.path.isdir(layout.text_dir(data_dir)):
+        return None
+    import warnings
+
+    from stackgan.datasets.captions import load_caption_split
+
+    try:
+        with warnings.catch_warnings():  # images without a caption file are simply not candidates
+            warnings.simplefilter("ignore")
+            split = load_caption_split(data_dir, "train")
+    except UserError:
+        return None
+    vectors, texts, names = [], [], []
+    for row, (name, captions) in enumerate(zip(split.filenames, split.captions)):
+        for k, text in enumerate(captions[: split.embeddings.shape[1]]):
+            vectors.append((row, k))
+            texts.append(text)
+            names.append(name)
+    if not vectors:
+        return None
+    rows, ks = np.asarray(vectors).T
+    matrix = np.asarray(split.embeddings[rows, ks], np.float32)
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-8), texts, names

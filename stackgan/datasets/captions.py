@@ -1,0 +1,79 @@
+"""Captions: Reed's text_c10, one file of (usually 10) lines per image, <data_dir>/text/<class>/<image>.txt,
+aligned with filenames.pickle.
+"""
+
+import os
+import re
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+
+import data
+from stackgan import layout
+from stackgan.cli import UserError
+from stackgan.datasets import cache
+
+
+def clean_caption(line):
+    """One caption line as the encoder reads it: each run of U+FFFD (the replacement character, which some
+    files hold in pairs where a space was; undecodable bytes become it too) is a space, as in AttnGAN; runs
+    of whitespace become one space; no leading or trailing space."""
+    return " ".join(re.sub("\ufffd+", " ", line).split())
+
+
+def read_captions(path):
+    """The captions of one text file, in order: UTF-8 (a byte-order mark is ignored), lines ending in LF,
+    CRLF or CR, each cleaned by clean_caption; blank lines are skipped, so caption k is the k-th non-blank line
+    (as StackGAN's readCaptions and AttnGAN's load_captions count them)."""
+    with open(path, "rb") as f:
+        text = f.read().decode("utf-8", errors="replace").lstrip("\ufeff")
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return [c for c in map(clean_caption, lines) if c]
+
+
+def load_captions(text_dir, filenames):
+    """Captions aligned with filenames: a list (one per name) of lists of strings, read by read_captions from
+    <text_dir>/<name>.txt. An image without a caption file gets [] (one warning counts them)."""
+    if not os.path.isdir(text_dir):
+        raise UserError(
+            f"caption folder {text_dir} not found; {layout.captions_hint(os.path.dirname(text_dir) or '.')}"
+        )
+    captions, missing = [], []
+    for name in filenames:
+        path = layout.caption_file(text_dir, name)
+        try:
+            captions.append(read_captions(path))
+        except FileNotFoundError:
+            missing.append(path)
+            captions.append([])
+        except OSError as err:
+            raise UserError(f"caption file {path} cannot be read ({err}); {layout.captions_hint()}") from None
+    if missing:
+        warnings.warn(
+            f"{text_dir}: no caption file for {len(missing)} of {len(filenames)} images (e.g. {missing[0]}); "
+            f"they have no captions",
+            data.DataWarning,
+            stacklevel=2,
+        )
+    return captions
+
+
+class CaptionSplit(NamedTuple):
+    """One split's text, rows aligned with filenames.pickle: filenames list[str], class_ids int64 (N,),
+    embeddings float32 (N, 10, 1024), captions list (N) of lists of str."""
+
+    filenames: list
+    class_ids: np.ndarray
+    embeddings: np.ndarray
+    captions: list
+
+
+def load_caption_split(data_dir, split):
+    """The 'train' or 'test' split's names, class ids, embeddings and captions, without any image."""
+    filenames, class_ids, embeddings = cache.load_split_lists(data_dir, split)
+    text_dir = layout.text_dir(data_dir)
+    captions = load_captions(text_dir, filenames)
+    if not any(captions):
+        raise UserError(f"{text_dir} holds no caption file of the {split} split; {layout.captions_hint(data_dir)}")
+    return CaptionSplit(filenames, class_ids, embeddings, captions)

@@ -1,0 +1,70 @@
+"""The command line of data.py: download, prepare and check the real data, or write the synthetic birds."""
+
+from stackgan import cli
+from stackgan.datasets import prepare, synthetic
+from stackgan.layout import CAPTIONS_DRIVE_ID, DATA_DIR, SYNTHETIC_DATA_DIR
+
+
+def main(argv=None):
+    parser = cli.ArgumentParser(
+        prog="data.py",
+        description="CUB-200-2011 birds + char-CNN-RNN embeddings "
+        "for StackGAN: download, prepare, check, or write synthetic birds.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{download,prepare,check,synthetic}")
+    p = sub.add_parser(
+        "download",
+        help="download CUB_200_2011.tgz, birds.zip and the captions, then prepare",
+        description=f"Download CUB_200_2011.tgz ({prepare.CUB_URL}, MD5-checked), birds.zip (Google "
+        f"Drive id {prepare.EMBEDDINGS_DRIVE_ID}, via gdown) and the captions (AttnGAN's birds archive, Google Drive id "
+        f"{CAPTIONS_DRIVE_ID}; optional) into DATA_DIR/downloads and unpack them. "
+        "If a link is dead, download by hand and use `prepare`.",
+    )
+    p.add_argument("--data-dir", default=DATA_DIR, help="where to put the data (default: %(default)s)")
+    p = sub.add_parser(
+        "prepare",
+        help="unpack local CUB_200_2011.tgz and birds.zip (and captions)",
+        description="Unpack local archives into DATA_DIR/{train,test}/*.pickle, DATA_DIR/CUB_200_2011 and "
+        "DATA_DIR/text. --captions-archive alone adds the captions to an existing data folder.",
+    )
+    p.add_argument("--cub-archive", default=None, help="path of CUB_200_2011.tgz")
+    p.add_argument("--embeddings-archive", default=None, help="path of StackGAN's birds.zip")
+    p.add_argument(
+        "--captions-archive",
+        default=None,
+        help="captions: AttnGAN's birds.zip (birds/text/, Google Drive id "
+        f"{CAPTIONS_DRIVE_ID}) or Reed's CUB archive (text_c10/); a zip or a tar",
+    )
+    p.add_argument("--data-dir", default=DATA_DIR, help="where to put the data (default: %(default)s)")
+    p = sub.add_parser(
+        "check",
+        help="summarise a data folder or say what is missing",
+        description="Print images per split, classes, embedding shape and missing images/boxes; "
+        "exit status 2 and the command to run when required files are missing.",
+    )
+    p.add_argument("--data-dir", default=DATA_DIR, help="data folder (default: %(default)s)")
+    p = sub.add_parser(
+        "synthetic",
+        help="write the synthetic birds",
+        description="Write a deterministic synthetic bird set (class = body colour) in the real "
+        "layout, for quick training runs and tests.",
+    )
+    p.add_argument("--out", default=SYNTHETIC_DATA_DIR, help="output folder (default: %(default)s)")
+    p.add_argument("--n-train", type=int, default=800, help="training images (default: %(default)s)")
+    p.add_argument("--n-test", type=int, default=160, help="test images (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    args = parser.parse_args(argv)
+
+    if args.command == "download":
+        prepare.download(args.data_dir)
+    elif args.command == "prepare":
+        prepare.prepare(args.cub_archive, args.embeddings_archive, args.data_dir, args.captions_archive)
+    elif args.command == "check":
+        prepare.check(args.data_dir)
+    elif args.command == "synthetic":
+        synthetic.write_synthetic(args.out, args.n_train, args.n_test, args.seed)
+        print(
+            f"Wrote {args.n_train} training and {args.n_test} test synthetic birds ({len(synthetic.PALETTE)} classes) "
+            f"to {args.out}"
+        )
+    return 0

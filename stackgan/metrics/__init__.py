@@ -1,0 +1,1 @@
+"""Numbers about generated images: attribute accuracy (synthetic birds), FID and Inception Score."""

@@ -1,0 +1,183 @@
+"""Whether a generator learned its condition, on the synthetic birds: the attribute accuracy (the fraction of generated
+images whose body colour is the one their embedding asks for; chance 1/8), its most frequent mistakes, and the
+diversity of several samples of one embedding.
+"""
+
+import collections
+import colorsys
+import functools
+
+import os
+
+import numpy as np
+
+from stackgan import config, io, layout
+from stackgan.cli import UserError
+from stackgan.datasets import synthetic
+
+
+@functools.cache
+def _palette_hues():
+    return np.array([colorsys.rgb_to_hsv(*(c / 255 for c in rgb))[0] for _, rgb in synthetic.PALETTE], dtype=np.float32)
+
+
+
+def embedding_colours(embeddings):
+    """Palette index of the body colour that each synthetic embedding encodes: (N, 1024) or (N, 10, 1024)
+    (captions averaged) -> int (N,). Meaningless for real CUB embeddings."""
+    e = np.asarray(embeddings, dtype=np.float32)
+    if e.ndim == 3:
+        e = e.mean(axis=1)
+    if e.ndim != 2 or e.shape[-1] != config.EMBEDDING_DIM:
+        raise UserError(
+            f"embeddings of shape {e.shape}: expected (N, {config.EMBEDDING_DIM}) or (N, captions, {config.EMBEDDING_DIM})"
+        )
+    return np.argmax(e @ synthetic.code_basis()[1 : 1 + len(synthetic.PALETTE)].T, axis=1).astype(np.int64)
+
+
+def embedding_wings(embeddings):
+    """Index into WING_SHADES of the wing shade that each synthetic embedding encodes, like embedding_colours."""
+    e = np.asarray(embeddings, dtype=np.float32)
+    if e.ndim == 3:
+        e = e.mean(axis=1)
+    return np.argmax(e @ synthetic.code_basis()[1 + len(synthetic.PALETTE) :].T, axis=1).astype(np.int64)
+
+
+def image_colours(images, min_saturation=0.45, min_value=0.25, min_fraction=0.01):
+    """Palette index of the bird's body colour in each image (N, H, W, 3), uint8 in [0, 255] or float in
+    [-1, 1], any size: among the clearly coloured pixels (backgrounds, wings and beaks are greyish), the
+    palette hue that most of them are nearest to, weighted by chroma. -1 where too few pixels are coloured
+    (e.g. a grayscale image); -1 never matches an embedding."""
+    x = np.asarray(images)
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise UserError(f"images of shape {x.shape}: expected (N, height, width, 3)")
+    step = max(1, int(np.ceil(max(x.shape[1], x.shape[2]) / 96)))  # enough pixels, bounded cost
+    hues = _palette_hues()
+    result = np.full(len(x), -1, dtype=np.int64)
+    for start in range(0, len(x), 128):
+        chunk = x[start : start + 128, ::step, ::step]
+        if np.issubdtype(chunk.dtype, np.integer):
+            f = chunk.astype(np.float32) / 255.0
+        else:
+            f = (np.clip(chunk.astype(np.float32), -1.0, 1.0) + 1.0) / 2.0
+        r, g, b = f[..., 0], f[..., 1], f[..., 2]
+        mx, mn = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
+        chroma = mx - mn
+        safe = np.where(chroma > 0, chroma, 1.0)
+        hue = np.where(mx == r, ((g - b) / safe) % 6.0, np.where(mx == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0))
+        hue = hue / 6.0
+        coloured = (chroma >= min_saturation * np.maximum(mx, 1e-6)) & (mx >= min_value)
+        d = np.abs(hue[..., None] - hues)
+        nearest = np.argmin(np.minimum(d, 1.0 - d), axis=-1)
+        weights = np.where(coloured, chroma, 0.0)
+        owner = np.arange(len(chunk))[:, None, None] * len(hues) + nearest
+        votes = np.bincount(owner.ravel(), weights.ravel(), minlength=len(chunk) * len(hues))
+        votes = votes.reshape(len(chunk), len(hues))
+        enough = coloured.reshape(len(chunk), -1).mean(axis=1) >= min_fraction
+        result[start : start + len(chunk)] = np.where(enough, votes.argmax(axis=1), -1)
+    return result
+
+
+def attribute_accuracy(images, embeddings):
+    """Fraction of images whose body colour is the one their (synthetic) embeddings ask for."""
+    drawn, asked = _drawn_and_asked_colours(images, embeddings)
+    return float(np.mean(drawn == asked)) if len(drawn) else 0.0
+
+
+def attribute_report(images, embeddings, top=3):
+    """(attribute accuracy, the `top` most frequent mistakes as dicts of asked colour, drawn colour (or "no
+    colour") and count, most frequent first): says whether a generator confuses neighbouring hues or draws
+    one colour for all."""
+    drawn, asked = _drawn_and_asked_colours(images, embeddings)
+    if not len(drawn):
+        return 0.0, []
+    wrong = drawn != asked
+    counts = collections.Counter(zip(asked[wrong].tolist(), drawn[wrong].tolist()))
+    names = [name for name, _ in synthetic.PALETTE]
+    mistakes = [
+        dict(asked=names[a], drawn=names[d] if d >= 0 else "no colour", count=n)
+        for (a, d), n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:top]
+    ]
+    return float(np.mean(~wrong)), mistakes
+
+
+def _drawn_and_asked_colours(images, embeddings):
+    drawn, asked = image_colours(images), embedding_colours(embeddings)
+    if len(drawn) != len(asked):
+        raise UserError(f"{len(drawn)} images but {len(asked)} embeddings: pass one embedding per image")
+    return drawn, asked
+
+
+def describe_mistakes(mistakes):
+    """'orange drawn as red 57, blue as purple 38' (or 'none') for attribute_report's mistakes."""
+    if not mistakes:
+        return "none"
+    return ", ".join(
+        f"{m['asked']} {'drawn ' if i == 0 else ''}as {m['drawn']} {m['count']}" for i, m in enumerate(mistakes)
+    )
+
+
+def diversity(images_by_index):
+    """Mean absolute pixel distance (in [0, 1] units) between different samples of one embedding.
+
+    `images_by_index`: {index: [uint8 image, ...]}. Averaged over pairs within an embedding, then
+    over embeddings with at least two samples; None if there are none.
+    """
+    per_embedding = []
+    for images in images_by_index.values():
+        if len(images) < 2:
+            continue
+        x = np.stack(images).astype("float32") / 255.0
+        d = [np.abs(x[i] - x[j]).mean() for i in range(len(x)) for j in range(i + 1, len(x))]
+        per_embedding.append(np.mean(d))
+    return float(np.mean(per_embedding)) if per_embedding else None
+
+
+def evaluate_folder(images_dir, data_dir, split="test"):
+    """Attribute accuracy, most frequent mistakes and diversity of generate.py's output for the synthetic birds:
+    OUT/{index:05d}_{sample}.png drawn from row `index` of the split's embeddings."""
+    import data
+
+    if not os.path.isdir(images_dir):
+        raise UserError(f"--images {images_dir} is not a folder; give the --out folder of generate.py")
+    found = io.generated_images(images_dir)
+    if not found:
+        raise UserError(
+            f"{images_dir} holds no {{index:05d}}_{{sample}}.png images; "
+            f"write them with `python generate.py --out {images_dir}`"
+        )
+    path = layout.split_files(data_dir, split).embeddings
+    if not os.path.isfile(path):
+        raise UserError(f"{path} not found; pass the --data-dir and --split the images were generated from")
+    if not layout.is_synthetic(data_dir):
+        raise UserError(
+            f"{data_dir} is not a synthetic birds set (no {layout.SYNTHETIC_MARKER}): attribute accuracy "
+            f"needs the colour code of the synthetic embeddings; for CUB use `evaluate.py fid` or `is`"
+        )
+    embeddings = np.asarray(data.load_embeddings(path))
+    indices = np.array([i for i, _, _ in found])
+    if indices.max() >= len(embeddings):
+        raise UserError(
+            f"{images_dir} has images for embedding {indices.max()} but the {split} split of "
+            f"{data_dir} has only {len(embeddings)}; pass the --data-dir/--split used by generate.py"
+        )
+    images = [io.load_image(p) for _, _, p in found]
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise UserError(f"{images_dir} mixes image sizes {sorted(shapes)}; evaluate one generate.py run at a time")
+    images = np.stack(images)
+    accuracy, mistakes = attribute_report(images, embeddings[indices])
+    by_index = collections.defaultdict(list)
+    for (index, _, _), im in zip(found, images):
+        by_index[index].append(im)
+    return {
+        "images": len(images),
+        "embeddings": len(by_index),
+        "max_samples_per_embedding": max(len(v) for v in by_index.values()),
+        "attribute_accuracy": accuracy,
+        "mistakes": mistakes,
+        "diversity": diversity(by_index),
+        "image_size": int(images.shape[1]),
+    }

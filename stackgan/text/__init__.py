@@ -1,0 +1,1 @@
+"""Captions -> embeddings: the caption encoder, its training and its evaluation."""

@@ -1,0 +1,184 @@
+"""The caption encoder: a Keras char-CNN-RNN after Reed's HybridCNNLong, from captions to 1024-d vectors in the
+space of the char-CNN-RNN embeddings that the birds archive ships (Reed et al. 2016), so that a generator trained
+on those embeddings draws new text.
+
+Characters of Reed's alphabet (lowercased, at most max_length) -> a character embedding -> Conv1D + ReLU
+blocks, max-pooled by 3 between them -> a GRU -> the average of its outputs over the caption -> Dense to 1024.
+Padding is masked everywhere, so a caption's vector does not depend on its batch. A trained encoder is
+<results>/text_encoder.weights.h5 with text_encoder_config.json beside it (everything that rebuilds it).
+"""
+
+import json
+import os
+
+import numpy as np
+
+from stackgan import layout
+from stackgan.cli import UserError
+from stackgan.config import DEMO_DIRS, EMBEDDING_DIM, TEXT_ALPHABET
+from stackgan.runtime import dtype_policy
+from stackgan.text.captions import KERNEL, POOL, check_captions, tokenize, vocabulary
+
+CALIBRATION_MAX_GAIN = 1.25  # measured on the synthetic birds' held-out wording (docs/experiments.md)
+ARCHITECTURE_KEYS = ("alphabet", "max_length", "char_dim", "conv_dims", "rnn_dim", "embedding_dim")
+LOSSES = ("mse", "cosine")
+TARGETS = ("aligned", "mean")
+
+
+def make_config(char_dim, conv_dims, rnn_dim, max_length, loss, target, embedding_dim=EMBEDDING_DIM):
+    return dict(
+        alphabet=TEXT_ALPHABET,
+        max_length=int(max_length),
+        char_dim=int(char_dim),
+        conv_dims=[int(w) for w in conv_dims],
+        rnn_dim=int(rnn_dim),
+        embedding_dim=int(embedding_dim),
+        loss=loss,
+        target=target,
+        kernel=KERNEL,
+        pool=POOL,
+    )
+
+
+def build_encoder(config):
+    """The char-CNN-RNN as a Keras functional model: int32 (batch, length) -> float32 (batch, embedding_dim)."""
+    import keras
+    from keras import layers, ops
+
+    with dtype_policy("off"):  # float32 whatever policy the process holds (a bf16 GAN run, say)
+        tokens = keras.Input((None,), dtype="int32", name="characters")
+        mask = ops.expand_dims(ops.cast(ops.not_equal(tokens, 0), "float32"), -1)
+        x = layers.Embedding(len(vocabulary(config["alphabet"])) + 1, config["char_dim"], name="char_embedding")(tokens)
+        x = x * mask
+        for i, width in enumerate(config["conv_dims"]):
+            if i:
+                x = layers.MaxPooling1D(POOL, name=f"pool{i}")(x)
+                mask = layers.MaxPooling1D(POOL, name=f"mask_pool{i}")(mask)
+            x = layers.Conv1D(width, KERNEL, padding="same", activation="relu", name=f"conv{i + 1}")(x) * mask
+        h = layers.GRU(config["rnn_dim"], return_sequences=True, name="gru")(x, mask=ops.cast(mask[..., 0], "bool"))
+        h = ops.sum(h * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1.0)  # average over the caption's steps
+        out = layers.Dense(config["embedding_dim"], name="projection")(h)
+        return keras.Model(tokens, out, name="char_cnn_rnn")
+
+
+def train_command(results_dir):
+    if os.path.normpath(results_dir) == os.path.normpath(DEMO_DIRS["results_dir"]):
+        return "python text_encoder.py train --demo"
+    return f"python text_encoder.py train --results-dir {results_dir}"
+
+
+def read_config(results_dir):
+    """The JSON config written beside the weights; a UserError naming the training command when absent."""
+    path, weights = layout.text_encoder_config_path(results_dir), layout.text_encoder_weights_path(results_dir)
+    for p in (path, weights):
+        if not os.path.isfile(p):
+            raise UserError(
+                f"{p} not found: no trained text encoder in {results_dir}; run `{train_command(results_dir)}`"
+            )
+    try:
+        with open(path) as f:
+            config = json.load(f)
+        for key in ARCHITECTURE_KEYS + ("loss",):
+            config[key]  # noqa: B018 - a KeyError for an incomplete config
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserError(
+            f"{path} is not a readable text encoder config ({type(err).__name__}: {err}); "
+            f"run `{train_command(results_dir)} --fresh`"
+        ) from None
+    return config
+
+
+_LOADED = {}
+
+
+def load_encoder(results_dir):
+    """(model, config) of the trained encoder in results_dir, rebuilt from its config (cached per file version)."""
+    config = read_config(results_dir)
+    weights = layout.text_encoder_weights_path(results_dir)
+    key = (os.path.abspath(weights), os.stat(weights).st_mtime_ns, json.dumps(config, sort_keys=True))
+    if key not in _LOADED:
+        model = build_encoder(config)
+        try:
+            model.load_weights(weights)
+        except Exception as err:  # noqa: BLE001 - h5py/Keras raise many types for a wrong or damaged file
+            raise UserError(
+                f"{weights} does not fit the encoder described by {layout.text_encoder_config_path(results_dir)} "
+                f"({type(err).__name__}); run `{train_command(results_dir)} --fresh`"
+            ) from None
+        _LOADED.clear()
+        _LOADED[key] = model
+    return _LOADED[key], config
+
+
+def forget_loaded():
+    """Drop the cached encoder (after training wrote new weights)."""
+    _LOADED.clear()
+
+
+def encode(model, config, texts, batch_size=256, calibrate=True):
+    """Normalized captions -> float32 (N, embedding_dim). A cosine-trained encoder's vectors are scaled to the
+    mean length of the embeddings it learned from, which the generators expect; then calibrated() when the
+    config holds a calibration (every trained encoder does)."""
+    out = []
+    for start in range(0, len(texts), batch_size):
+        tokens = tokenize(texts[start : start + batch_size], config)
+        out.append(np.asarray(model(tokens, training=False), dtype=np.float32))
+    vectors = np.concatenate(out) if out else np.zeros((0, config["embedding_dim"]), np.float32)
+    if config["loss"] == "cosine":
+        norms = np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-8)
+        vectors = vectors / norms * float(config["output_norm"])
+    if calibrate and "calibration" in config:
+        vectors = calibrated(vectors, config["calibration"])
+    return vectors.astype(np.float32)
+
+
+def calibrated(vectors, calibration):
+    """Undo the shrinkage of regression on unfamiliar wording. A regression net that is unsure of a caption
+    answers near the mean of the embeddings, and a generator draws such a vector as a vaguer, greyer bird. A
+    vector closer to the mean than the encoder's typical training-caption vector ('spread') is pushed out along
+    its own direction from the mean, by at most max_gain."""
+    mean = np.asarray(calibration["mean"], np.float32)
+    offset = vectors - mean
+    distance = np.maximum(np.linalg.norm(offset, axis=1, keepdims=True), 1e-8)
+    gain = np.clip(float(calibration["spread"]) / distance, 1.0, float(calibration["max_gain"]))
+    return mean + offset * gain
+
+
+def calibration_of(model, config, texts, targets, max_gain=CALIBRATION_MAX_GAIN, sample=2000):
+    """{'mean', 'spread', 'max_gain'} for calibrated(): the mean target embedding and the mean distance from it of
+    the encoder's vectors for (up to `sample` of) its training captions, read without word noise."""
+    mean = np.asarray(targets, np.float32).mean(axis=0)
+    pick = np.linspace(0, len(texts) - 1, min(sample, len(texts))).astype(int)
+    vectors = encode(model, config, [texts[i] for i in pick], calibrate=False)
+    spread = float(np.linalg.norm(vectors - mean, axis=1).mean())
+    return {"mean": [round(float(v), 6) for v in mean], "spread": spread, "max_gain": float(max_gain)}
+
+
+class TextEncoder:
+    """A trained caption encoder, read once from its results folder: check() and encode() captions."""
+
+    def __init__(self, results_dir):
+        self.results_dir = results_dir
+        self.model, self.config = load_encoder(results_dir)
+
+    @property
+    def max_length(self):
+        return int(self.config["max_length"])
+
+    @property
+    def embedding_dim(self):
+        return int(self.config["embedding_dim"])
+
+    def check(self, captions, labels=None):
+        """Normalized captions, or a UserError naming the first bad one (see check_captions)."""
+        return check_captions(list(captions), self.max_length, self.config["alphabet"], labels)
+
+    def encode(self, captions, labels=None):
+        """Captions (strings) -> float32 (N, embedding_dim) vectors."""
+        return encode(self.model, self.config, self.check(captions, labels))
+
+
+def encode_captions(captions, results_dir, labels=None):
+    """Captions (strings) -> float32 (N, 1024) vectors from the encoder trained into results_dir. UserError for a
+    bad caption (see check_captions) or when no encoder was trained there (naming the command that trains one)."""
+    return TextEncoder(results_dir).encode(captions, labels)

@@ -1,0 +1,174 @@
+"""How well the caption encoder reads: held-out numbers on the test split against a bag-of-words baseline, and on the
+synthetic birds whether birds drawn from wordings it never saw have the colour those wordings ask for."""
+
+import re
+
+import numpy as np
+
+from stackgan import layout
+from stackgan.cli import UserError
+from stackgan.datasets import synthetic
+from stackgan.datasets.captions import load_caption_split
+from stackgan.metrics import attributes
+from stackgan.text.captions import normalize_caption
+from stackgan.text.encoder import encode, encode_captions, load_encoder
+from stackgan.text.pairs import caption_rows, targets_for, training_pairs
+
+
+def _unit(x):
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-8)
+
+
+def retrieval_metrics(pred, embeddings, images, indices, ks=(1, 10)):
+    """Held-out quality of caption vectors pred (N, D) of captions (images[n], indices[n]): mean cosine to the
+    caption's own embedding ('cosine'; the image mean where an image has more captions than embeddings), to
+    the image's mean embedding ('cosine_mean'), the caption -> image retrieval recall R@k among all images
+    ranked by cosine to their mean embedding, and 'alignment_gain': the mean cosine to embedding k minus that
+    to the image's other embeddings (near 0 when caption k and embedding k are unrelated)."""
+    pred = _unit(pred)
+    emb = _unit(embeddings)
+    means = _unit(np.asarray(embeddings, np.float32).mean(axis=1))
+    own = targets_for(np.asarray(embeddings), images, indices, "aligned")
+    cos_own = np.sum(pred * _unit(own), axis=1)
+    per_caption = np.einsum("nd,ncd->nc", pred, emb[images])  # cosine to each of the image's embeddings
+    c = emb.shape[1]
+    aligned = indices < c
+    cos_k = per_caption[np.arange(len(pred)), np.minimum(indices, c - 1)]
+    others = (per_caption.sum(axis=1) - cos_k) / max(c - 1, 1)
+    gain = float((cos_k - others)[aligned].mean()) if c > 1 and aligned.any() else 0.0
+    ranks = np.empty(len(pred), np.int64)
+    for start in range(0, len(pred), 2048):
+        scores = pred[start : start + 2048] @ means.T
+        mine = scores[np.arange(len(scores)), images[start : start + 2048]]
+        ranks[start : start + 2048] = (scores > mine[:, None]).sum(axis=1)
+    result = {
+        "captions": int(len(pred)),
+        "images": int(len(embeddings)),
+        "cosine": float(cos_own.mean()),
+        "cosine_mean": float(np.sum(pred * means[images], axis=1).mean()),
+        "alignment_gain": gain,
+    }
+    for k in ks:
+        result[f"R@{k}"] = float((ranks < k).mean())
+    return result
+
+
+class BagOfWords:
+    """The trivial baseline: which words a caption holds (binary, the vocab_size most frequent training words)
+    + a linear map to the embeddings fitted by ridge regression."""
+
+    def __init__(self, vocab_size=5000, ridge=1.0):
+        self.vocab_size, self.ridge = vocab_size, ridge
+
+    @staticmethod
+    def words(text):
+        return re.findall(r"[a-z0-9]+", text)
+
+    def features(self, texts):
+        x = np.zeros((len(texts), len(self.vocab) + 1), np.float32)
+        x[:, -1] = 1.0  # bias
+        for i, t in enumerate(texts):
+            for w in self.words(t):
+                j = self.vocab.get(w)
+                if j is not None:
+                    x[i, j] = 1.0
+        return x
+
+    def fit(self, texts, targets):
+        counts = {}
+        for t in texts:
+            for w in set(self.words(t)):
+                counts[w] = counts.get(w, 0) + 1
+        common = sorted(counts, key=lambda w: (-counts[w], w))[: self.vocab_size]
+        self.vocab = {w: i for i, w in enumerate(common)}
+        n = len(self.vocab) + 1
+        xtx, xty = np.zeros((n, n), np.float64), np.zeros((n, targets.shape[1]), np.float64)
+        for start in range(0, len(texts), 4096):  # in chunks: the real training split has 88,550 captions
+            x = self.features(texts[start : start + 4096]).astype(np.float64)
+            xtx += x.T @ x
+            xty += x.T @ targets[start : start + 4096]
+        self.weights = np.linalg.solve(xtx + self.ridge * np.eye(n), xty).astype(np.float32)
+        return self
+
+    def predict(self, texts):
+        return np.concatenate(
+            [self.features(texts[s : s + 4096]) @ self.weights for s in range(0, len(texts), 4096)]
+            or [np.zeros((0, self.weights.shape[1]), np.float32)]
+        )
+
+
+def synthetic_wording_accuracy(predict, split, seed=0):
+    """On the synthetic birds: the fraction of vectors whose body colour (and wing shade) is the bird's, for the
+    test captions and for captions written with HELDOUT_TEMPLATES. predict: normalized texts -> vectors."""
+    colours = np.asarray(split.class_ids) - 1
+    wings = attributes.embedding_wings(split.embeddings)
+    rng = np.random.default_rng([seed, 5])
+    held = [synthetic.heldout_captions(int(c), int(w), rng) for c, w in zip(colours, wings)]
+    result = {}
+    for name, caps in (("test_wording", split.captions), ("heldout_wording", held)):
+        texts, images, _ = caption_rows(caps)
+        vectors = predict([normalize_caption(t) for t in texts])
+        result[f"{name}_colour"] = float(np.mean(attributes.embedding_colours(vectors) == colours[images]))
+        result[f"{name}_wing"] = float(np.mean(attributes.embedding_wings(vectors) == wings[images]))
+    return result
+
+
+def evaluate_encoder(results_dir, data_dir):
+    """Held-out numbers on the test split for the trained encoder and for the bag-of-words baseline (fitted on
+    the training split with the encoder's target): {'encoder': {...}, 'baseline': {...}, 'data_dir', ...}."""
+    model, config = load_encoder(results_dir)
+    train_split = load_caption_split(data_dir, "train")
+    test = load_caption_split(data_dir, "test")
+    texts, images, indices = caption_rows(test.captions)
+    norm = [normalize_caption(t, config["alphabet"]) for t in texts]
+    baseline = BagOfWords().fit(*training_pairs(train_split, config))
+    predictors = {
+        "encoder": lambda ts: encode(model, config, [t[: config["max_length"]] for t in ts]),
+        "baseline": baseline.predict,
+    }
+    report = {"data_dir": data_dir, "results_dir": results_dir, "loss": config["loss"], "target": config["target"]}
+    for name, predict in predictors.items():
+        report[name] = retrieval_metrics(predict(norm), test.embeddings, images, indices)
+        if layout.is_synthetic(data_dir):
+            report[name].update(synthetic_wording_accuracy(predict, test))
+    return report
+
+
+def heldout_caption_accuracy(results_dir, data_dir, stage, batch_size=64, seed=0):
+    """For every synthetic test bird, one caption per held-out template (synthetic.HELDOUT_TEMPLATES, never in
+    the caption files nor in training) for its colour and wing shade, encoded by the encoder in results_dir and
+    drawn by the trained Stage-1 (stage 1) or Stage-I + Stage-II (stage 2) generators there. Returns
+    {'caption_accuracy': attribute accuracy of those images, 'embedding_accuracy': the same generators drawing
+    the bird's own embeddings (embedding k for template k) with the same noise, 'images', 'stage'}."""
+    import keras
+
+    import data
+    from stackgan import sampling
+
+    if not layout.is_synthetic(data_dir):
+        raise UserError(f"{data_dir} is not the synthetic bird set; held-out wording needs it (use --demo)")
+    paths = layout.split_files(data_dir, "test")
+    class_ids = np.asarray(data.load_class_ids(paths.class_info))
+    embeddings = data.load_embeddings(paths.embeddings)
+    colours, wings = class_ids - 1, attributes.embedding_wings(embeddings)
+    rng = np.random.default_rng([seed, 11])
+    texts = [t for c, w in zip(colours, wings) for t in synthetic.heldout_captions(int(c), int(w), rng)]
+    per = len(synthetic.HELDOUT_TEMPLATES)
+    birds = np.repeat(np.arange(len(colours)), per)
+    own = embeddings[birds, np.tile(np.arange(per), len(colours)) % embeddings.shape[1]]
+    from_text = encode_captions(texts, results_dir)
+
+    keras.utils.set_random_seed(seed)
+    generators, _ = sampling.load_generators(results_dir, stage, needed_by="heldout_caption_accuracy")
+    z = rng.standard_normal((len(texts), int(generators[0].inputs[1].shape[-1]))).astype(np.float32)
+    wanted = attributes.embedding_colours(embeddings[birds])
+    hits = {"caption_accuracy": 0, "embedding_accuracy": 0}
+    for start in range(0, len(texts), batch_size):
+        part = slice(start, start + batch_size)
+        for key, vectors in (("caption_accuracy", from_text), ("embedding_accuracy", own)):
+            images = sampling.sample_images(generators, vectors[part], z[part], batch_size)[-1]
+            hits[key] += int(np.sum(attributes.image_colours(images) == wanted[part]))
+    result = {k: v / len(texts) for k, v in hits.items()}
+    result.update(images=len(texts), stage=int(stage))
+    return result

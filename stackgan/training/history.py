@@ -1,0 +1,47 @@
+"""The per-epoch record of a run: loss rows in stageN_history.json, their curves in stageN_losses.png (for readers
+without TensorBoard), and the TensorBoard scalars (the chapter's write_log)."""
+
+import json
+
+from stackgan import io, layout
+
+
+def write_log(writer, name, value, step):
+    """The chapter's write_log, on tf.summary."""
+    import tensorflow as tf
+
+    with writer.as_default():
+        tf.summary.scalar(name, value, step=step)
+
+
+def read_history(results_dir, stage, epochs_done):
+    """The per-epoch rows of earlier runs, up to the epoch a resumed run starts from."""
+    try:
+        with open(layout.history_path(results_dir, stage)) as f:
+            return [row for row in json.load(f) if row["epoch"] <= epochs_done]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def write_history(results_dir, stage, history):
+    """stageN_history.json and the loss-curve PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    io.write_json(layout.history_path(results_dir, stage), history)
+    epochs = [row["epoch"] for row in history]
+    fig, (losses, probabilities) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for key in ("d_loss", "g_loss_adv", "kl_loss"):
+        losses.plot(epochs, [row[key] for row in history], label=key)
+    for key in ("d_real", "d_wrong", "d_fake"):
+        probabilities.plot(epochs, [row[key] for row in history], label=key)
+    losses.set(xlabel="epoch", title=f"Stage-{'I' * stage} losses")
+    probabilities.set(xlabel="epoch", ylim=(0, 1), title="mean D(x) on real / wrong / fake")
+    for ax in (losses, probabilities):
+        ax.legend()
+    fig.tight_layout()
+    with io.atomic_path(layout.loss_plot_path(results_dir, stage), ".png") as tmp:
+        fig.savefig(tmp, dpi=80)
+    plt.close(fig)

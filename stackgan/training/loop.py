@@ -1,0 +1,246 @@
+"""The one training loop behind stage1.py and stage2.py: run(config) sets up a Run, then for every epoch trains it,
+checks the losses, logs them, writes a sample grid and saves a checkpoint.
+
+The step itself is in step.py, the input in input.py, what is kept on disk in checkpoints.py.
+"""
+
+import dataclasses
+import math
+import os
+import sys
+import time
+
+from stackgan import io, layout
+from stackgan.cli import UserError
+from stackgan.training.history import write_log
+from stackgan.training.step import learning_rate_at
+
+SAMPLE_GRID_SIZE = 64
+
+
+@dataclasses.dataclass
+class Run:
+    """What the epoch loop and its per-epoch steps share."""
+
+    config: object  # StageConfig
+    runtime: object  # Runtime
+    trainer: object  # StackGANTrainer
+    checkpoints: object  # RunCheckpoint
+    batches: object  # one iterator for the whole run
+    steps: int  # per epoch
+    writer: object  # tf.summary writer (a no-op one off the chief)
+    test_split: object
+    sample_embeddings: object
+    sample_z: object
+    history: list
+    started: float = dataclasses.field(default_factory=time.time)
+
+    @property
+    def synthetic(self):
+        return layout.is_synthetic(self.config.data_dir)
+
+
+def run(config, runtime=None):
+    """Train one stage as `config` (a StageConfig) says; returns the Run. The networks are built and trained in the
+    runtime's precision; the process's dtype policy is as before when it returns."""
+    from stackgan.runtime import Runtime
+
+    runtime = runtime or Runtime.choose(config.mixed_precision, config.xla, config.distribute)
+    with runtime.policy():
+        ctx = setup(config, runtime)
+        start = ctx.checkpoints.epoch
+        if start >= config.epochs:
+            print(f"Already trained {start} epochs (--epochs {config.epochs}); pass a larger --epochs to go on")
+        for epoch in range(start, config.epochs):
+            means = train_epoch(ctx, epoch)
+            check_finite(ctx, means, epoch)
+            ctx.trainer.epoch.assign(epoch + 1)
+            report_epoch(ctx, means, epoch + 1)
+            if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs:
+                ctx.checkpoints.save(ctx.history)
+        ctx.checkpoints.close()
+    return ctx
+
+
+def setup(config, runtime):
+    """Everything a run needs: the start-up line, data, networks, the restored checkpoint, input and logs."""
+    import numpy as np
+    import tensorflow as tf
+
+    from stackgan.training.checkpoints import RunCheckpoint
+    from stackgan.training.input import TrainingInput
+    from stackgan.training.step import StackGANTrainer
+
+    if runtime.chief:
+        print(runtime.startup_line(config.batch_size), flush=True)
+        for note in runtime.warnings(config.gf_dim, config.df_dim):
+            print(f"warning: {note}", file=sys.stderr, flush=True)
+    os.makedirs(config.results_dir, exist_ok=True)
+    config, stage1_gen = with_stage1_generator(config, runtime)
+    train_split, test_split = load_training_data(config)
+    trainer = StackGANTrainer(config, runtime, stage1_gen)
+    checkpoints = RunCheckpoint(trainer, config, runtime)
+    history = checkpoints.restore()
+    batches = TrainingInput(
+        train_split,
+        config.image_size,
+        config.batch_size,
+        config.augment,
+        config.seed,
+        first_epoch=checkpoints.epoch,  # a resumed run continues the sequence of epochs
+        steps_per_epoch=config.steps_per_epoch,
+    )
+    trainer.source = batches.source
+    # Fixed test embeddings and noise, spread over the (class-sorted) test split: the grids of successive
+    # epochs are comparable and show every class.
+    n_samples = min(SAMPLE_GRID_SIZE, len(test_split.embeddings))
+    rows = np.linspace(0, len(test_split.embeddings) - 1, n_samples).round().astype(int)
+    log_dir = layout.stage_log_dir(config.log_dir, config.stage)
+    return Run(
+        config=config,
+        runtime=runtime,
+        trainer=trainer,
+        checkpoints=checkpoints,
+        batches=batches.iterator(trainer.strategy),
+        steps=batches.steps,
+        writer=tf.summary.create_file_writer(log_dir) if runtime.chief else tf.summary.create_noop_writer(),
+        test_split=test_split,
+        sample_embeddings=np.asarray(test_split.embeddings[rows, 0]),
+        sample_z=np.random.default_rng(config.seed).standard_normal((n_samples, config.z_dim)).astype("float32"),
+        history=history,
+    )
+
+
+def with_stage1_generator(config, runtime):
+    """(config, frozen Stage-I generator): Stage-II takes z_dim, condition_dim and embedding_dim from the Stage-I
+    generator in its results folder; Stage-I has none."""
+    from stackgan import sampling
+
+    if config.stage == 1:
+        return config, None
+    if config.demo and not os.path.exists(layout.config_path(config.results_dir, 1)):
+        raise UserError(
+            f"{layout.config_path(config.results_dir, 1)} not found: the Stage-II demo continues "
+            "from the Stage-I demo; run `python stage1.py --demo` first"
+        )
+    with runtime.strategy.scope():
+        (stage1_gen,), stage1 = sampling.load_generators(config.results_dir, 1, "stage2.py")
+    stage1_gen.trainable = False
+    inherited = {k: stage1[k] for k in ("z_dim", "condition_dim", "embedding_dim") if k in stage1}
+    return config.replace(**inherited), stage1_gen
+
+
+def load_training_data(config):
+    """The training split (stored for random crops when augmenting) and the test split."""
+    from stackgan.config import stored_size
+    from stackgan.datasets import synthetic
+    from stackgan.datasets.cache import load_split
+
+    if config.demo and synthetic.ensure_synthetic(config.data_dir):
+        print(f"Wrote synthetic birds to {config.data_dir}")
+    train_split = load_split(config.data_dir, "train", stored_size(config.image_size, config.augment))
+    test_split = load_split(config.data_dir, "test", config.image_size)
+    if len(train_split.images) < config.batch_size:
+        raise UserError(
+            f"--batch-size {config.batch_size} is larger than the {len(train_split.images)} "
+            f"training images in {config.data_dir}; pass a smaller --batch-size"
+        )
+    if train_split.embeddings.shape[-1] != config.embedding_dim:
+        raise UserError(
+            f"embeddings in {config.data_dir} are {train_split.embeddings.shape[-1]}-d but the "
+            f"Stage-I generator expects {config.embedding_dim}-d; retrain Stage-I on this data"
+        )
+    return train_split, test_split
+
+
+# ---------------------------------------------------------------------------
+# The per-epoch steps
+# ---------------------------------------------------------------------------
+def train_epoch(ctx, epoch):
+    """One pass over the training set; returns the mean of each loss."""
+    from tqdm import tqdm
+
+    config = ctx.config
+    ctx.trainer.set_learning_rates(
+        learning_rate_at(config.g_lr, epoch, config.lr_decay_epochs),
+        learning_rate_at(config.d_lr, epoch, config.lr_decay_epochs),
+    )
+    bar = tqdm(
+        total=ctx.steps,
+        desc=f"stage{config.stage} epoch {epoch + 1}/{config.epochs}",
+        leave=False,
+        file=sys.stdout,
+        dynamic_ncols=True,
+        mininterval=1.0,
+        disable=not ctx.runtime.chief,
+    )
+    done = 0
+    while done < ctx.steps:
+        count = min(config.steps_per_call, ctx.steps - done)
+        ctx.trainer.train_steps(ctx.batches, count)
+        done += count
+        bar.update(count)
+    bar.close()
+    return ctx.trainer.pop_mean_losses()
+
+
+def check_finite(ctx, means, epoch):
+    """Stop before a diverged epoch is checkpointed: the last good checkpoint stays the newest."""
+    bad = {k: v for k, v in means.items() if not math.isfinite(v)}
+    if bad:
+        raise UserError(
+            f"training diverged in epoch {epoch + 1} ({', '.join(f'{k}={v}' for k, v in bad.items())}); "
+            f"the last good checkpoint in {ctx.checkpoints.directory} is kept: lower --g-lr/--d-lr and rerun"
+        )
+
+
+def report_epoch(ctx, means, step):
+    """TensorBoard scalars, the sample grid (and its attribute accuracy) when due, the history row, one line."""
+    config = ctx.config
+    for name, value in means.items():
+        write_log(ctx.writer, f"loss/{name}" if "loss" in name else f"D/{name}", value, step)
+    write_log(ctx.writer, "lr/generator", learning_rate_at(config.g_lr, step - 1, config.lr_decay_epochs), step)
+    write_log(ctx.writer, "lr/discriminator", learning_rate_at(config.d_lr, step - 1, config.lr_decay_epochs), step)
+    line = (
+        f"stage{config.stage} epoch {step}/{config.epochs}  d_loss {means['d_loss']:.4f}  g_loss {means['g_loss']:.4f}"
+        f"  kl {means['kl_loss']:.4f}  D(real) {means['d_real']:.2f}  D(fake) {means['d_fake']:.2f}  "
+        f"{time.time() - ctx.started:.0f}s"
+    )
+    row = dict(means, epoch=step)
+    if ctx.runtime.chief and (step % config.sample_every == 0 or step == config.epochs):
+        accuracy = evaluate_samples(ctx, write_sample_grid(ctx, step), step)
+        if accuracy is not None:
+            row["attribute_accuracy"] = accuracy
+            line += f"  attribute acc {accuracy:.2f}"
+    ctx.history.append(row)
+    ctx.writer.flush()
+    if ctx.runtime.chief:
+        print(line, flush=True)
+
+
+def write_sample_grid(ctx, step):
+    """The fixed test embeddings and noise through the generator(s): a PNG grid and a TensorBoard image.
+    Returns the per-stage images."""
+    import tensorflow as tf
+
+    from stackgan import sampling
+
+    with ctx.trainer.sampling_generator() as gen:
+        generators = ([ctx.trainer.stage1_gen] if ctx.trainer.stage1_gen is not None else []) + [gen]
+        images = sampling.sample_images(generators, ctx.sample_embeddings, ctx.sample_z)
+    grid = io.stage_grid(images)
+    io.save_png(grid, os.path.join(layout.samples_dir(ctx.config.results_dir, ctx.config.stage), f"epoch_{step:04d}.png"))
+    with ctx.writer.as_default():
+        tf.summary.image("samples", grid[None], step=step)
+    return images
+
+
+def evaluate_samples(ctx, images, step):
+    """Attribute accuracy of the grid's images, on synthetic birds (None on other data)."""
+    if not ctx.synthetic:
+        return None
+    from stackgan.metrics.attributes import attribute_accuracy
+
+    accuracy = attribute_accuracy(images[-1], ctx.sample_embeddings)
+    write_log(ctx.writer, "eval/attribute_accuracy", accuracy, step)
+    return accuracy
