@@ -2,8 +2,8 @@
 
 The chapter's loaders keep their names: load_class_ids, load_filenames, load_embeddings, load_bounding_boxes,
 get_img and load_dataset. What the chapter got wrong is fixed (README, "Differences from the chapter"): boxes are
-floats for every image, Python-2 pickles load with latin1 through an unpickler that builds only numbers, strings,
-lists and plain numeric arrays (a downloaded pickle can name any function to call), grayscale images become RGB,
+floats for every image, Python-2 pickles load with latin1 through stackgan.safe_pickle, which builds only numbers,
+strings, lists and plain numeric arrays (a downloaded pickle can name any function to call, or corrupt memory), grayscale images become RGB,
 and images without a box or file, or unreadable ones, are skipped with one warning that counts them.
 
 The preprocessing cache (stackgan.datasets.cache.load_split), the captions and the commands below live in the
@@ -16,9 +16,7 @@ stackgan package:
     python data.py synthetic [--out data/synthetic] [--n-train 800 --n-test 160 --seed 0]
 """
 
-import io
 import os
-import pickle
 import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image
 
+from stackgan import safe_pickle
 from stackgan.cli import UserError
 from stackgan.layout import data_hint
 
@@ -42,33 +41,12 @@ def require_file(path, data_dir=None):
 # ---------------------------------------------------------------------------
 # The chapter's loaders
 # ---------------------------------------------------------------------------
-# Every global that the real pickles (and numpy arrays pickled by Python 3) name; anything else is refused,
-# since unpickling calls whatever a pickle names and these files come from archives and mirrors.
-SAFE_PICKLE_GLOBALS = frozenset(
-    [(m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray") for n in ("_reconstruct", "scalar")]
-    + [(m, "_frombuffer") for m in ("numpy.core.numeric", "numpy._core.numeric")]  # protocol-5 arrays
-    + [("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")]  # _codecs.encode: bytes in protocol 2
-    + [(m, n) for m in ("builtins", "__builtin__") for n in ("list", "tuple", "int", "float", "str")]
-)
-
-
-class RefusedGlobal(pickle.UnpicklingError):
-    """A pickle named a global outside SAFE_PICKLE_GLOBALS."""
-
-
-class SafeUnpickler(pickle.Unpickler):
-    """pickle.Unpickler that builds only lists, tuples, numbers, strings and numpy arrays, scalars and dtypes."""
-
-    def find_class(self, module, name):
-        if (module, name) not in SAFE_PICKLE_GLOBALS:
-            raise RefusedGlobal(f"{module}.{name}")
-        return super().find_class(module, name)
-
-
 def _load_pickle(path, what):
-    """A Python-2 pickle (encoding='latin1') through SafeUnpickler, with one-line errors. A text (protocol 0)
-    pickle with Windows line endings is read as if they were LF: protocol 0 escapes line breaks inside its
-    strings, so CRLF -> LF restores the file exactly. A binary pickle damaged by such a conversion is named so."""
+    """A Python-2 pickle (encoding='latin1') through stackgan.safe_pickle, which builds only numbers, strings,
+    lists and plain numeric arrays, within bounds set by the file's size; every failure is one line. A text
+    (protocol 0) pickle with Windows line endings is read as if they were LF: protocol 0 escapes line breaks
+    inside its strings, so CRLF -> LF restores the file exactly. A binary pickle damaged by such a conversion is
+    named so."""
     require_file(path)
     fix = "download or prepare the data again"
     crlf_fix = (
@@ -80,19 +58,21 @@ def _load_pickle(path, what):
             text_pickle = f.read(1) != b"\x80"  # protocols >= 2 start with the PROTO opcode
             f.seek(0)
             if text_pickle:
-                raw = f.read().replace(b"\r\n", b"\n")
-                return SafeUnpickler(io.BytesIO(raw), encoding="latin1").load()
-            return SafeUnpickler(f, encoding="latin1").load()
-    except RefusedGlobal as err:
-        if "\r" in str(err):
+                return safe_pickle.loads(f.read().replace(b"\r\n", b"\n"), encoding="latin1")
+            return safe_pickle.load(f, encoding="latin1")
+    except safe_pickle.RefusedPickle as err:
+        if "\r" in err.what:
             raise UserError(f"{path} is not a readable {what} pickle: {crlf_fix}") from None
         raise UserError(
-            f"{path} names the global {str(err)!r}, which a {what} pickle never needs; refused, since loading "
-            f"it could run code: {fix} from the original source"
+            f"{path} is refused: it names {err.what!r}, which a {what} pickle never needs (loading it could run "
+            f"code or corrupt memory); {fix} from the original source"
         ) from None
+    except safe_pickle.CostlyPickle as err:
+        raise UserError(f"{path} is refused: it would cost far more than its size to load ({err}); {fix}") from None
     except Exception as err:  # noqa: BLE001 - a damaged pickle raises UnpicklingError, EOFError, ValueError, ...
         cause = crlf_fix if not text_pickle and _has_crlf(path) else fix
-        raise UserError(f"{path} is not a readable {what} pickle ({type(err).__name__}: {err}); {cause}") from None
+        first = str(err).splitlines()[0][:200] if str(err) else ""
+        raise UserError(f"{path} is not a readable {what} pickle ({type(err).__name__}: {first}); {cause}") from None
 
 
 def _has_crlf(path):

@@ -1,7 +1,6 @@
 """data.py, the chapter's loaders: Python-2 pickles, embeddings, bounding boxes, the chapter's crop, RGB images,
 counts that must agree, and images skipped with a warning."""
 
-import io
 import os
 import pickle
 import pickletools
@@ -14,7 +13,7 @@ from PIL import Image
 
 import data
 from helpers import REPO
-from stackgan import layout
+from stackgan import layout, safe_pickle
 from stackgan.cli import UserError
 from stackgan.datasets.cache import load_split
 
@@ -245,7 +244,7 @@ def test_a_pickle_that_runs_a_command_is_refused(tmp_path, protocol):
     evil = tmp_path / "evil.pickle"
     evil.write_bytes(pickle.dumps([RunsACommand(marker)], protocol=protocol))
     for load in (data.load_filenames, data.load_class_ids, data.load_embeddings):
-        with pytest.raises(UserError, match=r"evil\.pickle names the global '(posix|os)\.system'.*refused") as err:
+        with pytest.raises(UserError, match=r"evil\.pickle is refused: it names '(posix|os)\.system'") as err:
             load(str(evil))
         assert "\n" not in str(err.value)
     assert not marker.exists()
@@ -261,5 +260,5 @@ def test_safe_unpickler_reads_what_the_files_hold(tmp_path):
         path = tmp_path / f"p{protocol}.pickle"
         path.write_bytes(pickle.dumps([emb[0], emb[1]], protocol=protocol))
         np.testing.assert_array_equal(data.load_embeddings(str(path)), emb)
-    obj = data.SafeUnpickler(io.BytesIO(pickle.dumps((1, 2.5, "s", b"b", np.float32(3)), 2))).load()
+    obj = safe_pickle.loads(pickle.dumps((1, 2.5, "s", b"b", np.float32(3)), 2))
     assert obj == (1, 2.5, "s", b"b", np.float32(3))
