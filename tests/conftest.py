@@ -65,3 +65,19 @@ def tiny_results(birds, tmp_path_factory):
     build_encoder(encoder_config).save_weights(layout.text_encoder_weights_path(out))
     io.write_json(layout.text_encoder_config_path(out), encoder_config)
     return out
+
+
+@pytest.fixture(scope="session")
+def trained_demo(tmp_path_factory):
+    """(data folder, results folder) of the Stage-I demo on the demo's synthetic set (800 training, 160 test birds)
+    for 16 of its 28 epochs, with the demo's caption encoder: a generator that has learned the colours. Shared by
+    the learning tests and the page's tests; trained once per test run, by whichever needs it first."""
+    import stage1
+    from stackgan.datasets.synthetic import write_synthetic
+
+    root = tmp_path_factory.mktemp("demo")
+    birds, results = str(root / "birds"), str(root / "results")
+    write_synthetic(birds, n_train=800, n_test=160, seed=0)
+    epochs = ["--epochs", "16", "--sample-every", "16", "--checkpoint-every", "16"]
+    stage1.main(["--demo", "--data-dir", birds, "--results-dir", results, "--log-dir", str(root / "logs"), *epochs])
+    return birds, results

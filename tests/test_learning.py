@@ -8,7 +8,6 @@ import pytest
 
 import evaluate
 import generate
-import stage1
 from stackgan import sampling
 from stackgan.datasets import synthetic
 from stackgan.datasets.cache import load_split
@@ -17,30 +16,8 @@ from stackgan.text.evaluation import heldout_caption_accuracy
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("learning")
-    birds = str(root / "birds")
-    synthetic.write_synthetic(birds, n_train=800, n_test=160, seed=0)  # the --demo set
-    results = root / "results"
-    # The --demo networks and settings (which also train the demo's caption encoder), for fewer epochs.
-    stage1.main(
-        [
-            "--demo",
-            "--data-dir",
-            birds,
-            "--results-dir",
-            str(results),
-            "--log-dir",
-            str(root / "logs"),
-            "--epochs",
-            "16",
-            "--sample-every",
-            "16",
-            "--checkpoint-every",
-            "16",
-        ]
-    )
-    return birds, str(results)
+def trained(trained_demo):
+    return trained_demo
 
 
 def test_stage1_learns_the_body_colour_from_the_embedding(trained):
