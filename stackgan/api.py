@@ -71,7 +71,10 @@ class StackGAN:
     def has_encoder(self):
         return all(
             os.path.isfile(p)
-            for p in (layout.text_encoder_config_path(self.encoder_dir), layout.text_encoder_weights_path(self.encoder_dir))
+            for p in (
+                layout.text_encoder_config_path(self.encoder_dir),
+                layout.text_encoder_weights_path(self.encoder_dir),
+            )
         )
 
     @property
@@ -156,13 +159,14 @@ class StackGAN:
         return stages if all_stages else stages[-1]
 
     # -- what the model heard ---------------------------------------------------------------------------------
-    def heard(self, caption, neighbours=3):
+    def heard(self, caption, neighbours=3, label=None):
         """How the encoder read a caption: the text it read, the words it could not read, on the synthetic birds
         the body colour and wing shade its vector encodes, and the nearest training captions by cosine to the
-        dataset's own embeddings, with their scores."""
+        dataset's own embeddings, with their scores. `label` names the caption in the message for a bad one
+        (default 'caption 1')."""
         from stackgan.text.captions import normalize_caption, unknown_words
 
-        vector = self.encode(caption)[0]
+        vector = self.encode(caption, None if label is None else [label])[0]
         alphabet = self.text_encoder.config["alphabet"]
         result = {
             "caption": caption,
@@ -196,7 +200,10 @@ class StackGAN:
 
 def has_stage(results_dir, stage):
     """True when results_dir holds the exported config and generator weights of that stage."""
-    return all(os.path.isfile(p) for p in (layout.config_path(results_dir, stage), layout.weights_path(results_dir, stage, "gen")))
+    return all(
+        os.path.isfile(p)
+        for p in (layout.config_path(results_dir, stage), layout.weights_path(results_dir, stage, "gen"))
+    )
 
 
 def _caption_index(data_dir):

@@ -1,0 +1,223 @@
+"""The page app.py serves: type a sentence, see birds, and read what the model heard.
+
+A caption box with example captions from the test split, how many samples and two seeds (the noise z, and the
+conditioning-augmentation sample), one gallery per stage, and the panel "What the model heard" beside them. Two
+buttons keep the caption and change one seed each, so that a user sees what each kind of noise does.
+
+The callbacks are plain functions of a stackgan.StackGAN (draw, new_noise, new_condition, heard_markdown): every
+loading, encoding and sampling step is the API's. They raise UserError with the messages generate.py prints;
+build_page() shows those on the page as gr.Error. Only the page's builders (build_page, theme) import gradio.
+"""
+
+import warnings
+
+from stackgan.cli import UserError
+
+DEFAULT_CAPTION = "a small yellow bird with dark wings"
+CAPTION_LABEL = "the caption"  # how a bad caption is named in its message (generate.py says '--caption 1')
+MAX_SAMPLES = 8
+MAX_SEED = 2**31 - 1
+EXAMPLES = 8
+NEIGHBOURS = 3
+TITLE = "StackGAN: type a sentence, see a bird"
+MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|~")
+
+
+# -- the callbacks ------------------------------------------------------------------------------------------------
+def whole_number(value, what, low, high=None):
+    """value (an int, or a float with no fraction, as a number box sends it) as an int from low to high."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise UserError(f"{what} must be a whole number, got {value!r}")
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        bound = f"from {low} to {high}" if high is not None else f"{low} or more"
+        raise UserError(f"{what} must be {bound}, got {value}")
+    return value
+
+
+def draw(birds, caption, samples=4, seed=0, condition_seed=0):
+    """(one gallery per stage: a list of `samples` uint8 images, the "What the model heard" Markdown) for a caption.
+    UserError for a bad caption (generate.py's message, the caption named CAPTION_LABEL) or a bad setting."""
+    samples = whole_number(samples, "samples", 1, MAX_SAMPLES)
+    seed = whole_number(seed, "the noise seed", 0, MAX_SEED)
+    condition_seed = whole_number(condition_seed, "the conditioning seed", 0, MAX_SEED)
+    heard = birds.heard(caption, NEIGHBOURS, label=CAPTION_LABEL)  # checks the caption first
+    stages = birds.generate([caption], samples=samples, seed=seed, condition_seed=condition_seed, all_stages=True)
+    galleries = [[images[0, k] for k in range(samples)] for images in stages]
+    return galleries, heard_markdown(heard)
+
+
+def new_noise(birds, caption, samples, seed, condition_seed):
+    """The next noise seed, then draw(): the same caption and conditioning sample, new z."""
+    seed = whole_number(seed, "the noise seed", 0, MAX_SEED - 1) + 1
+    return seed, *draw(birds, caption, samples, seed, condition_seed)
+
+
+def new_condition(birds, caption, samples, seed, condition_seed):
+    """The next conditioning seed, then draw(): the same caption and z, a new conditioning-augmentation sample."""
+    condition_seed = whole_number(condition_seed, "the conditioning seed", 0, MAX_SEED - 1) + 1
+    return condition_seed, *draw(birds, caption, samples, seed, condition_seed)
+
+
+def heard_markdown(heard):
+    """The panel for a StackGAN.heard() dict: the text the encoder read, the words it could not read, the colour
+    and wing shade (synthetic birds), the nearest training captions with their cosine scores."""
+    lines = [f"**Read as:** “{_plain(heard['read_as'])}”", ""]
+    if heard["unknown_words"]:
+        words = ", ".join(_plain(w) for w in heard["unknown_words"])
+        lines += [f"**Words it cannot read** (they reach the encoder as spaces): {words}", ""]
+    else:
+        lines += ["**Words it cannot read:** none", ""]
+    if heard["colour"] is not None:
+        lines += [
+            f"**Colour:** {heard['colour']} · **Wings:** {heard['wings']} "
+            "(decoded from the caption's embedding, as the synthetic birds encode them)",
+            "",
+        ]
+    if heard["nearest"]:
+        lines += ["**Nearest training captions** (cosine of the embeddings):", ""]
+        lines += [f"- {n['score']:.3f} · {_plain(n['caption'])}" for n in heard["nearest"]]
+    else:
+        lines += ["*The training captions are not there, so no nearest captions.*"]
+    return "\n".join(lines)
+
+
+def _plain(text):
+    """text shown as itself in Markdown (no emphasis, links or HTML from a caption file)."""
+    return "".join("\\" + ch if ch in MARKDOWN_SPECIAL else ch for ch in " ".join(text.split()))
+
+
+def example_captions(data_dir, count=EXAMPLES):
+    """Up to `count` captions of the test split, the first of one bird per class (so they differ), or []."""
+    if not data_dir:
+        return []
+    from stackgan.datasets.captions import load_caption_split
+
+    try:
+        with warnings.catch_warnings():  # test birds without a caption file are simply not examples
+            warnings.simplefilter("ignore")
+            split = load_caption_split(data_dir, "test")
+    except (UserError, OSError):
+        return []
+    examples, classes = [], set()
+    for class_id, captions in zip(split.class_ids.tolist(), split.captions):
+        if captions and class_id not in classes:
+            classes.add(class_id)
+            examples.append(captions[0])
+        if len(examples) == count:
+            break
+    return examples
+
+
+def describe(birds):
+    """One line: which models the page runs and the data they were trained on."""
+    sizes = " + ".join(f"Stage-{'I' * s} {size_text(s)}" for s in range(1, birds.stage + 1))
+    return f"{sizes} from `{birds.results_dir}`, trained on `{birds.data_dir}`"
+
+
+def size_text(stage):
+    size = 64 if stage == 1 else 256
+    return f"{size}×{size}"
+
+
+def warm_up(birds):
+    """Load the networks and the caption index and compile the sampling graph, so that the first click is fast."""
+    draw(birds, DEFAULT_CAPTION, 1, 0, 0)
+
+
+# -- the page -----------------------------------------------------------------------------------------------------
+def _on_page(callback, birds):
+    """callback(birds, ...) for gradio: a UserError becomes gr.Error (shown on the page, no traceback logged);
+    the galleries are unpacked into one output each."""
+    import gradio as gr
+
+    def run(*args):
+        try:
+            result = callback(birds, *args)
+        except UserError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        if callback is draw:
+            galleries, panel = result
+            return *galleries, panel
+        changed, galleries, panel = result
+        return changed, *galleries, panel
+
+    run.__name__ = callback.__name__  # gradio names the event's function after it; the signature stays run's
+    return run
+
+
+CSS = """
+.stage-gallery img { image-rendering: pixelated; }
+"""
+
+
+def theme():
+    """gradio's default theme in the system's fonts: the page loads no web font, so it looks the same offline."""
+    import gradio as gr
+
+    return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+
+
+def build_page(birds, examples=None):
+    """The gr.Blocks page over a loaded StackGAN; examples default to example_captions(birds.data_dir)."""
+    import gradio as gr
+
+    examples = example_captions(birds.data_dir) if examples is None else examples
+    # Gradio keeps every image it sent in its temporary folder: files older than an hour go, checked hourly.
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600)) as page:
+        gr.Markdown(
+            f"# {TITLE}\n{describe(birds)}. The noise seed draws z; the conditioning seed draws the "
+            "conditioning-augmentation sample of the caption's embedding."
+        )
+        with gr.Row():
+            with gr.Column(scale=2):
+                caption = gr.Textbox(
+                    label="Caption", value=DEFAULT_CAPTION, placeholder=DEFAULT_CAPTION, lines=2, elem_id="caption"
+                )
+                if examples:
+                    gr.Examples(examples=[[e] for e in examples], inputs=[caption], label="Captions of test birds")
+                samples = gr.Slider(1, MAX_SAMPLES, value=4, step=1, label="Samples", elem_id="samples")
+                with gr.Row():
+                    # No minimum here: draw() checks the seeds and says what is wrong in one line.
+                    seed = gr.Number(value=0, precision=0, label="Noise seed (z)", elem_id="seed")
+                    condition_seed = gr.Number(
+                        value=0, precision=0, label="Conditioning seed", elem_id="condition-seed"
+                    )
+                generate = gr.Button("Generate", variant="primary", elem_id="generate")
+                noise_button = gr.Button("New noise z (same caption and conditioning)", size="sm", elem_id="new-noise")
+                condition_button = gr.Button(
+                    "New conditioning sample (same caption and z)", size="sm", elem_id="new-condition"
+                )
+            with gr.Column(scale=3):
+                with gr.Row():
+                    galleries = [
+                        gr.Gallery(
+                            label=f"Stage-{'I' * s} ({size_text(s)})",
+                            columns=2,
+                            format="png",
+                            object_fit="contain",
+                            height="auto",
+                            allow_preview=False,
+                            elem_id=f"stage{s}",
+                            elem_classes=["stage-gallery"],
+                        )
+                        for s in range(1, birds.stage + 1)
+                    ]
+            with gr.Column(scale=2):
+                gr.Markdown("### What the model heard")
+                panel = gr.Markdown(elem_id="heard")
+        inputs = [caption, samples, seed, condition_seed]
+        shared = dict(concurrency_id="draw", concurrency_limit=1)  # one drawing at a time: the API reseeds its layers
+        generate.click(_on_page(draw, birds), inputs, [*galleries, panel], api_name="generate", **shared)
+        caption.submit(_on_page(draw, birds), inputs, [*galleries, panel], api_name=False, **shared)
+        noise_button.click(
+            _on_page(new_noise, birds), inputs, [seed, *galleries, panel], api_name="new_noise", **shared
+        )
+        condition_button.click(
+            _on_page(new_condition, birds),
+            inputs,
+            [condition_seed, *galleries, panel],
+            api_name="new_condition",
+            **shared,
+        )
+    return page

@@ -1,0 +1,276 @@
+"""app.py and its page at three depths: the callbacks in-process (tiny untrained networks), a real HTTP round trip to
+`python app.py` on 127.0.0.1 (gradio_client), and Debian's chromium driven by Playwright on the same server. The
+server runs the trained Stage-I demo, so that "a small yellow bird with dark wings" really gives yellow birds."""
+
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import app
+import generate
+from helpers import REPO, one_line_error, run_cli
+from stackgan import layout, page
+from stackgan.api import StackGAN
+from stackgan.cli import UserError
+from stackgan.datasets import synthetic
+from stackgan.datasets.captions import load_caption_split
+from stackgan.metrics import attributes
+
+CAPTION = "a small yellow bird with dark wings"
+YELLOW = [name for name, _ in synthetic.PALETTE].index("yellow")
+COLOUR_LINE = re.compile(r"Colour:\**\s*(\w+)\s*·\s*\**Wings:\**\s*(\w+)")
+# A caption that is empty, has no letters, is too long for the encoder, or has nothing the encoder can read.
+BAD_CAPTIONS = ["", "   ", "!!! 42", "a" * 61, "黄色的小鸟"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_results):
+    return StackGAN.from_preset(tiny_results)
+
+
+# -- the callbacks, in-process ------------------------------------------------------------------------------------
+def test_draw_gives_one_gallery_per_stage_and_the_panel(tiny):
+    galleries, panel = page.draw(tiny, CAPTION, 3, 0, 0)
+    assert [len(g) for g in galleries] == [3, 3]
+    assert {(im.shape, im.dtype) for im in galleries[0]} == {((64, 64, 3), np.dtype(np.uint8))}
+    assert {(im.shape, im.dtype) for im in galleries[1]} == {((256, 256, 3), np.dtype(np.uint8))}
+    assert f"**Read as:** “{CAPTION}”" in panel and "**Words it cannot read:** none" in panel
+    colour, wings = COLOUR_LINE.search(panel).groups()  # the tiny encoder is untrained: some colour, some shade
+    assert colour in [name for name, _ in synthetic.PALETTE] and wings in synthetic.WING_SHADES
+    heard = tiny.heard(CAPTION, page.NEIGHBOURS)
+    for near in heard["nearest"]:  # the panel lists the API's nearest captions with their scores
+        assert f"- {near['score']:.3f} · " in panel and near["caption"].split()[0] in panel
+    assert len(heard["nearest"]) == page.NEIGHBOURS
+
+
+def test_seeds_are_reproducible_and_each_button_changes_one(tiny):
+    first, _ = page.draw(tiny, CAPTION, 2, 5, 7)
+    again, _ = page.draw(tiny, CAPTION, 2, 5, 7)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(np.stack(a), np.stack(b))
+    # The images are the API's for those seeds.
+    np.testing.assert_array_equal(np.stack(first[1]), tiny.generate([CAPTION], 2, seed=5, condition_seed=7)[0])
+    seed, noise, _ = page.new_noise(tiny, CAPTION, 2, 5, 7)
+    condition_seed, condition, _ = page.new_condition(tiny, CAPTION, 2, 5, 7)
+    assert (seed, condition_seed) == (6, 8)
+    np.testing.assert_array_equal(np.stack(noise[0]), np.stack(page.draw(tiny, CAPTION, 2, 6, 7)[0][0]))
+    np.testing.assert_array_equal(np.stack(condition[0]), np.stack(page.draw(tiny, CAPTION, 2, 5, 8)[0][0]))
+    for changed in (noise, condition):
+        assert np.abs(np.stack(changed[0]).astype(int) - np.stack(first[0])).mean() > 1
+    assert page.draw(tiny, CAPTION, 2.0, 5.0, 7.0)[0][0][0].shape == (64, 64, 3)  # a number box sends floats
+
+
+def test_unreadable_words_are_reported(tiny):
+    _, panel = page.draw(tiny, "un petit oiseau jaune 🐦 aux ailes sombres", 1, 0, 0)
+    assert "**Words it cannot read** (they reach the encoder as spaces): 🐦" in panel
+    assert "“un petit oiseau jaune aux ailes sombres”" in panel
+
+
+@pytest.mark.parametrize("caption", BAD_CAPTIONS)
+def test_a_bad_caption_gets_the_command_lines_message(tiny, tiny_results, caption, tmp_path, capsys):
+    import gradio as gr
+
+    command_line = one_line_error(
+        generate.main, ["--results-dir", tiny_results, "--out", str(tmp_path), "--caption", caption], capsys
+    )
+    with pytest.raises(UserError) as plain:
+        page.draw(tiny, caption, 1, 0, 0)
+    assert command_line == "error: " + str(plain.value).replace(page.CAPTION_LABEL, "--caption 1", 1)
+    with pytest.raises(gr.Error) as shown:  # what the page shows
+        page._on_page(page.draw, tiny)(caption, 1, 0, 0)
+    assert shown.value.message == str(plain.value) and not shown.value.print_exception
+
+
+def test_bad_settings_are_named(tiny):
+    cases = {
+        (0, 0, 0): "samples must be from 1 to 8, got 0",
+        (9, 0, 0): "samples must be from 1 to 8, got 9",
+        (2.5, 0, 0): "samples must be a whole number, got 2.5",
+        (1, -1, 0): "the noise seed must be from 0 to 2147483647, got -1",
+        (1, None, 0): "the noise seed must be a whole number, got None",
+        (1, 0, 2**31): "the conditioning seed must be from 0 to 2147483647, got 2147483648",
+        (1, 0, "3"): "the conditioning seed must be a whole number, got '3'",
+    }
+    for (samples, seed, condition_seed), message in cases.items():
+        with pytest.raises(UserError) as info:
+            page.draw(tiny, CAPTION, samples, seed, condition_seed)
+        assert str(info.value) == message
+
+
+def test_examples_are_test_captions_of_different_classes(tiny):
+    examples = page.example_captions(tiny.data_dir)
+    split = load_caption_split(tiny.data_dir, "test")
+    owners = [next(i for i, c in enumerate(split.captions) if text in c) for text in examples]
+    assert len(examples) == page.EXAMPLES and len({int(split.class_ids[i]) for i in owners}) == page.EXAMPLES
+    assert page.example_captions(os.path.join(tiny.data_dir, "nothing")) == [] and page.example_captions(None) == []
+
+
+# -- app.py: its flags and one-line errors ------------------------------------------------------------------------
+def test_help_names_the_flags(capsys):
+    with pytest.raises(SystemExit) as info:
+        app.main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--results-dir", "--demo", "--host", "--port", "--share", "--screenshot"):
+        assert flag in out
+    assert "127.0.0.1" in out
+
+
+def test_untrained_folder_names_the_training_command(tmp_path):
+    result = run_cli("app.py", "--demo", cwd=str(tmp_path), timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        "error: results/demo/stage1_config.json not found: app.py needs trained Stage-1 weights; "
+        "run `python stage1.py --demo` first"
+    ]
+
+
+def test_folder_without_caption_encoder_names_its_command(tiny_results, tmp_path, capsys):
+    folder = str(tmp_path / "results")
+    os.makedirs(folder)
+    for stage in (1, 2):
+        for path in (layout.config_path, lambda r, s: layout.weights_path(r, s, "gen")):
+            os.link(path(tiny_results, stage), path(folder, stage))
+    err = one_line_error(app.main, ["--results-dir", folder], capsys)
+    assert f"no trained text encoder in {folder}; run `python text_encoder.py train --results-dir {folder}`" in err
+
+
+def test_without_gradio_it_names_the_requirements_file(tiny_results, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "gradio", None)  # `import gradio` now fails as it does where it is missing
+    err = one_line_error(app.main, ["--results-dir", tiny_results], capsys)
+    assert err == "error: the page needs gradio, which is not installed: pip install -r requirements-app.txt"
+
+
+def test_a_busy_port_is_one_line(tiny_results, capsys):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        err = one_line_error(app.main, ["--results-dir", tiny_results, "--stage", "1", "--port", str(port)], capsys)
+    assert err == (
+        f"error: cannot serve on 127.0.0.1 port {port}: in use, or not an address of this machine; "
+        "choose another with --port or --host"
+    )
+
+
+# -- a real server: python app.py on the trained demo -------------------------------------------------------------
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def first_line(proc, timeout):
+    """The first line the process prints on stdout, within timeout seconds ('' if it ended first)."""
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    return proc.stdout.readline() if ready else ""
+
+
+@pytest.fixture(scope="module")
+def server(trained_demo, tmp_path_factory):
+    """`python app.py` serving the trained demo on 127.0.0.1: .url, .results (its folder), .started (seconds from
+    its start to the URL line). Stopped with SIGTERM afterwards, which must end it as every command ends: one line,
+    exit status 143, no traceback."""
+    _, results = trained_demo
+    folder = tmp_path_factory.mktemp("server")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", GRADIO_TEMP_DIR=str(folder / "gradio"))
+    log_path = folder / "stderr.txt"
+    port = free_port()
+    start = time.monotonic()
+    with open(log_path, "w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, os.path.join(REPO, "app.py"), "--results-dir", results, "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            cwd=str(folder),
+            env=env,
+        )
+    try:
+        line = first_line(proc, timeout=240)
+        started = time.monotonic() - start
+        assert line == f"StackGAN page on http://127.0.0.1:{port}/ (Ctrl-C stops it)\n", log_path.read_text()[-3000:]
+        yield SimpleNamespace(url=f"http://127.0.0.1:{port}/", results=results, started=started)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 143
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    log = log_path.read_text()
+    assert "Traceback" not in log, log[-3000:]
+    assert log.strip().splitlines()[-1] == "terminated: interrupted"
+
+
+def yellow_images(paths):
+    images = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
+    assert images.shape[1:] == (64, 64, 3)
+    return int((attributes.image_colours(images) == YELLOW).sum())
+
+
+def test_http_round_trip(server, tmp_path):
+    from gradio_client import Client
+
+    print(f"app.py served the trained demo {server.started:.1f} s after it started")
+    client = Client(server.url, verbose=False, download_files=str(tmp_path))
+    assert {"/generate", "/new_noise", "/new_condition"} <= set(
+        client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    )
+    gallery, panel = client.predict(CAPTION, 8, 0, 0, api_name="/generate")
+    paths = [item["image"] for item in gallery]
+    yellow = yellow_images(paths)
+    assert len(paths) == 8 and yellow >= 6, f"{yellow} of 8 yellow; {panel}"  # the demo draws the colour it heard
+    assert COLOUR_LINE.search(panel).groups() == ("yellow", "dark")
+    assert "**Nearest training captions**" in panel and "yellow" in panel.split("**Nearest training captions**")[1]
+    again, _ = client.predict(CAPTION, 8, 0, 0, api_name="/generate")
+    assert [open(p, "rb").read() for p in paths] == [open(i["image"], "rb").read() for i in again]
+    seed, noise, _ = client.predict(CAPTION, 8, 0, 0, api_name="/new_noise")
+    assert seed == 1 and [open(i["image"], "rb").read() for i in noise] != [open(p, "rb").read() for p in paths]
+    from gradio_client.exceptions import AppError
+
+    demo = StackGAN.from_preset(server.results)
+    for caption in ("", "a" * 300, "黄色的小鸟"):
+        with pytest.raises(UserError) as plain:
+            demo.heard(caption, label=page.CAPTION_LABEL)
+        with pytest.raises(AppError) as shown:
+            client.predict(caption, 1, 0, 0, api_name="/generate")
+        assert str(shown.value) == str(plain.value)
+
+
+def test_in_a_real_browser(server, tmp_path):
+    from stackgan import browser
+
+    url = server.url
+    shot = tmp_path / "app.png"
+    with browser.chromium() as chromium:
+        tab, panel = browser.capture(chromium, url, shot)  # what `python app.py --screenshot` does
+        assert COLOUR_LINE.search(panel).groups() == ("yellow", "dark"), panel
+        assert "Words it cannot read: none" in panel and "Nearest training captions" in panel
+        images = browser.images_of(tab, 1)
+        assert len(images) == 4 and all(src.startswith(url) for src in images)  # the default 4 samples, served
+        with Image.open(shot) as im:
+            assert im.format == "PNG" and im.width == browser.VIEWPORT["width"] and im.height >= 600
+        tab.locator("#new-noise").click()  # new noise: the seed box says 1 and the birds change
+        tab.wait_for_function("() => document.querySelector('#seed input').value === '1'")
+        tab.wait_for_function(
+            "before => { const now = [...document.querySelectorAll('#stage1 img')].map(i => i.src);"
+            " return now.length === 4 && now.every(s => !before.includes(s)); }",
+            arg=images,
+        )
+        demo = StackGAN.from_preset(server.results)
+        with pytest.raises(UserError) as plain:
+            demo.heard("   ", label=page.CAPTION_LABEL)
+        assert browser.error_shown(tab, "   ") == str(plain.value)
+        assert tab.refused == []  # the page asked for nothing but its own server
