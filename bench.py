@@ -45,6 +45,13 @@ def make_parser():
         default="auto",
         help="compile the step with XLA; auto: on, except for bf16 on a CPU (as in training)",
     )
+    p.add_argument(
+        "--conv-gradients",
+        choices=["auto", "forward", "native"],
+        default="auto",
+        help="how convolutions compute their gradients: forward convolutions (faster where the CPU's backward "
+        "kernels are slow) or the framework's own; auto: what training picks for this hardware",
+    )
     p.add_argument("--baseline", action="store_true", help="also time the chapter's loop and report the ratio")
     p.add_argument("--data-dir", help="feed the step from this dataset's input pipeline instead of random tensors")
     p.add_argument("--pipeline-only", action="store_true", help="time the input pipeline of --data-dir alone")
@@ -67,6 +74,8 @@ def main(argv=None):
     from stackgan.runtime import Runtime
 
     runtime = Runtime.choose(args.mixed_precision, args.xla)
+    if args.conv_gradients != "auto":
+        runtime.kernels, runtime.kernels_reason = args.conv_gradients, "requested"
     result = dict(
         stage=args.stage,
         batch_size=args.batch_size,
