@@ -12,7 +12,7 @@ from PIL import Image
 
 import generate
 from helpers import REPO, one_line_error
-from stackgan import config, generation, io, layout
+from stackgan import config, io, layout
 from stackgan.cli import run_main
 
 
@@ -134,10 +134,10 @@ def test_stage2_default_test_split_mean_caption_save_stage1(results, tmp_path, c
 
 def test_select_embeddings_mean_and_index():
     raw = embeddings(4, captions=3, dim=8)
-    np.testing.assert_allclose(generation.select_embeddings(raw, "x", 8, "mean"), raw.mean(axis=1), rtol=1e-6)
-    np.testing.assert_array_equal(generation.select_embeddings(raw, "x", 8, 2, limit=2), raw[:2, 2])
+    np.testing.assert_allclose(generate.select_embeddings(raw, "x", 8, "mean"), raw.mean(axis=1), rtol=1e-6)
+    np.testing.assert_array_equal(generate.select_embeddings(raw, "x", 8, 2, limit=2), raw[:2, 2])
     flat = embeddings(4, dim=8)
-    np.testing.assert_array_equal(generation.select_embeddings(flat, "x", 8, 0), flat)
+    np.testing.assert_array_equal(generate.select_embeddings(flat, "x", 8, 0), flat)
 
 
 def test_bad_inputs_exit_2(results, tmp_path, capsys):
