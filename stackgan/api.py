@@ -69,13 +69,7 @@ class StackGAN:
 
     @property
     def has_encoder(self):
-        return all(
-            os.path.isfile(p)
-            for p in (
-                layout.text_encoder_config_path(self.encoder_dir),
-                layout.text_encoder_weights_path(self.encoder_dir),
-            )
-        )
+        return all(os.path.isfile(p) for p in layout.text_encoder_files(self.encoder_dir))
 
     @property
     def generators(self):
@@ -84,7 +78,7 @@ class StackGAN:
 
             import_tensorflow()
             with dtype_policy("off"):
-                self._generators, _ = sampling.load_generators(self.results_dir, self.stage, self.needed_by)
+                self._generators, _ = sampling.load_generators(self.results_dir, self.stage, configs=self.configs)
         return self._generators
 
     @property
@@ -200,10 +194,7 @@ class StackGAN:
 
 def has_stage(results_dir, stage):
     """True when results_dir holds the exported config and generator weights of that stage."""
-    return all(
-        os.path.isfile(p)
-        for p in (layout.config_path(results_dir, stage), layout.weights_path(results_dir, stage, "gen"))
-    )
+    return all(os.path.isfile(p) for p in layout.generator_files(results_dir, stage))
 
 
 def _caption_index(data_dir):

@@ -121,6 +121,11 @@ def weights_path(results_dir, stage, net):
     return os.path.join(results_dir, f"stage{stage}_{net}.weights.h5")
 
 
+def generator_files(results_dir, stage):
+    """(config, generator weights) of a stage: what a trained generator is."""
+    return config_path(results_dir, stage), weights_path(results_dir, stage, "gen")
+
+
 def checkpoint_dir(results_dir, stage):
     return os.path.join(results_dir, f"stage{stage}_ckpt")
 
@@ -147,6 +152,11 @@ def text_encoder_weights_path(results_dir):
 
 def text_encoder_config_path(results_dir):
     return os.path.join(results_dir, "text_encoder_config.json")
+
+
+def text_encoder_files(results_dir):
+    """(config, weights) of a trained caption encoder."""
+    return text_encoder_config_path(results_dir), text_encoder_weights_path(results_dir)
 
 
 def text_encoder_checkpoint_dir(results_dir):

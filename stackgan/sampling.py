@@ -9,7 +9,7 @@ import numpy as np
 
 from stackgan.cli import UserError
 from stackgan.config import DEMO_DIRS
-from stackgan.layout import config_path, weights_path
+from stackgan.layout import config_path, generator_files, weights_path
 
 
 def demo_or_results_flag(results_dir, stage):
@@ -19,8 +19,8 @@ def demo_or_results_flag(results_dir, stage):
 
 
 def read_config(results_dir, stage, needed_by="this command"):
-    path = config_path(results_dir, stage)
-    weights = weights_path(results_dir, stage, "gen")
+    """The exported config of a stage, checked to have its generator weights beside it."""
+    path, weights = generator_files(results_dir, stage)
     if not os.path.exists(path) or not os.path.exists(weights):
         missing = path if not os.path.exists(path) else weights
         raise UserError(
@@ -61,17 +61,18 @@ def load_generator_weights(model, path, stage, config=None):
     )
 
 
-def load_generators(results_dir, stage, needed_by="this command"):
-    """Trained generators up to `stage`: ([stage1_gen] or [stage1_gen, stage2_gen], config of the last stage)."""
+def load_generators(results_dir, stage, needed_by="this command", configs=None):
+    """Trained generators up to `stage`: ([stage1_gen] or [stage1_gen, stage2_gen], config of the last stage).
+    `configs`, one per stage as read_config gave them, saves reading them again."""
     import models
 
-    generators, config = [], None
-    for s in range(1, stage + 1):
-        config = read_config(results_dir, s, needed_by)
+    configs = configs or [read_config(results_dir, s, needed_by) for s in range(1, stage + 1)]
+    generators = []
+    for s, config in enumerate(configs, 1):
         gen = models.build_generator(s, config)
         load_generator_weights(gen, weights_path(results_dir, s, "gen"), s, config)
         generators.append(gen)
-    return generators, config
+    return generators, configs[-1]
 
 
 def sample_images(generators, embeddings, z, batch_size=16):

@@ -52,10 +52,13 @@ def birds_copy(birds, tmp_path):
 def tiny_results(birds, tmp_path_factory):
     """A results folder as training exports it, with untrained networks: tiny Stage-I and Stage-II generators (their
     configs say they were trained on the shared birds) and a tiny untrained caption encoder."""
+    import keras
+
     import models
     from stackgan import io, layout
     from stackgan.text.encoder import build_encoder, make_config
 
+    keras.utils.set_random_seed(0)  # the same untrained weights whichever test builds it
     out = str(tmp_path_factory.mktemp("results"))
     networks = dict(gf_dim=8, df_dim=4, z_dim=10, condition_dim=4, embedding_dim=1024, data_dir=birds)
     for stage in (1, 2):

@@ -67,9 +67,10 @@ def train_command(results_dir):
     return f"python text_encoder.py train --results-dir {results_dir}"
 
 
-def read_config(results_dir):
-    """The JSON config written beside the weights; a UserError naming the training command when absent."""
-    path, weights = layout.text_encoder_config_path(results_dir), layout.text_encoder_weights_path(results_dir)
+def read_config(results_dir, path=None, weights=None):
+    """The JSON config written beside the weights; a UserError naming the training command when either is absent."""
+    if path is None:
+        path, weights = layout.text_encoder_files(results_dir)
     for p in (path, weights):
         if not os.path.isfile(p):
             raise UserError(
@@ -93,8 +94,8 @@ _LOADED = {}
 
 def load_encoder(results_dir):
     """(model, config) of the trained encoder in results_dir, rebuilt from its config (cached per file version)."""
-    config = read_config(results_dir)
-    weights = layout.text_encoder_weights_path(results_dir)
+    path, weights = layout.text_encoder_files(results_dir)
+    config = read_config(results_dir, path, weights)
     key = (os.path.abspath(weights), os.stat(weights).st_mtime_ns, json.dumps(config, sort_keys=True))
     if key not in _LOADED:
         model = build_encoder(config)
@@ -102,7 +103,7 @@ def load_encoder(results_dir):
             model.load_weights(weights)
         except Exception as err:  # noqa: BLE001 - h5py/Keras raise many types for a wrong or damaged file
             raise UserError(
-                f"{weights} does not fit the encoder described by {layout.text_encoder_config_path(results_dir)} "
+                f"{weights} does not fit the encoder described by {path} "
                 f"({type(err).__name__}); run `{train_command(results_dir)} --fresh`"
             ) from None
         _LOADED.clear()
