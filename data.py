@@ -37,11 +37,21 @@ def refuse_decompression_bombs():
     warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
 
+def check_pixels(im):
+    """Refuse an opened image of more than Image.MAX_IMAGE_PIXELS pixels before it is decoded (Image.open only warns
+    up to twice that, where no filter makes the warning an error)."""
+    if Image.MAX_IMAGE_PIXELS and im.width * im.height > Image.MAX_IMAGE_PIXELS:
+        raise Image.DecompressionBombError(
+            f"{im.width}x{im.height} pixels, more than PIL's bound of {Image.MAX_IMAGE_PIXELS}"
+        )
+
+
 def verify_image(path):
     """None if the image at `path` decodes (at a reduced scale where the format allows, JPEG's draft mode) within
     the pixel bound, else why not, in a few words."""
     try:
         with Image.open(path) as im:
+            check_pixels(im)
             im.draft("RGB", (64, 64))
             im.load()
         return None
@@ -239,8 +249,9 @@ def _size_wh(image_size):
 def get_img(img_path, bbox, image_size):
     """Load an image as RGB (grayscale, CMYK, palette... converted), crop it around `bbox` as the chapter
     does, and resize it (bilinear) to image_size (an int or (width, height)). An image of more than
-    PIL.Image.MAX_IMAGE_PIXELS pixels is refused (Image.DecompressionBombWarning, an error here)."""
+    PIL.Image.MAX_IMAGE_PIXELS pixels is refused before it is decoded (Image.DecompressionBombError)."""
     with Image.open(img_path) as im:
+        check_pixels(im)
         img = im.convert("RGB")
     if bbox is not None:
         x1, y1, x2, y2 = crop_box(bbox, *img.size)

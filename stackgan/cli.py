@@ -110,6 +110,8 @@ def safe_points():
         if points.signal is not None:
             raise KeyboardInterrupt  # asked twice: stop now
         points.signal = signum
+        if signum == signal.SIGINT:  # someone at the terminal: say why it goes on a moment
+            print("\nCtrl-C: stopping at the next safe point (press it again to stop at once)", file=sys.stderr)
 
     previous = {s: _set_handler(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     _safe_points.append(points)

@@ -388,3 +388,19 @@ def test_a_read_only_results_or_out_folder_is_one_line(mount_point, tiny_results
         capsys,
     )
     assert str(read_only / "out") in err and "Read-only file system" in err
+
+
+def test_every_command_refuses_a_negative_seed_in_one_line(capsys):
+    import bench
+    import generate
+    import text_encoder
+    from stackgan.datasets import commands
+
+    for main, argv in (
+        (bench.main, ["--seed", "-1"]),
+        (generate.main, ["--seed", "-1"]),
+        (text_encoder.main, ["train", "--seed", "-1"]),
+        (commands.main, ["synthetic", "--seed", "-1"]),
+        (stage1.main, ["--seed", "-1"]),
+    ):
+        assert "-1 must be 0 or more" in one_line_error(main, argv, capsys), main
