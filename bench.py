@@ -20,7 +20,7 @@ import json
 import os
 
 from stackgan import benchmark
-from stackgan.cli import ArgumentParser, UserError, positive_int, run_main
+from stackgan.cli import ArgumentParser, UserError, non_negative_int, positive_int, run_main
 from stackgan.config import IMAGE_SIZE, NETWORK_DEFAULTS, StageConfig, stored_size
 
 
@@ -55,7 +55,7 @@ def make_parser():
     p.add_argument("--baseline", action="store_true", help="also time the chapter's loop and report the ratio")
     p.add_argument("--data-dir", help="feed the step from this dataset's input pipeline instead of random tensors")
     p.add_argument("--pipeline-only", action="store_true", help="time the input pipeline of --data-dir alone")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument(
         "--backend",
         choices=["tensorflow", "jax"],

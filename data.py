@@ -16,6 +16,7 @@ stackgan package:
     python data.py synthetic [--out data/synthetic] [--n-train 800 --n-test 160 --seed 0]
 """
 
+import math
 import os
 import sys
 import warnings
@@ -27,6 +28,36 @@ from PIL import Image
 from stackgan import safe_pickle
 from stackgan.cli import UserError
 from stackgan.layout import data_hint
+
+
+def refuse_decompression_bombs():
+    """Make an image larger than PIL's decompression-bomb limit (Image.MAX_IMAGE_PIXELS) an error rather than a
+    warning, as PIL's documentation suggests: such an image is skipped as unreadable instead of being decoded into
+    gigabytes. A process-wide warnings filter, set by the commands that decode images, before their threads start."""
+    warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+
+
+def check_pixels(im):
+    """Refuse an opened image of more than Image.MAX_IMAGE_PIXELS pixels before it is decoded (Image.open only warns
+    up to twice that, where no filter makes the warning an error)."""
+    if Image.MAX_IMAGE_PIXELS and im.width * im.height > Image.MAX_IMAGE_PIXELS:
+        raise Image.DecompressionBombError(
+            f"{im.width}x{im.height} pixels, more than PIL's bound of {Image.MAX_IMAGE_PIXELS}"
+        )
+
+
+def verify_image(path):
+    """None if the image at `path` decodes (at a reduced scale where the format allows, JPEG's draft mode) within
+    the pixel bound, else why not, in a few words."""
+    try:
+        with Image.open(path) as im:
+            check_pixels(im)
+            im.draft("RGB", (64, 64))
+            im.load()
+        return None
+    except Exception as err:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError, DecompressionBomb...
+        return f"{type(err).__name__}: {str(err).splitlines()[0][:80] if str(err) else ''}"
+
 
 class DataWarning(UserWarning):
     """Something in the data was skipped (missing box, missing or unreadable image)."""
@@ -117,12 +148,28 @@ def load_embeddings(embeddings_file_path):
         ) from None
     if emb.ndim == 2:  # one embedding per image: treat as one caption
         emb = emb[:, None, :]
-    if emb.ndim != 3:
+    if emb.ndim != 3 or (len(emb) and 0 in emb.shape[1:]):
         raise UserError(
             f"{embeddings_file_path} holds embeddings of shape {emb.shape}, expected "
             f"(images, captions, dims) such as (N, 10, 1024); download or prepare the data again"
         )
-    return np.ascontiguousarray(emb, dtype=np.float32)
+    emb = np.ascontiguousarray(emb, dtype=np.float32)
+    require_finite(emb, embeddings_file_path)
+    return emb
+
+
+def require_finite(embeddings, path):
+    """A UserError naming the first image whose embeddings hold inf or NaN (training would diverge on them and
+    blame the learning rate). Checked a block of images at a time, so that a memory-mapped file stays on disk."""
+    for start in range(0, len(embeddings), 1024):
+        block = np.asarray(embeddings[start : start + 1024])
+        bad = ~np.isfinite(block).all(axis=tuple(range(1, block.ndim)))
+        if bad.any():
+            first = start + int(np.argmax(bad))
+            raise UserError(
+                f"{path}: the embeddings of image {first} (of {len(embeddings)}) are not finite (inf or NaN); "
+                f"download or prepare the data again"
+            )
 
 
 def _read_table(path, n_values, data_dir=None):
@@ -133,12 +180,25 @@ def _read_table(path, n_values, data_dir=None):
     require_file(path, data_dir)
     fix = "download or prepare the data again"
     try:
-        table = pd.read_csv(path, sep=r"\s+", header=None, names=range(n_values + 1), dtype=str, index_col=False)
+        # Every field a string as written ('nan' stays 'nan'): a missing field is then the only empty one.
+        table = pd.read_csv(
+            path,
+            sep=r"\s+",
+            header=None,
+            names=range(n_values + 1),
+            dtype=str,
+            index_col=False,
+            keep_default_na=False,
+            na_values=[],
+        )
     except pd.errors.ParserError as err:  # a line with too many fields
-        raise UserError(f"{path}: {str(err).strip()} (expected {n_values + 1} fields); {fix}") from None
-    short = table[table.isna().any(axis=1)]
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{path}: {first} (expected {n_values + 1} fields); {fix}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise UserError(f"{path} is not a readable table ({type(err).__name__}); {fix}") from None
+    short = table[(table == "").any(axis=1)]
     if len(short):
-        line = " ".join(short.iloc[0].dropna())
+        line = " ".join(v for v in short.iloc[0] if v)
         raise UserError(f"{path}: the line '{line[:60]}' has fewer than {n_values + 1} fields; {fix}")
     return dict(zip(table[0], table.iloc[:, 1:].values.tolist()))
 
@@ -161,6 +221,11 @@ def load_bounding_boxes(dataset_dir):
                 f"{boxes_path}: the box of image {image_id} is not numeric ({' '.join(box)}); "
                 f"download or prepare the data again"
             ) from None
+        if not (all(math.isfinite(v) for v in values) and values[2] > 0 and values[3] > 0):
+            raise UserError(
+                f"{boxes_path}: the box of image {image_id} ({' '.join(box)}) is not a finite box of positive width "
+                f"and height; download or prepare the data again"
+            )
         result[os.path.splitext(name)[0]] = values
     return result
 
@@ -183,8 +248,10 @@ def _size_wh(image_size):
 
 def get_img(img_path, bbox, image_size):
     """Load an image as RGB (grayscale, CMYK, palette... converted), crop it around `bbox` as the chapter
-    does, and resize it (bilinear) to image_size (an int or (width, height))."""
+    does, and resize it (bilinear) to image_size (an int or (width, height)). An image of more than
+    PIL.Image.MAX_IMAGE_PIXELS pixels is refused before it is decoded (Image.DecompressionBombError)."""
     with Image.open(img_path) as im:
+        check_pixels(im)
         img = im.convert("RGB")
     if bbox is not None:
         x1, y1, x2, y2 = crop_box(bbox, *img.size)
@@ -259,6 +326,8 @@ def decode_images(filenames, boxes, cub_dir, image_size, out, skipped, desc):
         jobs.append((index, path, bbox, image_size))
     kept = []
     from tqdm import tqdm
+
+    refuse_decompression_bombs()
 
     workers = max(1, min(4, os.cpu_count() or 1))
     with (

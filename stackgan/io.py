@@ -1,19 +1,26 @@
 """Files: writing them safely, generator outputs as pictures, and folders of generated images read back.
 
 Every file the project writes goes through atomic_path: it is written under a temporary name beside
-its destination and renamed into place, so an interrupted run never leaves half a file.
+its destination and renamed into place, so an interrupted run never leaves half a file, and a failed write (a full
+disk, a read-only folder) never replaces a good one. Temporary names hold the writer's process id, so that a later
+run removes those of killed runs (remove_stale_temps) and leaves those of live ones.
 """
 
 import contextlib
+import gc
 import json
 import os
 import re
+import shutil
+import socket
+import sys
 import tempfile
+import time
 
 import numpy as np
 from PIL import Image
 
-from stackgan.cli import UserError
+from stackgan.cli import UserError, describe_os_error
 
 GENERATED = re.compile(r"^(\d{5,})_(\d+)\.png$")  # what generate.py writes: {index:05d}_{sample}.png
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -21,22 +28,72 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
+# Temporary files and folders are named .tmp-<pid>.<host>.<random>: a later run removes those whose process is gone.
+TEMP_PREFIX = ".tmp-"
+_TEMP_NAME = re.compile(r"^\.tmp-(\d+)\.([A-Za-z0-9_]*)\.")
+_HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:40]
+STALE_AFTER_S = 3600  # a temporary name without a process id (an older version's) is stale when this old
+
+
+class WriteError(UserError):
+    """A file could not be written (a full disk, a read-only folder): one line naming it and what to do."""
+
+    def __init__(self, path, err):
+        super().__init__(f"cannot write {describe_os_error(err, path)}; {_write_hint(path, _out_of_space(err))}")
+
+
+class TensorFlowWriteError(UserError):
+    """A write by TensorFlow's C++ (a checkpoint, a TensorBoard log: a tf.errors.OpError) that failed, in one line:
+    `what` names what and where, e.g. 'a checkpoint in results/stage1_ckpt'."""
+
+    OUT_OF_SPACE = ("No space left on device", "Disk quota exceeded", "File too large")
+    REASONS = OUT_OF_SPACE + ("Read-only file system", "Permission denied")
+
+    def __init__(self, what, err):
+        text = getattr(err, "message", None) or str(err)
+        reason = next((r for r in self.REASONS if r in text), None)
+        if reason is None:
+            reason = f"{type(err).__name__}: {(text.splitlines() or [''])[0][-160:]}"
+        super().__init__(f"cannot write {what}: {reason}; {_write_hint(None, reason in self.OUT_OF_SPACE)}")
+
+
+def _out_of_space(err):
+    import errno
+
+    return getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _write_hint(path, out_of_space):
+    if not out_of_space:
+        return "choose a writable folder"
+    where = f" in {os.path.dirname(os.path.abspath(path))}" if path else " there"
+    return f"free space{where} or choose another folder"
+
+
+def temp_prefix(pid=None):
+    """The prefix of the temporary names of this process (or of process `pid` on this host)."""
+    return f"{TEMP_PREFIX}{os.getpid() if pid is None else pid}.{_HOST}."
+
 
 @contextlib.contextmanager
 def atomic_path(path, suffix=""):
     """Yield a temporary path beside `path`; it becomes `path` when the block ends, and is removed if the
-    block raises. `suffix` keeps the extension that some writers insist on (.weights.h5, .npy, .png)."""
+    block raises, so that a failed write never replaces a good file. `suffix` keeps the extension that some writers
+    insist on (.weights.h5, .npy, .png). An OSError (a full disk, a read-only folder) becomes a WriteError."""
     directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
-    os.close(fd)
+    tmp = None
     try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=temp_prefix(), suffix=suffix)
+        os.close(fd)
         yield tmp
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; the result is an ordinary file
         os.replace(tmp, path)
+    except OSError as err:
+        raise WriteError(path, err) from None
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if tmp is not None and os.path.exists(tmp):
+            remove_quietly(tmp)
 
 
 def remove_quietly(path):
@@ -45,6 +102,55 @@ def remove_quietly(path):
         os.remove(path)
     except OSError:
         pass
+
+
+def is_stale_temp(folder, name):
+    """True for a temporary file or folder (.tmp-*) of a process that is gone: one named with the id of a process
+    that no longer runs on this host, or (without an id, or from another host) one untouched for STALE_AFTER_S."""
+    if not name.startswith(TEMP_PREFIX):
+        return False
+    m = _TEMP_NAME.match(name)
+    if m and m.group(2) == _HOST:
+        return not process_alive(int(m.group(1)))
+    try:
+        age = time.time() - os.lstat(os.path.join(folder, name)).st_mtime
+    except OSError:
+        return False
+    return age > STALE_AFTER_S
+
+
+def process_alive(pid):
+    """True if a process with this id runs (on this host): os.kill with signal 0 asks without signalling."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_temps(folder):
+    """Remove the temporary files and folders that killed runs left in `folder` (see is_stale_temp); those of a
+    live process stay. Returns their names."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        if is_stale_temp(folder, name):
+            path = os.path.join(folder, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                remove_quietly(path)
+            removed.append(name)
+    return removed
 
 
 def write_json(path, obj):
@@ -63,8 +169,33 @@ def save_npy(path, array):
 
 
 def save_weights(model, path):
+    """model.save_weights, atomically. When the write fails (a full disk), the HDF5 file Keras left open is closed
+    here: left to the interpreter's exit, HDF5 would flush it then and crash the process."""
     with atomic_path(path, ".weights.h5") as tmp:
-        model.save_weights(tmp)
+        try:
+            model.save_weights(tmp)
+        except BaseException:
+            _close_hdf5_file(tmp)
+            raise
+
+
+def _close_hdf5_file(path):
+    """Close the HDF5 file open at `path`, and every object in it, ignoring the errors of its failing flush (which
+    HDF5 reports again as 'Exception ignored' while the objects go)."""
+    import h5py
+
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: None
+    try:
+        for file_id in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
+            if os.path.abspath(os.fsdecode(file_id.name)) == os.path.abspath(path):
+                try:
+                    h5py.File(file_id).close()
+                except Exception:  # noqa: BLE001 - the flush of a file on a full disk fails; the file is closed
+                    pass
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
 
 
 def save_png(array, path):

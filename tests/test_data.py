@@ -262,3 +262,42 @@ def test_safe_unpickler_reads_what_the_files_hold(tmp_path):
         np.testing.assert_array_equal(data.load_embeddings(str(path)), emb)
     obj = safe_pickle.loads(pickle.dumps((1, 2.5, "s", b"b", np.float32(3)), 2))
     assert obj == (1, 2.5, "s", b"b", np.float32(3))
+
+
+def test_embeddings_that_training_cannot_use_are_refused_in_one_line(tmp_path):
+    """inf or NaN (training would diverge and blame the learning rate) and no caption per image."""
+    emb = np.zeros((5, 10, 1024), np.float32)
+    emb[3, 7, 100] = np.inf
+    dump(tmp_path / "inf.pickle", list(emb))
+    with pytest.raises(UserError, match=r"inf\.pickle: the embeddings of image 3 \(of 5\) are not finite"):
+        data.load_embeddings(str(tmp_path / "inf.pickle"))
+    dump(tmp_path / "empty.pickle", np.zeros((5, 0, 1024), np.float32))
+    with pytest.raises(UserError, match=r"empty\.pickle holds embeddings of shape \(5, 0, 1024\)"):
+        data.load_embeddings(str(tmp_path / "empty.pickle"))
+
+
+def test_boxes_must_be_finite_and_positive_and_nan_is_a_value(tmp_path):
+    """pandas read 'nan' as a missing field, so the message named a short line; it is now a box that is refused."""
+    cub = tmp_path / "CUB_200_2011"
+    cub.mkdir()
+    (cub / "images.txt").write_text("1 001.A/A_1.jpg\n2 001.A/A_2.jpg\n")
+    for line, message in (
+        ("2 1.0 2.0 nan 4.0", r"the box of image 2 \(1\.0 2\.0 nan 4\.0\) is not a finite box"),
+        ("2 1.0 2.0 0 4.0", r"the box of image 2 \(1\.0 2\.0 0 4\.0\) is not a finite box of positive width"),
+        ("2 1.0 inf 3.0 4.0", r"the box of image 2 \(1\.0 inf 3\.0 4\.0\) is not a finite box"),
+        ("2 1.0 2.0 3.0", r"the line '2 1\.0 2\.0 3\.0' has fewer than 5 fields"),
+    ):
+        (cub / "bounding_boxes.txt").write_text(f"1 0.0 0.0 10.0 11.0\n{line}\n")
+        with pytest.raises(UserError, match=message):
+            data.load_bounding_boxes(str(cub))
+
+
+def test_a_decompression_bomb_is_skipped_as_unreadable(birds_copy):
+    """An image over PIL's pixel bound (here 9500x9500, 11 kB as a 1-bit PNG) is not decoded."""
+    names = data.load_filenames(split_paths(birds_copy)[0])
+    Image.new("1", (9500, 9500)).save(layout.image_path(birds_copy, names[5]), format="PNG")
+    with pytest.warns(Image.DecompressionBombWarning):  # PIL's, at open; the image is refused all the same
+        assert "DecompressionBomb" in data.verify_image(layout.image_path(birds_copy, names[5]))
+    with pytest.warns(data.DataWarning, match=r"skipped 1 of 48 images \(1 unreadable; e\.g\. .*DecompressionBomb"):
+        split = load_split(birds_copy, "train", 64)
+    assert split.images.shape == (47, 64, 64, 3) and names[5] not in split.filenames

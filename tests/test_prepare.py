@@ -3,6 +3,8 @@ line with the data folder left as it was, check's summary, and every subcommand'
 
 import io
 import os
+import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -10,12 +12,13 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import data
 from helpers import REPO
 from stackgan import layout
-from stackgan.cli import UserError
+from stackgan.cli import UserError, run_main
 from stackgan.datasets import captions, commands, prepare
 from stackgan.datasets.cache import load_split
 from stackgan.io import write_json
@@ -156,7 +159,10 @@ def test_prepare_captions_archive_and_check(birds, tmp_path, capsys):
         assert commands.main(["prepare", "--captions-archive", archive, "--data-dir", str(out)]) == 0
         printed = capsys.readouterr().out
         assert f"Unpacked {n_files} caption files" in printed and "48 caption files present, 0 missing" in printed
-        assert captions.load_caption_split(str(out), "test").captions == captions.load_caption_split(birds, "test").captions
+        assert (
+            captions.load_caption_split(str(out), "test").captions
+            == captions.load_caption_split(birds, "test").captions
+        )
         assert not (out / "text" / "__MACOSX").exists()
     victim = data.load_filenames(os.path.join(str(out), "train", layout.FILENAMES_FILE))[0]
     os.remove(layout.caption_file(str(out / "text"), victim))
@@ -202,3 +208,136 @@ def test_download_without_captions_still_prepares(birds, tmp_path, monkeypatch, 
     printed = capsys.readouterr().out
     assert "note: no captions (could not download" in printed and "--captions-archive" in printed
     assert not layout.missing_files(out) and not os.path.exists(os.path.join(out, "text"))
+
+
+def refused_pickle():
+    """A protocol-0 pickle that would run a shell command when loaded."""
+    return b"cos\nsystem\n(S'echo owned'\ntR."
+
+
+def test_prepare_verifies_everything_before_it_replaces_anything(birds, tmp_path, capsys):
+    """A valid zip holding a refused pickle, prepared into a working data folder, leaves it working."""
+    cub, good_zip = make_archives(birds, tmp_path)
+    out = tmp_path / "data"
+    assert (
+        commands.main(["prepare", "--cub-archive", cub, "--embeddings-archive", good_zip, "--data-dir", str(out)]) == 0
+    )
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    bad_zip = str(tmp_path / "refused.zip")
+    with zipfile.ZipFile(good_zip) as src, zipfile.ZipFile(bad_zip, "w") as zf:
+        for name in src.namelist():
+            zf.writestr(name, refused_pickle() if name.endswith("test/class_info.pickle") else src.read(name))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(
+            commands.main, ["prepare", "--cub-archive", cub, "--embeddings-archive", bad_zip, "--data-dir", str(out)]
+        )
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "refused.zip is not usable, nothing was replaced" in err and "os.system" in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert load_split(str(out), "test", 32).images.shape == (16, 32, 32, 3)
+
+
+def zip_of(path, members):
+    """A zip of {name: bytes or (size of zeros)}; the zeros are written in chunks, compressed."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, content in members.items():
+            if isinstance(content, int):
+                with zf.open(name, "w", force_zip64=True) as f:
+                    for _ in range(content >> 20):
+                        f.write(bytes(1 << 20))
+            else:
+                zf.writestr(name, content)
+    return str(path)
+
+
+def test_archives_are_unpacked_within_bounds(birds, tmp_path, monkeypatch):
+    cub, good_zip = make_archives(birds, tmp_path)
+    out = str(tmp_path / "data")
+    # 100 MiB of zeros in a 100 kB zip: more than 20x its size (+ 64 MiB) would come out of it.
+    members = {f"birds/{s}/{f}": b"x" for s in layout.SPLITS for f in PICKLES}
+    members["birds/train/char-CNN-RNN-embeddings.pickle"] = 100 << 20
+    bomb = zip_of(tmp_path / "bomb.zip", members)
+    with pytest.raises(UserError, match=r"bomb\.zip would unpack to far more than its size"):
+        prepare.prepare(cub, bomb, out)
+    monkeypatch.setattr(prepare, "MAX_MEMBERS", 7)
+    with pytest.raises(UserError, match=r"birds\.zip holds more than 7 entries"):  # 6 pickles and 2 others
+        prepare.prepare(cub, good_zip, out)
+    six = {f"birds/{s}/{f}": Path(birds, s, f).read_bytes() for s in layout.SPLITS for f in PICKLES}
+    with pytest.raises(UserError, match=r"CUB_200_2011\.tgz holds more than 7 entries"):
+        prepare.prepare(cub, zip_of(tmp_path / "six.zip", six), out)
+    monkeypatch.undo()
+    monkeypatch.setitem(prepare.MAX_MEMBER_BYTES, "captions", 10)
+    archives, _ = caption_archives(birds, tmp_path)
+    with pytest.raises(UserError, match=r"would unpack to \d+ bytes, more than the 10 such a file needs"):
+        prepare.prepare(None, None, out, archives[0])
+    assert not os.path.exists(out) or not [n for n in os.listdir(out) if n.startswith(".tmp-")]
+
+
+def test_archives_inside_archives_are_opened_one_level_deep(birds, tmp_path):
+    """AttnGAN's text.zip inside birds.zip is read; a text.zip inside that is not (nested zips recursed until
+    RecursionError)."""
+    text = os.path.join(birds, "text")
+    name = next(os.path.relpath(os.path.join(d, f), text) for d, _, fs in os.walk(text) for f in fs)
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as zf:
+        zf.write(os.path.join(text, name), f"text/{name}")
+    middle = io.BytesIO()
+    with zipfile.ZipFile(middle, "w") as zf:
+        zf.writestr("text.zip", inner.getvalue())
+    deep = zip_of(tmp_path / "deep.zip", {"birds/text.zip": middle.getvalue()})
+    with pytest.raises(UserError, match=r"deep\.zip holds no text/<class>/<image>\.txt"):
+        prepare.prepare(None, None, str(tmp_path / "data"), deep)
+
+
+def damaged_copy(birds, tmp_path, split, change):
+    """A copy of the set whose embeddings pickle of `split` holds change(embeddings)."""
+    out = tmp_path / "birds"
+    shutil.copytree(birds, out, ignore=shutil.ignore_patterns("cache"))
+    path = layout.split_files(str(out), split).embeddings
+    changed = change(data.load_embeddings(path))
+    with open(path, "wb") as f:
+        pickle.dump(changed, f, protocol=2)
+    return str(out)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda e: np.where(np.arange(len(e))[:, None, None] == 2, np.nan, e),
+            r"embeddings of image 2 \(of 16\) are not finite",
+        ),
+        (lambda e: e[:, :, :512], r"holds 512-d embeddings, but StackGAN's networks read the 1024-d"),
+        (lambda e: e[:, :0], r"holds embeddings of shape \(16, 0, 1024\)"),
+    ],
+    ids=["nan", "512-d", "no captions"],
+)
+def test_check_refuses_embeddings_that_training_cannot_use(birds, tmp_path, capsys, change, message):
+    from helpers import one_line_error
+
+    out = damaged_copy(birds, tmp_path, "test", change)
+    assert re.search(message, one_line_error(commands.main, ["check", "--data-dir", out], capsys))
+
+
+def test_check_decodes_every_image(birds_copy, capsys):
+    names = data.load_filenames(layout.split_files(birds_copy, "train").filenames)
+    truncated = layout.image_path(birds_copy, names[1])
+    with open(truncated, "rb") as f:
+        head = f.read(300)
+    with open(truncated, "wb") as f:
+        f.write(head)
+    assert commands.main(["check", "--data-dir", birds_copy]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 48 images undecodable" in out and f"undecodable: {names[1]} (OSError" in out
+    assert "0 of 16 images undecodable" in out and "1 images will be skipped" in out
+
+
+def test_check_errors_are_one_line(birds_copy, capsys):
+    from helpers import one_line_error
+
+    for f in PICKLES:
+        os.remove(os.path.join(birds_copy, "train", f))
+    err = one_line_error(commands.main, ["check", "--data-dir", birds_copy], capsys)
+    assert "lacks 3 required file(s): " in err and "filenames.pickle" in err

@@ -1,6 +1,7 @@
 """The synthetic birds: the exact CUB + StackGAN layout, deterministic, class = body colour; the command that writes
 them and ensure_synthetic."""
 
+import errno
 import hashlib
 import os
 import re
@@ -133,7 +134,9 @@ def test_heldout_templates_are_disjoint_and_fill(birds):
     caps = synthetic.heldout_captions(1, 0, rng)
     assert len(caps) == len(synthetic.HELDOUT_TEMPLATES)
     assert all("orange" in c for c in caps)
-    written = {c for split in layout.SPLITS for caps in captions.load_caption_split(birds, split).captions for c in caps}
+    written = {
+        c for split in layout.SPLITS for caps in captions.load_caption_split(birds, split).captions for c in caps
+    }
     held = set()
     for colour in range(len(synthetic.PALETTE)):
         for wing in range(2):
@@ -165,4 +168,40 @@ def test_captions_leave_images_and_embeddings_as_they_were(birds, tmp_path):
     for rel in [os.path.join("train", layout.EMBEDDINGS_FILE), "CUB_200_2011/bounding_boxes.txt"]:
         assert (old / rel).read_bytes() == open(os.path.join(birds, rel), "rb").read()
     name = data.load_filenames(os.path.join(birds, "test", layout.FILENAMES_FILE))[0]
-    assert (old / "text" / f"{name}.txt").read_text() == open(layout.caption_file(os.path.join(birds, "text"), name)).read()
+    assert (old / "text" / f"{name}.txt").read_text() == open(
+        layout.caption_file(os.path.join(birds, "text"), name)
+    ).read()
+
+
+def test_a_bad_seed_or_a_failed_write_leaves_the_set_and_its_marker(tmp_path, monkeypatch, capsys):
+    """--seed -1 is refused before anything is touched; a write that fails half way (a full disk) leaves the old set
+    with its SYNTHETIC.json marker (it was deleted first, and the set then taken for real CUB)."""
+    from helpers import one_line_error
+
+    out = tmp_path / "s"
+    synthetic.write_synthetic(str(out), n_train=16, n_test=8)
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    err = one_line_error(commands.main, ["synthetic", "--out", str(out), "--seed", "-1"], capsys)
+    assert "--seed" in err and "-1 must be 0 or more" in err
+    drawn = []
+
+    def disk_full(rng, colour, wing):
+        drawn.append(colour)
+        if len(drawn) > 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(rng, colour, wing)
+
+    original = synthetic._draw_synthetic_bird
+    monkeypatch.setattr(synthetic, "_draw_synthetic_bird", disk_full)
+    err = one_line_error(commands.main, ["synthetic", "--out", str(out), "--n-train", "16", "--n-test", "8"], capsys)
+    assert f"cannot write {out}: No space left on device" in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files and layout.is_synthetic(str(out))
+
+
+def test_synthetic_birds_never_replace_a_real_dataset(birds, tmp_path):
+    real = tmp_path / "real"
+    shutil.copytree(birds, real, ignore=shutil.ignore_patterns("cache"))
+    os.remove(real / layout.SYNTHETIC_MARKER)
+    with pytest.raises(UserError, match="holds a dataset that is not synthetic birds"):
+        synthetic.write_synthetic(str(real), n_train=16, n_test=8)
+    assert len(data.load_filenames(os.path.join(real, "train", layout.FILENAMES_FILE))) == 48

@@ -44,6 +44,10 @@ def test_normalize_and_check_captions():
         ("", "caption 1 is empty"),
         ("   \t", "caption 1 is empty"),
         ("123 !!! ...", r"caption 1 \('123 !!! \.\.\.'\) has no letters"),
+        (
+            "\U0001f426\U0001f426 \u2728",
+            r"caption 1 \('\U0001f426\U0001f426 \u2728'\) has no letters the encoder reads",
+        ),
         ("a" * 21, "caption 1 has 21 characters but the text encoder reads at most 20; shorten it"),
     ):
         with pytest.raises(UserError, match=message):
@@ -229,3 +233,22 @@ def test_train_help_shows_defaults_and_demo_preset(capsys, monkeypatch):
     with pytest.raises(SystemExit) as exit_info:
         run_main(text_encoder.main, ["train", "--conv-dims", "8,x"])
     assert exit_info.value.code == 2
+
+
+def test_a_damaged_encoder_checkpoint_folder_is_recovered_or_refused(birds, trained, tmp_path):
+    """The caption encoder's checkpoints have the faults of the stages' (stackgan.checkpointing): a garbled state
+    file resumes from the newest readable checkpoint, a corrupt config.json is refused naming --fresh."""
+    results, logs = str(tmp_path / "r"), str(tmp_path / "l")
+    shutil.copytree(trained[0], results)  # one epoch done
+    ckpt_dir = layout.text_encoder_checkpoint_dir(results)
+    with open(os.path.join(ckpt_dir, "checkpoint"), "w") as f:
+        f.write("model_checkpoint_path: {{{")
+    lines = []
+    assert train(birds, results, logs, log=lines.append, **dict(TINY, epochs=2))["epochs_trained"] == 2
+    assert any(f"Recovered {ckpt_dir}: its state file checkpoint is unreadable" in line for line in lines)
+    assert any("Resumed from" in line and "at epoch 1" in line for line in lines)
+    with open(os.path.join(ckpt_dir, "config.json"), "w") as f:
+        f.write("{")
+    with pytest.raises(UserError, match=r"config\.json is unreadable .*--fresh"):
+        train(birds, results, logs, **dict(TINY, epochs=3))
+    assert json.load(open(layout.text_encoder_config_path(results)))["epochs_trained"] == 2

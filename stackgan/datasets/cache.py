@@ -105,6 +105,7 @@ def load_split(data_dir, split, image_size):
     key_src = json.dumps([CACHE_VERSION, split, size, filenames, *map(file_digest, layout.cub_tables(data_dir))])
     key = hashlib.sha1(key_src.encode()).hexdigest()[:16]
     cache_dir = layout.cache_dir(data_dir)
+    io.remove_stale_temps(cache_dir)  # of killed cache builds; the cache folder may be shared by live runs
     npy_path, meta_path = _cache_paths(cache_dir, split, size, key)
     what = f"{split_dir} at {size}x{size}"
 
@@ -130,7 +131,7 @@ def load_split(data_dir, split, image_size):
             )
             _remove_stale(cache_dir, f"{split}_{size}_", {npy_path, meta_path})
             images = np.load(npy_path, mmap_mode="r")
-        except OSError as err:  # read-only data folder, full disk: work from memory
+        except (OSError, io.WriteError) as err:  # read-only data folder, full disk: work from memory
             warnings.warn(
                 f"could not write the image cache in {cache_dir} ({err}); decoding without a cache",
                 data.DataWarning,
@@ -173,7 +174,8 @@ def _load_embeddings_cached(path, data_dir, split):
     """load_embeddings, plus a plain .npy copy in the cache folder (keyed by the pickle's size and mtime),
     memory-mapped on later loads instead of unpickling a Python-2 list of arrays every time."""
     cache_dir = layout.cache_dir(data_dir)
-    key = hashlib.sha1(json.dumps([CACHE_VERSION, _stat_key(path)]).encode()).hexdigest()[:16]
+    # "finite": written only after load_embeddings checked the values (copies of earlier versions are read again).
+    key = hashlib.sha1(json.dumps([CACHE_VERSION, "finite", _stat_key(path)]).encode()).hexdigest()[:16]
     npy_path = os.path.join(cache_dir, f"{split}_embeddings_{key}.cache.npy")
     if os.path.isfile(npy_path):
         try:
@@ -187,11 +189,9 @@ def _load_embeddings_cached(path, data_dir, split):
         os.makedirs(cache_dir, exist_ok=True)
         io.save_npy(npy_path, emb)
         _remove_stale(cache_dir, f"{split}_embeddings_", {npy_path})
-    except OSError:
-        pass  # read-only folder: the pickle is read every time
+    except (OSError, io.WriteError):
+        pass  # read-only folder, full disk: the pickle is read every time
     return emb
-
-
 
 
 def load_split_lists(data_dir, split):

@@ -39,8 +39,9 @@ def main(argv=None):
     p = sub.add_parser(
         "check",
         help="summarise a data folder or say what is missing",
-        description="Print images per split, classes, embedding shape and missing images/boxes; "
-        "exit status 2 and the command to run when required files are missing.",
+        description="Load what training reads and print images per split, classes, embedding shape, missing "
+        "images/boxes and images that do not decode (every image is decoded, with a progress bar); exit status 2 "
+        "and the command to run when required files are missing or unusable.",
     )
     p.add_argument("--data-dir", default=DATA_DIR, help="data folder (default: %(default)s)")
     p = sub.add_parser(
@@ -50,9 +51,9 @@ def main(argv=None):
         "layout, for quick training runs and tests.",
     )
     p.add_argument("--out", default=SYNTHETIC_DATA_DIR, help="output folder (default: %(default)s)")
-    p.add_argument("--n-train", type=int, default=800, help="training images (default: %(default)s)")
-    p.add_argument("--n-test", type=int, default=160, help="test images (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--n-train", type=cli.positive_int, default=800, help="training images (default: %(default)s)")
+    p.add_argument("--n-test", type=cli.positive_int, default=160, help="test images (default: %(default)s)")
+    p.add_argument("--seed", type=cli.non_negative_int, default=0, help="random seed (default: %(default)s)")
     args = parser.parse_args(argv)
 
     if args.command == "download":

@@ -287,82 +287,100 @@ def write_synthetic(out_dir, n_train=800, n_test=160, seed=0):
     n_train, n_test, seed = int(n_train), int(n_test), int(seed)
     if n_train < 2 or n_test < 1:
         raise UserError(f"--n-train {n_train} / --n-test {n_test}: need at least 2 training and 1 test image")
+    if seed < 0:
+        raise UserError(f"--seed {seed}: seeds are 0 or more")
     n_classes = len(PALETTE)
-    os.makedirs(out_dir, exist_ok=True)
-    marker = os.path.join(out_dir, SYNTHETIC_MARKER)
-    if os.path.exists(marker):
-        os.remove(marker)
-    tmp = tempfile.mkdtemp(dir=out_dir, prefix=".synthetic-")
-    try:
-        images_root = os.path.join(tmp, CUB_DIR, "images")
-        text_root = os.path.join(tmp, TEXT_DIR)
-        for d in [os.path.join(tmp, s) for s in SPLITS] + [images_root]:
-            os.makedirs(d, exist_ok=True)
-        per_class = {
-            s: [n // n_classes + (k < n % n_classes) for k in range(n_classes)]
-            for s, n in (("train", n_train), ("test", n_test))
-        }
-        split_rows = {s: [] for s in SPLITS}  # (filename, class id, embeddings)
-        image_lines, box_lines = [], []
-        uid = 0
-        for k in range(n_classes):
-            cls = _class_dir(k)
-            os.makedirs(os.path.join(images_root, cls), exist_ok=True)
-            m = per_class["train"][k] + per_class["test"][k]
-            is_test = np.zeros(m, dtype=bool)
-            is_test[np.random.default_rng([seed, 7919, k]).permutation(m)[: per_class["test"][k]]] = True
-            for j in range(m):
-                uid += 1
-                rng = np.random.default_rng([seed, uid])
-                wing = int(rng.integers(len(WING_SHADES)))
-                img, box = _draw_synthetic_bird(rng, k, wing)
-                if rng.random() < 0.025:  # a few grayscale JPEGs, like CUB's
-                    img = img.convert("L")
-                name = f"{cls}/{PALETTE[k][0].capitalize()}_Bird_{j + 1:04d}_{uid}"
-                img.save(os.path.join(images_root, name + ".jpg"), quality=90)
-                image_lines.append(f"{uid} {name}.jpg\n")
-                box_lines.append(f"{uid} {box[0]:.1f} {box[1]:.1f} {box[2]:.1f} {box[3]:.1f}\n")
-                embeddings, wing_weights = _synthetic_embeddings(rng, k, wing)
-                split_rows["test" if is_test[j] else "train"].append((name, k + 1, embeddings))
-                words = bird_captions(k, wing, wing_weights, np.random.default_rng([seed, uid, _CAPTION_SALT]))
-                os.makedirs(os.path.join(text_root, cls), exist_ok=True)
-                with open(os.path.join(text_root, name + ".txt"), "w", encoding="utf-8") as f:
-                    f.write("\n".join(words) + "\n")
-        for s in SPLITS:
-            rows = split_rows[s]
-            d = os.path.join(tmp, s)
-            # Protocol 0 for the lists, as the real files; the embeddings as a list of (10, 1024) arrays.
-            with open(os.path.join(d, FILENAMES_FILE), "wb") as f:
-                pickle.dump([name for name, _, _ in rows], f, protocol=0)
-            with open(os.path.join(d, CLASS_INFO_FILE), "wb") as f:
-                pickle.dump([c for _, c, _ in rows], f, protocol=0)
-            with open(os.path.join(d, EMBEDDINGS_FILE), "wb") as f:
-                pickle.dump([e for _, _, e in rows], f, protocol=2)
-        cub = os.path.join(tmp, CUB_DIR)
-        with open(os.path.join(cub, "images.txt"), "w") as f:
-            f.writelines(image_lines)
-        with open(os.path.join(cub, "bounding_boxes.txt"), "w") as f:
-            f.writelines(box_lines)
-        with open(os.path.join(cub, "classes.txt"), "w") as f:
-            f.writelines(f"{k + 1} {_class_dir(k)}\n" for k in range(n_classes))
-        for name in SPLITS + (CUB_DIR, TEXT_DIR):
-            dest = os.path.join(out_dir, name)
-            if os.path.isdir(dest):
-                shutil.rmtree(dest)
-            os.replace(os.path.join(tmp, name), dest)
-        io.write_json(
-            os.path.join(out_dir, SYNTHETIC_MARKER),
-            {
-                "n_train": n_train,
-                "n_test": n_test,
-                "seed": seed,
-                "classes": n_classes,
-                "palette": [name for name, _ in PALETTE],
-                "wing_shades": list(WING_SHADES),
-            },
+    if not layout.is_synthetic(out_dir) and any(os.path.exists(os.path.join(out_dir, n)) for n in SPLITS + (CUB_DIR,)):
+        raise UserError(
+            f"{out_dir} holds a dataset that is not synthetic birds (it has no {SYNTHETIC_MARKER}); "
+            f"give another folder for the synthetic birds"
         )
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        io.remove_stale_temps(out_dir)
+        tmp = tempfile.mkdtemp(dir=out_dir, prefix=io.temp_prefix() + "synthetic-")
+    except OSError as err:
+        raise io.WriteError(out_dir, err) from None
+    try:
+        _write_set(tmp, out_dir, n_train, n_test, seed, n_classes)
+    except OSError as err:  # a full disk, a read-only folder: the set there (and its marker) as it was
+        raise io.WriteError(out_dir, err) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_set(tmp, out_dir, n_train, n_test, seed, n_classes):
+    """write_synthetic's work: the whole set in tmp, then moved into out_dir (its marker last)."""
+    images_root = os.path.join(tmp, CUB_DIR, "images")
+    text_root = os.path.join(tmp, TEXT_DIR)
+    for d in [os.path.join(tmp, s) for s in SPLITS] + [images_root]:
+        os.makedirs(d, exist_ok=True)
+    per_class = {
+        s: [n // n_classes + (k < n % n_classes) for k in range(n_classes)]
+        for s, n in (("train", n_train), ("test", n_test))
+    }
+    split_rows = {s: [] for s in SPLITS}  # (filename, class id, embeddings)
+    image_lines, box_lines = [], []
+    uid = 0
+    for k in range(n_classes):
+        cls = _class_dir(k)
+        os.makedirs(os.path.join(images_root, cls), exist_ok=True)
+        m = per_class["train"][k] + per_class["test"][k]
+        is_test = np.zeros(m, dtype=bool)
+        is_test[np.random.default_rng([seed, 7919, k]).permutation(m)[: per_class["test"][k]]] = True
+        for j in range(m):
+            uid += 1
+            rng = np.random.default_rng([seed, uid])
+            wing = int(rng.integers(len(WING_SHADES)))
+            img, box = _draw_synthetic_bird(rng, k, wing)
+            if rng.random() < 0.025:  # a few grayscale JPEGs, like CUB's
+                img = img.convert("L")
+            name = f"{cls}/{PALETTE[k][0].capitalize()}_Bird_{j + 1:04d}_{uid}"
+            img.save(os.path.join(images_root, name + ".jpg"), quality=90)
+            image_lines.append(f"{uid} {name}.jpg\n")
+            box_lines.append(f"{uid} {box[0]:.1f} {box[1]:.1f} {box[2]:.1f} {box[3]:.1f}\n")
+            embeddings, wing_weights = _synthetic_embeddings(rng, k, wing)
+            split_rows["test" if is_test[j] else "train"].append((name, k + 1, embeddings))
+            words = bird_captions(k, wing, wing_weights, np.random.default_rng([seed, uid, _CAPTION_SALT]))
+            os.makedirs(os.path.join(text_root, cls), exist_ok=True)
+            with open(os.path.join(text_root, name + ".txt"), "w", encoding="utf-8") as f:
+                f.write("\n".join(words) + "\n")
+    for s in SPLITS:
+        rows = split_rows[s]
+        d = os.path.join(tmp, s)
+        # Protocol 0 for the lists, as the real files; the embeddings as a list of (10, 1024) arrays.
+        with open(os.path.join(d, FILENAMES_FILE), "wb") as f:
+            pickle.dump([name for name, _, _ in rows], f, protocol=0)
+        with open(os.path.join(d, CLASS_INFO_FILE), "wb") as f:
+            pickle.dump([c for _, c, _ in rows], f, protocol=0)
+        with open(os.path.join(d, EMBEDDINGS_FILE), "wb") as f:
+            pickle.dump([e for _, _, e in rows], f, protocol=2)
+    cub = os.path.join(tmp, CUB_DIR)
+    with open(os.path.join(cub, "images.txt"), "w") as f:
+        f.writelines(image_lines)
+    with open(os.path.join(cub, "bounding_boxes.txt"), "w") as f:
+        f.writelines(box_lines)
+    with open(os.path.join(cub, "classes.txt"), "w") as f:
+        f.writelines(f"{k + 1} {_class_dir(k)}\n" for k in range(n_classes))
+    # The set is complete in tmp: now it replaces the old one, whose marker stays until the new one is in.
+    replaced = os.path.join(tmp, "replaced")
+    os.makedirs(replaced)
+    for name in SPLITS + (CUB_DIR, TEXT_DIR):
+        dest = os.path.join(out_dir, name)
+        if os.path.lexists(dest):
+            os.replace(dest, os.path.join(replaced, name))
+        os.replace(os.path.join(tmp, name), dest)
+    io.write_json(
+        os.path.join(out_dir, SYNTHETIC_MARKER),
+        {
+            "n_train": n_train,
+            "n_test": n_test,
+            "seed": seed,
+            "classes": n_classes,
+            "palette": [name for name, _ in PALETTE],
+            "wing_shades": list(WING_SHADES),
+        },
+    )
 
 
 def ensure_synthetic(out_dir):

@@ -223,8 +223,11 @@ def real_statistics(real, data_dir, model, batch_size, cache_dir=None, digest=No
         raise UserError(f"the reference {real} has {n} image(s); FID needs at least 2 (thousands for a useful number)")
     mu, sigma = activation_statistics(model_outputs(model, batches))
     if cache_path is not None:
-        with io.atomic_path(cache_path, ".npz") as tmp:
-            np.savez(tmp, mu=mu, sigma=sigma, n=n, key=json.dumps(key, sort_keys=True))
+        try:
+            with io.atomic_path(cache_path, ".npz") as tmp:
+                np.savez(tmp, mu=mu, sigma=sigma, n=n, key=json.dumps(key, sort_keys=True))
+        except io.WriteError as err:  # a read-only or full cache folder: the statistics are still good
+            print(f"warning: reference statistics not cached ({err})", file=sys.stderr)
     return mu, sigma, n, None
 
 

@@ -29,8 +29,8 @@ def normalize_caption(text, alphabet=TEXT_ALPHABET):
 
 
 def check_captions(captions, max_length, alphabet=TEXT_ALPHABET, labels=None):
-    """Normalized captions, or a UserError naming the first bad one: empty, without a letter, or longer than
-    max_length characters (refused rather than cut, so that no part of a description is silently lost).
+    """Normalized captions, or a UserError naming the first bad one: empty, without a letter the encoder reads, or
+    longer than max_length characters (refused rather than cut, so that no part of a description is silently lost).
     labels name each caption in the message (default 'caption 1', 'caption 2', ...)."""
     if not captions:
         raise UserError("no caption given; pass a sentence such as --caption 'a small yellow bird with dark wings'")
@@ -40,10 +40,12 @@ def check_captions(captions, max_length, alphabet=TEXT_ALPHABET, labels=None):
         if not isinstance(text, str):
             raise UserError(f"{label} is not text ({type(text).__name__})")
         norm = normalize_caption(text, alphabet)
-        if not norm:
+        if not clean_caption(text):
             raise UserError(f"{label} is empty; describe the bird, e.g. 'a small yellow bird with dark wings'")
-        if not re.search("[a-z]", norm):
-            raise UserError(f"{label} ({text.strip()[:40]!r}) has no letters; describe the bird in words")
+        if not re.search("[a-z]", norm):  # digits and signs only, or no character of the alphabet (emoji)
+            raise UserError(
+                f"{label} ({text.strip()[:40]!r}) has no letters the encoder reads; describe the bird in words"
+            )
         if len(norm) > max_length:
             raise UserError(
                 f"{label} has {len(norm)} characters but the text encoder reads at most {max_length}; shorten it"

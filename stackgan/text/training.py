@@ -6,14 +6,13 @@ Writes <results>/text_encoder.weights.h5 and text_encoder_config.json, checkpoin
 (resumed by default) and TensorBoard scalars in <logs>/text_encoder.
 """
 
-import json
 import os
-import shutil
 import time
 
 import numpy as np
 
-from stackgan import io, layout
+from stackgan import cli, folder_lock, io, layout
+from stackgan.checkpointing import CheckpointFolder
 from stackgan.cli import UserError
 from stackgan.config import encoder_defaults
 from stackgan.datasets.captions import load_caption_split
@@ -27,9 +26,11 @@ from stackgan.text.encoder import (
     encode,
     forget_loaded,
     make_config,
+    read_config,
 )
 from stackgan.text.evaluation import retrieval_metrics
 from stackgan.text.pairs import caption_rows, training_pairs
+from stackgan.training.history import flush_log, log_writer, writing_to
 
 # Settings a resumed run must share with its checkpoint (the learning rate may change, and is announced).
 RECIPE_KEYS = ("batch_size", "augment", "seed")
@@ -49,14 +50,12 @@ def _ops_unit(x):
     return x / ops.maximum(ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True)), 1e-8)
 
 
-def _check_resume(ckpt_dir, config, log):
-    """The architecture, objective and recipe a checkpoint was made with must be the ones asked for now; a new
-    learning rate is announced."""
-    path = os.path.join(ckpt_dir, "config.json")
-    if not os.path.isfile(path):
+def _check_resume(ckpt_dir, saved, config, log):
+    """The architecture, objective and recipe a checkpoint was made with (`saved`, its config.json) must be the ones
+    asked for now; a new learning rate is announced."""
+    if saved is None:
+        log(f"note: {ckpt_dir} has no config.json; resuming without comparing settings")
         return
-    with open(path) as f:
-        saved = json.load(f)
     diff = [k for k in ARCHITECTURE_KEYS + ("loss", "target") + RECIPE_KEYS if k in saved and saved[k] != config[k]]
     if diff:
         k = diff[0]
@@ -66,6 +65,17 @@ def _check_resume(ckpt_dir, config, log):
         )
     if "lr" in saved and saved["lr"] != config["lr"]:
         log(f"Resuming the text encoder with a new learning rate: lr={saved['lr']} (now {config['lr']})")
+
+
+def _refuse_to_overwrite_an_export(results_dir):
+    """No checkpoint to resume, but an exported encoder: training from scratch would replace it, so it takes
+    --fresh."""
+    if os.path.exists(layout.text_encoder_weights_path(results_dir)):
+        raise UserError(
+            f"{results_dir} holds a trained text encoder but {layout.text_encoder_checkpoint_dir(results_dir)} has "
+            f"no checkpoint to resume it from; pass --fresh to train a new one in its place, or give another "
+            f"--results-dir"
+        )
 
 
 def _training_text(settings, config):
@@ -89,9 +99,6 @@ def train(settings=None, log=print):
     """Train the encoder as `settings` (an EncoderConfig) says on data_dir's training captions, resuming from
     <results_dir>/text_encoder_ckpt unless fresh, and write its weights and config into results_dir. Returns the
     config, with 'test_cosine' (mean cosine to the true test embeddings) when the test split has captions."""
-    import keras
-    import tensorflow as tf
-
     s = settings or encoder_defaults()
     if s.loss not in LOSSES or s.target not in TARGETS:
         raise UserError(f"loss {s.loss!r} / target {s.target!r}: use a loss in {LOSSES} and a target in {TARGETS}")
@@ -103,56 +110,86 @@ def train(settings=None, log=print):
     config["embedding_dim"] = int(targets.shape[1])
     config["output_norm"] = float(np.linalg.norm(targets, axis=1).mean())
 
+    with folder_lock.hold(s.results_dir):
+        io.remove_stale_temps(s.results_dir)
+        return _train_resumably(s, config, texts, targets, test, test_texts, log)
+
+
+def _train_resumably(s, config, texts, targets, test, test_texts, log):
+    """The epochs of train() from its checkpoint folder on, in the locked results folder; Ctrl-C and SIGTERM stop it
+    between batches (cli.safe_points)."""
+    import keras
+    import tensorflow as tf
+
     ckpt_dir = layout.text_encoder_checkpoint_dir(s.results_dir)
-    if s.fresh and os.path.isdir(ckpt_dir):
-        shutil.rmtree(ckpt_dir)
-    _check_resume(ckpt_dir, config, log)
+    folder = CheckpointFolder(ckpt_dir, max_to_keep=2)
+    latest, saved = folder.open(s.fresh, log)
+    if latest:
+        _check_resume(ckpt_dir, saved, config, log)
+    elif not s.fresh:
+        _refuse_to_overwrite_an_export(s.results_dir)
     keras.utils.set_random_seed(s.seed)
     model = build_encoder(config)
     optimizer = keras.optimizers.Adam(s.lr)
     optimizer.build(model.trainable_variables)
     epoch = tf.Variable(0, dtype=tf.int64, name="epoch")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
-    manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=2)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        log(f"Resumed from {manager.latest_checkpoint} at epoch {int(epoch.numpy())}")
-    os.makedirs(ckpt_dir, exist_ok=True)
-    io.write_json(os.path.join(ckpt_dir, "config.json"), config)
+    if latest:
+        try:
+            checkpoint.restore(latest).assert_existing_objects_matched()
+        except (ValueError, AssertionError, tf.errors.OpError) as err:
+            raise UserError(
+                f"{latest} does not fit this text encoder ({type(err).__name__}); pass --fresh to start over"
+            ) from None
+        log(f"Resumed from {latest} at epoch {int(epoch.numpy())}")
+    folder.track(checkpoint)
 
     step = _compiled_step(model, optimizer, _loss_fn(s.loss), config["embedding_dim"])
-    writer = tf.summary.create_file_writer(layout.text_encoder_log_dir(s.log_dir))
+    writer = log_writer(layout.text_encoder_log_dir(s.log_dir))
     log(
         f"Training the text encoder on {len(texts)} captions of {s.data_dir} ({s.loss} onto {s.target} embeddings, "
         f"{model.count_params():,} parameters) for {s.epochs} epochs"
     )
-    start_epoch = int(epoch.numpy())
-    for e in range(start_epoch, s.epochs):
-        started = time.time()
-        losses = [float(step(t, y)) for t, y in _epoch_dataset(texts, targets, config, s, e)]
-        epoch.assign(e + 1)
-        metrics = {"train_loss": float(np.mean(losses))}
-        if test is not None:
-            vectors = encode(model, config, test_texts, calibrate=False)
-            test_rows = caption_rows(test.captions)
-            metrics["test_cosine"] = retrieval_metrics(vectors, test.embeddings, *test_rows[1:])["cosine"]
-        with writer.as_default():
-            for name, value in metrics.items():
-                tf.summary.scalar(name, value, step=e + 1)
-        manager.save()
-        config.update(metrics, epochs_trained=e + 1, calibration=calibration_of(model, config, texts, targets))
-        _export(model, config, s.results_dir)
-        took = time.time() - started
-        log(f"  epoch {e + 1}/{s.epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f" ({took:.1f} s)")
+    start_epoch = saved_epoch = int(epoch.numpy())
+
+    def stopped(where):
+        resume = f"the same command resumes from epoch {saved_epoch}" if saved_epoch else "no checkpoint was written"
+        return f"the text encoder stopped {where}; {resume}"
+
+    with cli.safe_points():
+        for e in range(start_epoch, s.epochs):
+            started = time.time()
+            losses = []
+            for t, y in _epoch_dataset(texts, targets, config, s, e):
+                losses.append(float(step(t, y)))
+                cli.check_stop(stopped(f"in epoch {e + 1}"))
+            epoch.assign(e + 1)
+            metrics = {"train_loss": float(np.mean(losses))}
+            if test is not None:
+                vectors = encode(model, config, test_texts, calibrate=False)
+                test_rows = caption_rows(test.captions)
+                metrics["test_cosine"] = retrieval_metrics(vectors, test.embeddings, *test_rows[1:])["cosine"]
+            with writing_to(writer):
+                for name, value in metrics.items():
+                    tf.summary.scalar(name, value, step=e + 1)
+            folder.write_config(config)
+            folder.save(e + 1)
+            saved_epoch = e + 1
+            config.update(metrics, epochs_trained=e + 1, calibration=calibration_of(model, config, texts, targets))
+            _export(model, config, s.results_dir)
+            took = time.time() - started
+            log(
+                f"  epoch {e + 1}/{s.epochs}: "
+                + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+                + f" ({took:.1f} s)"
+            )
+            cli.check_stop(stopped(f"after epoch {e + 1}"))
     if start_epoch >= s.epochs:
         log(f"{ckpt_dir} already holds {start_epoch} epochs (--epochs {s.epochs}); use --fresh to train again")
         config.update(epochs_trained=start_epoch, calibration=calibration_of(model, config, texts, targets))
         _export(model, config, s.results_dir)
-    writer.flush()
-    log(
-        f"Wrote {layout.text_encoder_weights_path(s.results_dir)} and "
-        f"{layout.text_encoder_config_path(s.results_dir)}"
-    )
+    flush_log(writer)
+    log(f"Wrote {layout.text_encoder_weights_path(s.results_dir)} and {layout.text_encoder_config_path(s.results_dir)}")
     return config
 
 
@@ -207,5 +244,12 @@ def train_demo_encoder(data_dir, results_dir, log_dir):
     from stackgan.datasets import synthetic
 
     synthetic.ensure_synthetic(data_dir)
+    ckpt_dir = layout.text_encoder_checkpoint_dir(results_dir)
+    has_checkpoint = os.path.isdir(ckpt_dir) and any(n.endswith(".index") for n in os.listdir(ckpt_dir))
+    if os.path.exists(layout.text_encoder_weights_path(results_dir)) and not has_checkpoint:
+        print(
+            f"Keeping the caption encoder in {results_dir}: it has no checkpoint to continue "
+            f"(`python text_encoder.py train --demo --fresh` trains a new one)"
+        )
+        return read_config(results_dir)
     return train(encoder_defaults(demo=True).replace(data_dir=data_dir, results_dir=results_dir, log_dir=log_dir))
-

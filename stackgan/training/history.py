@@ -1,17 +1,51 @@
 """The per-epoch record of a run: loss rows in stageN_history.json, their curves in stageN_losses.png (for readers
 without TensorBoard), and the TensorBoard scalars (the chapter's write_log)."""
 
+import contextlib
 import json
+import re
 
 from stackgan import io, layout
+
+
+def log_writer(log_dir, chief=True):
+    """The tf.summary writer of a run (a no-op one off the chief); an unwritable folder is a one-line UserError."""
+    import tensorflow as tf
+
+    if not chief:
+        return tf.summary.create_noop_writer()
+    try:
+        return tf.summary.create_file_writer(log_dir)
+    except tf.errors.OpError as err:
+        raise io.TensorFlowWriteError(f"TensorBoard logs in {log_dir}", err) from None
+
+
+@contextlib.contextmanager
+def writing_to(writer):
+    """writer.as_default() for the block of tf.summary calls; a failed write (a full disk) becomes a one-line
+    UserError naming the logs' folder."""
+    import tensorflow as tf
+
+    try:
+        with writer.as_default():
+            yield
+    except tf.errors.OpError as err:
+        text = getattr(err, "message", str(err))
+        m = re.search(r"(\S+)/events\.out\.tfevents", text)
+        raise io.TensorFlowWriteError(f"TensorBoard logs in {m.group(1)}" if m else "TensorBoard logs", err) from None
 
 
 def write_log(writer, name, value, step):
     """The chapter's write_log, on tf.summary."""
     import tensorflow as tf
 
-    with writer.as_default():
+    with writing_to(writer):
         tf.summary.scalar(name, value, step=step)
+
+
+def flush_log(writer):
+    with writing_to(writer):
+        writer.flush()
 
 
 def read_history(results_dir, stage, epochs_done):

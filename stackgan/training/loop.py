@@ -4,15 +4,16 @@ checks the losses, logs them, writes a sample grid and saves a checkpoint.
 The step itself is in step.py, the input in input.py, what is kept on disk in checkpoints.py.
 """
 
+import contextlib
 import dataclasses
 import math
 import os
 import sys
 import time
 
-from stackgan import io, layout
+from stackgan import cli, io, layout
 from stackgan.cli import UserError
-from stackgan.training.history import write_log
+from stackgan.training.history import flush_log, log_writer, write_log, writing_to
 from stackgan.training.step import learning_rate_at
 
 SAMPLE_GRID_SIZE = 64
@@ -42,30 +43,70 @@ class Run:
 
 def run(config, runtime=None):
     """Train one stage as `config` (a StageConfig) says; returns the Run. The networks are built and trained in the
-    runtime's precision; the process's dtype policy is as before when it returns."""
+    runtime's precision; the process's dtype policy is as before when it returns. The results folder is locked for
+    the run (one run per folder), and Ctrl-C or SIGTERM stops it between step calls, never inside a checkpoint
+    write (cli.safe_points)."""
     from stackgan.runtime import Runtime
 
     runtime = runtime or Runtime.choose(config.mixed_precision, config.xla, config.distribute)
-    with runtime.policy():
+    with holding_results(config, runtime), runtime.policy():
         ctx = setup(config, runtime)
-        start = ctx.checkpoints.epoch
-        if start >= config.epochs:
-            print(f"Already trained {start} epochs (--epochs {config.epochs}); pass a larger --epochs to go on")
-        for epoch in range(start, config.epochs):
-            means = train_epoch(ctx, epoch)
-            check_finite(ctx, means, epoch)
-            ctx.trainer.epoch.assign(epoch + 1)
-            report_epoch(ctx, means, epoch + 1)
-            if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs:
-                ctx.checkpoints.save(ctx.history)
-        ctx.checkpoints.close()
+        try:
+            with cli.safe_points():
+                train_epochs(ctx)
+        finally:
+            ctx.checkpoints.close()
     return ctx
+
+
+@contextlib.contextmanager
+def holding_results(config, runtime):
+    """The results folder's lock, taken by the chief (the other workers write elsewhere), with the temporary files
+    of killed runs removed from it."""
+    from stackgan import folder_lock
+
+    if not runtime.chief:
+        yield
+        return
+    with folder_lock.hold(config.results_dir):
+        for folder in (config.results_dir, layout.samples_dir(config.results_dir, config.stage)):
+            io.remove_stale_temps(folder)
+        yield
+
+
+def train_epochs(ctx):
+    """The epoch loop: train, check, report and (when due) checkpoint each epoch. Asked to stop, it stops after the
+    step call in flight (losing the epoch in flight) or, between epochs, after checkpointing the epoch just done."""
+    config = ctx.config
+    start = ctx.checkpoints.epoch
+    if start >= config.epochs:
+        print(f"Already trained {start} epochs (--epochs {config.epochs}); pass a larger --epochs to go on")
+        ctx.checkpoints.export_if_behind()
+    for epoch in range(start, config.epochs):
+        means = train_epoch(ctx, epoch)
+        check_finite(ctx, means, epoch)
+        ctx.trainer.epoch.assign(epoch + 1)
+        report_epoch(ctx, means, epoch + 1)
+        due = (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs
+        if due or cli.stop_requested():  # a run asked to stop between epochs keeps them all
+            ctx.checkpoints.save(ctx.history)
+        cli.check_stop(stop_message(ctx, f"after epoch {epoch + 1}"))
+
+
+def stop_message(ctx, where):
+    """Where a stopped run stopped and where it resumes."""
+    saved = ctx.checkpoints.saved_epoch
+    resume = (
+        f"the same command resumes from the checkpoint of epoch {saved} in {ctx.checkpoints.directory}"
+        if saved
+        else "no checkpoint was written yet"
+    )
+    return f"stopped {where}; {resume}"
 
 
 def setup(config, runtime):
     """Everything a run needs: the start-up line, data, networks, the restored checkpoint, input and logs."""
     import numpy as np
-    import tensorflow as tf
 
     from stackgan.training.checkpoints import RunCheckpoint
     from stackgan.training.input import TrainingInput
@@ -103,7 +144,7 @@ def setup(config, runtime):
         checkpoints=checkpoints,
         batches=batches.iterator(trainer.strategy),
         steps=batches.steps,
-        writer=tf.summary.create_file_writer(log_dir) if runtime.chief else tf.summary.create_noop_writer(),
+        writer=log_writer(log_dir, runtime.chief),
         test_split=test_split,
         sample_embeddings=np.asarray(test_split.embeddings[rows, 0]),
         sample_z=np.random.default_rng(config.seed).standard_normal((n_samples, config.z_dim)).astype("float32"),
@@ -175,12 +216,16 @@ def train_epoch(ctx, epoch):
         disable=not ctx.runtime.chief,
     )
     done = 0
-    while done < ctx.steps:
-        count = min(config.steps_per_call, ctx.steps - done)
-        ctx.trainer.train_steps(ctx.batches, count)
-        done += count
-        bar.update(count)
-    bar.close()
+    try:
+        while done < ctx.steps:
+            count = min(config.steps_per_call, ctx.steps - done)
+            ctx.trainer.train_steps(ctx.batches, count)
+            done += count
+            bar.update(count)
+            if done < ctx.steps:
+                cli.check_stop(stop_message(ctx, f"in epoch {epoch + 1} at step {done}/{ctx.steps}"))
+    finally:
+        bar.close()
     return ctx.trainer.pop_mean_losses()
 
 
@@ -213,7 +258,7 @@ def report_epoch(ctx, means, step):
             row["attribute_accuracy"] = accuracy
             line += f"  attribute acc {accuracy:.2f}"
     ctx.history.append(row)
-    ctx.writer.flush()
+    flush_log(ctx.writer)
     if ctx.runtime.chief:
         print(line, flush=True)
 
@@ -229,8 +274,10 @@ def write_sample_grid(ctx, step):
         generators = ([ctx.trainer.stage1_gen] if ctx.trainer.stage1_gen is not None else []) + [gen]
         images = sampling.sample_images(generators, ctx.sample_embeddings, ctx.sample_z)
     grid = io.stage_grid(images)
-    io.save_png(grid, os.path.join(layout.samples_dir(ctx.config.results_dir, ctx.config.stage), f"epoch_{step:04d}.png"))
-    with ctx.writer.as_default():
+    io.save_png(
+        grid, os.path.join(layout.samples_dir(ctx.config.results_dir, ctx.config.stage), f"epoch_{step:04d}.png")
+    )
+    with writing_to(ctx.writer):
         tf.summary.image("samples", grid[None], step=step)
     return images
 
