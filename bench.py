@@ -3,13 +3,15 @@
     python bench.py --stage 1 --batch-size 64 --steps 20 --baseline
     python bench.py --stage 1 --batch-size 32 --gf-dim 32 --df-dim 16 --data-dir data/synthetic
     python bench.py --stage 1 --pipeline-only --data-dir data/synthetic
+    python bench.py --stage 2 --pipeline-only --data-dir data/synthetic --input host
 
 Prints one JSON line. The step runs as in training (StackGANTrainer.train_steps, --steps-per-call steps per
 compiled call), fed uint8 batches: random ones, or with --data-dir the real input pipeline.
---pipeline-only times the input pipeline alone. --baseline also times, in the same run, the chapter's loop
-ported to Keras 3 with the least change that makes it train (G.predict for the fakes, the compressor's
-predict, three D.train_on_batch calls with D.trainable toggled, one adversarial train_on_batch), in
-float32 as the chapter has it (--mixed-precision applies to our step only).
+--pipeline-only times the input pipeline alone; with --input host, the batches read from the memory-mapped
+cache at their stored size (what the step crops) and, for comparison, cropped on the host too. --baseline also
+times, in the same run, the chapter's loop ported to Keras 3 with the least change that makes it train (G.predict
+for the fakes, the compressor's predict, three D.train_on_batch calls with D.trainable toggled, one adversarial
+train_on_batch), in float32 as the chapter has it (--mixed-precision applies to our step only).
 
 --backend jax runs the same networks and losses as a jitted JAX step (Keras 3's stateless_call):
 for machines that have JAX but no TensorFlow, such as our GPU benchmark machine.
@@ -55,6 +57,12 @@ def make_parser():
     p.add_argument("--baseline", action="store_true", help="also time the chapter's loop and report the ratio")
     p.add_argument("--data-dir", help="feed the step from this dataset's input pipeline instead of random tensors")
     p.add_argument("--pipeline-only", action="store_true", help="time the input pipeline of --data-dir alone")
+    p.add_argument(
+        "--input",
+        choices=["device", "host"],
+        default="device",
+        help="with --data-dir: where the images are gathered from (as stage1.py --input)",
+    )
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument(
         "--backend",
@@ -83,6 +91,8 @@ def main(argv=None):
         input="pipeline" if args.data_dir else "random",
         steps=args.steps,
     )
+    if args.data_dir:
+        result["images_on"] = args.input
     split = train_split(args) if args.data_dir else None
     if args.pipeline_only:
         result.update(backend="tf.data", **time_input(args, split))
@@ -106,18 +116,27 @@ def train_split(args):
 
 
 def time_input(args, split):
-    """Images per second of the plans alone, and of the batches assembled on the host by tf.data."""
+    """Images per second of the plans alone, and of the batches they give: --input device: assembled on the host by
+    tf.data from a DeviceSplit; --input host: read from the cache at their stored size (the step crops them), and
+    also cropped and flipped on the host."""
     from stackgan.training import input as training_input
 
     size = IMAGE_SIZE[args.stage]
+
+    def rate_of(dataset):
+        return benchmark.rate(args.batch_size, args.steps, benchmark.time_pipeline(dataset, args.warmup, args.steps))
+
     plans = training_input.make_plan_dataset(split, args.batch_size, size, seed=args.seed).repeat()
-    batches = training_input.make_dataset(split, args.batch_size, size, seed=args.seed).repeat()
-    return dict(
-        img_per_s=benchmark.rate(args.batch_size, args.steps, benchmark.time_pipeline(plans, args.warmup, args.steps)),
-        assembled_on_host_img_per_s=benchmark.rate(
-            args.batch_size, args.steps, benchmark.time_pipeline(batches, args.warmup, args.steps)
-        ),
-    )
+    result = dict(img_per_s=rate_of(plans))
+    if args.input == "device":
+        batches = training_input.make_dataset(split, args.batch_size, size, seed=args.seed)
+        result["assembled_on_host_img_per_s"] = rate_of(batches.repeat())
+        return result
+    batches = training_input.TrainingInput(split, size, args.batch_size, True, args.seed, placement="host")
+    result["host_read_img_per_s"] = rate_of(batches.dataset.repeat())
+    cropped = training_input.make_dataset(split, args.batch_size, size, seed=args.seed, placement="host")
+    result["host_read_and_cropped_img_per_s"] = rate_of(cropped.repeat())
+    return result
 
 
 def time_our_step(args, runtime, split):
@@ -129,15 +148,13 @@ def time_our_step(args, runtime, split):
         stage=args.stage, batch_size=args.batch_size, gf_dim=args.gf_dim, df_dim=args.df_dim, seed=args.seed
     )
     with runtime.policy():
-        stage1_gen = (
-            benchmark.frozen_stage1(config.network(), Kernels(runtime.kernels)) if args.stage == 2 else None
-        )
+        stage1_gen = benchmark.frozen_stage1(config.network(), Kernels(runtime.kernels)) if args.stage == 2 else None
     trainer = StackGANTrainer(config, runtime, stage1_gen)
     if split is None:
         dataset = benchmark.random_dataset(args.stage, args.batch_size, args.seed)
     else:
-        batches = TrainingInput(split, config.image_size, args.batch_size, True, args.seed)
-        trainer.source, dataset = batches.source, batches.plans.repeat()
+        batches = TrainingInput(split, config.image_size, args.batch_size, True, args.seed, placement=args.input)
+        trainer.source, dataset = batches.source, batches.dataset.repeat()
     seconds = benchmark.time_trainer(trainer, dataset, args.warmup, args.steps, args.steps_per_call)
     return dict(
         gf_dim=args.gf_dim,

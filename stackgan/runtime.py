@@ -221,13 +221,14 @@ def device_description(gpus, cpu, cores=None, onednn_max_isa=None):
     return " + ".join(parts)
 
 
-def startup_line(device, precision, precision_reason, xla, global_batch, replicas, kernels=None):
-    """One line summarising where and how training runs."""
+def startup_line(device, precision, precision_reason, xla, global_batch, replicas, kernels=None, input_choice=None):
+    """One line summarising where and how training runs; input_choice: (device or host, reason) of --input."""
     label = PRECISION_LABELS.get(precision, precision)
     return (
         f"Running on {device} | precision {label} ({precision_reason}) | XLA {'on' if xla else 'off'} | "
         + (f"conv gradients {kernels} | " if kernels else "")
         + f"global batch {global_batch} | {replicas} replica{'s' if replicas != 1 else ''}"
+        + (f" | input {input_choice[0]} ({input_choice[1]})" if input_choice else "")
     )
 
 
@@ -311,10 +312,14 @@ class Runtime:
     kernels: str  # forward | native: how convolution gradients are computed
     kernels_reason: str
     strategy: object = None
+    memory: object = None  # a stackgan.device_memory.DeviceMemory, or None where unknown
 
     @classmethod
     def choose(cls, mixed_precision="auto", xla="auto", distribute="none"):
-        """The runtime for the command-line choices, on the hardware TensorFlow sees (imported quietly)."""
+        """The runtime for the command-line choices, on the hardware TensorFlow sees (imported quietly). The device's
+        free memory is read here, before TensorFlow reserves any of it."""
+        from stackgan import device_memory
+
         import_tensorflow()
         strategy = select_strategy(distribute)  # MultiWorker must exist before other TF work
         gpus, cpu, isa_cap = visible_gpus(), cpu_info(), onednn_max_isa_env()
@@ -331,6 +336,7 @@ class Runtime:
             kernels=kernels,
             kernels_reason=kernels_reason,
             strategy=strategy,
+            memory=device_memory.probe(gpus),
         )
 
     @property
@@ -345,9 +351,16 @@ class Runtime:
         """The block in which the run's networks are built and trained in its precision."""
         return dtype_policy(self.precision)
 
-    def startup_line(self, global_batch):
+    def startup_line(self, global_batch, input_choice=None):
         return startup_line(
-            self.device, self.precision, self.precision_reason, self.xla, global_batch, self.replicas, self.kernels
+            self.device,
+            self.precision,
+            self.precision_reason,
+            self.xla,
+            global_batch,
+            self.replicas,
+            self.kernels,
+            input_choice,
         )
 
     def warnings(self, gf_dim, df_dim):

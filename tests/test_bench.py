@@ -44,6 +44,18 @@ def test_pipeline_only_times_the_input_alone(birds):
     assert "CPU" in result["device"] or "GPU" in result["device"] or "x " in result["device"]
 
 
+def test_pipeline_only_times_the_host_path_with_and_without_the_crop(birds):
+    args = ["--stage", "1", "--pipeline-only", "--data-dir", birds, "--batch-size", "4", "--input", "host"]
+    result = bench.main(args + ["--steps", "4", "--warmup", "1"])
+    assert result["images_on"] == "host" and result["img_per_s"] > 0
+    assert result["host_read_img_per_s"] > 0 and result["host_read_and_cropped_img_per_s"] > 0
+
+
+def test_bench_times_the_step_on_the_host_path(birds):
+    result = bench.main(["--stage", "1", "--data-dir", birds, "--input", "host", *TINY])
+    assert result["images_on"] == "host" and result["img_per_s"] > 0
+
+
 def test_auto_precision_is_reported_with_its_reason():
     result = bench.main(["--stage", "1", *TINY, "--steps-per-call", "2"])
     assert result["mixed_precision"] in ("off", "bf16", "fp16") and result["precision_reason"].startswith("auto")

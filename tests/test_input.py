@@ -1,5 +1,7 @@
 """The training input (stackgan.training.input): per-epoch plans, wrong pairs from another class, captions redrawn,
-random crops and flips, the same batches as the earlier pipeline for a seed, and a resumed sequence of epochs."""
+random crops and flips, the same batches as the earlier pipeline for a seed, and a resumed sequence of epochs; the
+same batches with the images on the device or on the host; rows read from a memory-mapped cache
+(stackgan.datasets.rows)."""
 
 import os
 
@@ -10,6 +12,7 @@ from helpers import REPO
 from stackgan.cli import UserError
 from stackgan.config import stored_size
 from stackgan.datasets.cache import Split, load_split
+from stackgan.datasets.rows import ALIGNMENT, RowReader
 from stackgan.metrics import attributes
 from stackgan.training import input as training_input
 from stackgan.training.step import to_float_images
@@ -104,17 +107,18 @@ def test_pipeline_augment_crop_flip_and_range():
         training_input.make_dataset(one_class, 8, size)
 
 
-def test_pipeline_is_the_same_as_before_for_a_seed_and_resumes_the_sequence():
+@pytest.mark.parametrize("placement", ["device", "host"])
+def test_pipeline_is_the_same_as_before_for_a_seed_and_resumes_the_sequence(placement):
     """tests/fixtures/pipeline holds two epochs (seed 3) of the earlier per-image Python pipeline, whose
     images code their index (red) and pixel position (green): order, captions, wrong images, crops and
     flips must come out the same, and a run resumed at epoch 1 must see epoch 1 again."""
     f = np.load(os.path.join(REPO, "tests", "fixtures", "pipeline", "seed3_two_epochs.npz"))
     split = Split(f["images"], f["class_ids"], f["embeddings"], [str(i) for i in range(len(f["images"]))])
-    ds = training_input.make_dataset(split, 8, 8, augment=True, seed=3)
+    ds = training_input.make_dataset(split, 8, 8, augment=True, seed=3, placement=placement)
     batches = [tuple(t.numpy() for t in batch) for _ in range(2) for batch in ds]
     for k, name in enumerate(("real", "emb", "wrong")):
         np.testing.assert_array_equal(np.stack([b[k] for b in batches]), f[name])
-    resumed = training_input.make_dataset(split, 8, 8, augment=True, seed=3, first_epoch=1)
+    resumed = training_input.make_dataset(split, 8, 8, augment=True, seed=3, first_epoch=1, placement=placement)
     second = [tuple(t.numpy() for t in batch) for batch in resumed]
     for k, name in enumerate(("real", "emb", "wrong")):
         np.testing.assert_array_equal(np.stack([b[k] for b in second]), f[name][3:])
@@ -128,3 +132,93 @@ def test_pipeline_on_cached_split(birds):
     real_colours = attributes.image_colours(real.numpy())
     assert (real_colours == attributes.embedding_colours(emb.numpy())).mean() >= 0.9
     assert (attributes.image_colours(wrong.numpy()) != attributes.embedding_colours(emb.numpy())).mean() >= 0.9
+
+
+def memmapped_split(directory, n=40, stored=12, captions=3, dim=6):
+    """A split as load_split gives it: random uint8 images and float32 embeddings memory-mapped from .npy files."""
+    rng = np.random.default_rng(7)
+    images = np.lib.format.open_memmap(str(directory / "images.npy"), "w+", np.uint8, (n, stored, stored, 3))
+    images[:] = rng.integers(0, 256, images.shape)
+    embeddings = np.lib.format.open_memmap(str(directory / "emb.npy"), "w+", np.float32, (n, captions, dim))
+    embeddings[:] = rng.normal(size=embeddings.shape)
+    del images, embeddings
+    return Split(
+        np.load(directory / "images.npy", mmap_mode="r"),
+        np.arange(n, dtype=np.int64) % 5,
+        np.load(directory / "emb.npy", mmap_mode="r"),
+        [str(i) for i in range(n)],
+    )
+
+
+def training_batches(split, placement, first_epoch, count, steps_per_epoch=None):
+    """The first `count` batches a run's step would assemble, as NumPy (real, embeddings, wrong)."""
+    import tensorflow as tf
+
+    batches = training_input.TrainingInput(
+        split, 8, 6, True, seed=5, first_epoch=first_epoch, steps_per_epoch=steps_per_epoch, placement=placement
+    )
+    iterator = batches.iterator(tf.distribute.get_strategy())
+    return [tuple(t.numpy() for t in batches.source.assemble(next(iterator))) for _ in range(count)]
+
+
+def test_host_and_device_input_give_the_same_batches_epochs_and_resume(tmp_path):
+    split = memmapped_split(tmp_path)  # 40 images: 6 batches of 6 per epoch
+    assert training_input.HostSplit(split, 8).images.path  # the host reads the file itself
+    device = training_batches(split, "device", 0, 12)
+    host = training_batches(split, "host", 0, 12)
+    for d, h in zip(device, host):
+        for a, b in zip(d, h):
+            np.testing.assert_array_equal(a, b)
+    assert device[0][0].shape == (6, 8, 8, 3) and device[0][1].shape == (6, 6)
+    assert not np.array_equal(device[0][0], device[6][0])  # the second epoch is another one
+    for placement in ("device", "host"):  # a run resumed at epoch 1 sees what the first run saw in its epoch 1
+        for d, r in zip(device[6:], training_batches(split, placement, 1, 6)):
+            for a, b in zip(d, r):
+                np.testing.assert_array_equal(a, b)
+    capped = training_batches(split, "host", 0, 4, steps_per_epoch=2)  # --steps-per-epoch: the next epoch's start
+    np.testing.assert_array_equal(capped[2][0], device[6][0])
+    # The batches hold the split's rows: the first real image is a crop of the image its plan names.
+    plan = training_input.epoch_plan(split.class_ids, 3, 6, 12, 8, True, 5, 0)
+    i, y, x, flip = (plan[k][0][0] for k in ("index", "real_y", "real_x", "real_flip"))
+    crop = split.images[i, y : y + 8, x : x + 8]
+    np.testing.assert_array_equal(device[0][0][0], crop[:, ::-1] if flip else crop)
+    np.testing.assert_array_equal(device[0][1][0], split.embeddings[i, plan["caption"][0][0]])
+
+
+def test_row_reader_reads_a_memmap_without_mapping_it(tmp_path):
+    split = memmapped_split(tmp_path)
+    reader = RowReader(split.images)
+    assert reader.path == os.fspath(split.images.filename)  # read with preadv, not through the mapping
+    rows = [39, 0, 7, 7]
+    np.testing.assert_array_equal(reader.take(rows), split.images[rows])
+    np.testing.assert_array_equal(reader.range(3, 9), split.images[3:9])
+    assert reader.take(rows).ctypes.data % ALIGNMENT == 0  # TensorFlow takes such arrays without a copy
+    with pytest.raises(IndexError, match="outside the 40 rows"):
+        reader.take([40])
+    part = RowReader(split.images[5:])  # a view of part of the file: indexed, at its own rows
+    assert part.path is None
+    np.testing.assert_array_equal(part.take([0, 34]), split.images[[5, 39]])
+    in_memory = RowReader(np.asarray(split.embeddings).copy())
+    np.testing.assert_array_equal(in_memory.take([2, 1]), split.embeddings[[2, 1]])
+    with open(split.images.filename, "r+b") as f:  # a cache cut short under the run
+        f.truncate(os.path.getsize(split.images.filename) - 100)
+    with pytest.raises(OSError, match="ended at row 39 of 40"):
+        reader.take([39])
+
+
+def test_device_split_holds_the_whole_split(tmp_path):
+    split = memmapped_split(tmp_path)
+    training_input.UPLOAD_CHUNK_BYTES, saved = 1000, training_input.UPLOAD_CHUNK_BYTES  # many chunks: 2 rows each
+    try:
+        source = training_input.DeviceSplit(split, 8)
+    finally:
+        training_input.UPLOAD_CHUNK_BYTES = saved
+    import tensorflow as tf
+
+    np.testing.assert_array_equal(tf.gather(source.images, tf.range(40)).numpy(), split.images)
+    np.testing.assert_array_equal(tf.gather(source.embeddings, tf.range(120)).numpy(), split.embeddings.reshape(120, 6))
+
+
+def test_unknown_placement_is_one_line():
+    with pytest.raises(UserError, match="unknown input placement 'disk'"):
+        training_input.TrainingInput(index_split(), 8, 8, False, 0, placement="disk")

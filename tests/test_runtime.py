@@ -179,6 +179,8 @@ def test_startup_line_gpu():
     assert line.endswith("| XLA on | global batch 64 | 1 replica")
     assert "2x NVIDIA H100" in hw.device_description([H100, H100], EPYC)
     assert hw.startup_line(device, "fp16", "requested", True, 128, 2).endswith("global batch 128 | 2 replicas")
+    with_input = hw.startup_line(device, mode, reason, True, 64, 1, input_choice=("host", "auto: too big"))
+    assert with_input.endswith("| global batch 64 | 1 replica | input host (auto: too big)")
 
 
 def test_cpu_training_warning():

@@ -73,6 +73,13 @@ def make_parser(stage, demo=False):
         choices=["none", "mirrored", "multiworker"],
         help="tf.distribute strategy: all local GPUs, or several machines configured by TF_CONFIG",
     )
+    p.add_argument(
+        "--input",
+        choices=["auto", "device", "host"],
+        help="where the training images live: device (as variables in GPU memory, or RAM on a CPU), host (memory-"
+        "mapped, each batch read and prefetched to the device); auto: device when one copy per replica takes at "
+        "most half of the device's free memory and the run still fits",
+    )
     preset = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in DEMO_PRESETS[stage].items())
     p.add_argument(
         "--demo",

@@ -3,21 +3,34 @@
 1. A tf.data pipeline of *plans*: NumPy plans each epoch from a seeded generator (the order, each sample's
    caption, a wrong image from another class, every crop offset and flip), and the pipeline hands them out
    one batch of indices at a time. It moves a few bytes per image, so it never holds the step back.
-2. A DeviceSplit: the split's uint8 images and its embeddings kept as variables on the device (GPU memory,
-   or RAM on a CPU), once per machine. Inside the compiled training step, DeviceSplit.assemble turns a plan into the batch:
-   one gather of the real and wrong images, one crop + flip as two gathers over the batch, one gather of
-   the captions' embeddings. Nothing image-sized crosses from the host per step.
+2. A source that turns a plan into the batch, in one of two places (--input):
+   - DeviceSplit (`device`): the split's uint8 images and its embeddings kept as variables on the device (GPU
+     memory, or RAM on a CPU), once per machine. Inside the compiled training step, DeviceSplit.assemble gathers
+     the real and wrong images, crops + flips them as two gathers over the batch, and gathers the captions'
+     embeddings. Nothing image-sized crosses from the host per step.
+   - HostSplit (`host`): the images stay memory-mapped on the host. tf.data reads each batch's real and wrong
+     images at their stored size and its embeddings, several batches in parallel, and prefetches them to the
+     device; inside the step HostSplit.assemble crops and flips them. Host memory stays a few batches,
+     whatever the size of the split.
+   For the same plan both give the same batch.
 
-TrainingInput makes both for one split, so that they agree on size, augmentation and batch; make_dataset runs
-the same assembly inside tf.data instead, for code that wants image batches.
+TrainingInput makes the source and the plans for one split, so that they agree on size, augmentation and batch;
+make_dataset runs the same assembly inside tf.data instead, for code that wants image batches.
 """
 
 import numpy as np
 
 from stackgan.cli import UserError
 from stackgan.config import stored_size
+from stackgan.datasets.rows import RowReader
 
+PLACEMENTS = ("device", "host")
+# Batches the host path keeps prefetched on the device (also what the memory estimate counts for it).
+HOST_BATCHES_ON_DEVICE = 2
+# Bytes per copy while DeviceSplit fills its variables from the cache.
+UPLOAD_CHUNK_BYTES = 64 << 20
 PLAN_KEYS = ("index", "caption", "wrong", "real_y", "real_x", "real_flip", "wrong_y", "wrong_x", "wrong_flip")
+CROP_KEYS = PLAN_KEYS[3:]
 
 
 def _check(split, batch_size, size, augment):
@@ -124,19 +137,49 @@ def crop_and_flip(images, y, x, flip, size):
     return tf.gather(images, cols, axis=2, batch_dims=1)
 
 
+def crop_pair(real, wrong, plan, size):
+    """The real and wrong images of a batch (uint8 (B, T, T, 3) each) cropped to size and flipped as the plan says."""
+    real = crop_and_flip(real, plan["real_y"], plan["real_x"], plan["real_flip"], size)
+    return real, crop_and_flip(wrong, plan["wrong_y"], plan["wrong_x"], plan["wrong_flip"], size)
+
+
+def device_variable(array, name):
+    """A non-trainable tf.Variable on the default device holding `array` (N, ...), filled from it a chunk at a time:
+    neither the host nor the device ever holds a second whole copy, and a memory-mapped cache is read without being
+    mapped (RowReader)."""
+    import tensorflow as tf
+
+    reader = RowReader(array)
+    # From a callable, the zeros' buffer becomes the variable's own; an initial value still referenced elsewhere
+    # would make the first update copy the whole variable.
+    variable = tf.Variable(lambda: tf.zeros(array.shape, tf.as_dtype(array.dtype)), trainable=False, name=name)
+    chunk = max(1, UPLOAD_CHUNK_BYTES // max(reader.row_bytes, 1))
+    for start in range(0, len(array), chunk):
+        stop = min(start + chunk, len(array))
+        # scatter_update writes in place; a slice assignment would first read (and so copy) the variable. After it,
+        # a dense read of the variable copies it: assemble only gathers from it.
+        variable.scatter_update(tf.IndexedSlices(reader.range(start, stop), tf.range(start, stop)))
+    return variable
+
+
+def caption_rows(embeddings):
+    """(N, captions, D) embeddings as float32 (N * captions, D), one row per (image, caption), without a copy for
+    a float32 cache: a caption is then one plain gather, which XLA compiles."""
+    n, n_captions, dim = embeddings.shape
+    if embeddings.dtype != np.float32:
+        embeddings = embeddings.astype(np.float32)
+    return embeddings.reshape(n * n_captions, dim)  # a memmap stays one
+
+
 class DeviceSplit:
     """A split's uint8 images and float32 embeddings as variables on the default device (a GPU if there is
     one), and the assembly of a plan into a training batch."""
 
     def __init__(self, split, image_size, augment=True):
-        import tensorflow as tf
-
         self.size, self.augment = int(image_size), augment
-        self.images = tf.Variable(np.asarray(split.images), trainable=False, name="split_images")
-        n, self.n_captions, dim = split.embeddings.shape
-        # One row per (image, caption): a caption is then one plain gather, which XLA compiles.
-        captions = np.asarray(split.embeddings, np.float32).reshape(n * self.n_captions, dim)
-        self.embeddings = tf.Variable(captions, trainable=False, name="split_captions")
+        self.n_captions = split.embeddings.shape[1]
+        self.images = device_variable(split.images, "split_images")
+        self.embeddings = device_variable(caption_rows(split.embeddings), "split_captions")
 
     def assemble(self, plan):
         """A plan batch -> (real uint8 (B, S, S, 3), embeddings float32 (B, D), wrong uint8 (B, S, S, 3))."""
@@ -152,39 +195,111 @@ class DeviceSplit:
         return real, embeddings, wrong
 
 
-def make_dataset(split, batch_size, image_size, augment=True, seed=None, shuffle=True, first_epoch=0):
+class HostSplit:
+    """A split left memory-mapped on the host: gather (in tf.data) reads a plan's real and wrong images at their
+    stored size and its captions' embeddings; assemble (in the step) crops and flips them."""
+
+    def __init__(self, split, image_size, augment=True):
+        self.size, self.augment = int(image_size), augment
+        self.stored = split.images.shape[1]
+        self.n_captions = split.embeddings.shape[1]
+        self.images = RowReader(split.images)
+        self.captions = RowReader(caption_rows(split.embeddings))
+
+    def read(self, index, wrong, caption):
+        """NumPy, in tf.data's threads: (real images, wrong images, embeddings) of one batch."""
+        embeddings = self.captions.take(index * self.n_captions + caption)
+        return self.images.take(index), self.images.take(wrong), embeddings
+
+    def gather(self, plan):
+        """A plan batch -> the batch the step assembles: its real and wrong uint8 images (B, T, T, 3), embeddings
+        float32 (B, D), and the plan's crops and flips."""
+        import tensorflow as tf
+
+        real, wrong, embeddings = tf.numpy_function(
+            self.read, [plan["index"], plan["wrong"], plan["caption"]], [tf.uint8, tf.uint8, tf.float32], stateful=False
+        )
+        batch = plan["index"].shape[0]
+        images = (batch, self.stored, self.stored, 3)
+        gathered = {k: plan[k] for k in CROP_KEYS}
+        gathered.update(
+            real=tf.ensure_shape(real, images),
+            wrong=tf.ensure_shape(wrong, images),
+            embedding=tf.ensure_shape(embeddings, (batch, self.captions.row_shape[0])),
+        )
+        return gathered
+
+    def assemble(self, batch):
+        """A gathered batch -> (real uint8 (B, S, S, 3), embeddings float32 (B, D), wrong uint8 (B, S, S, 3))."""
+        real, wrong = batch["real"], batch["wrong"]
+        if self.augment:
+            real, wrong = crop_pair(real, wrong, batch, self.size)
+        return real, batch["embedding"], wrong
+
+
+def make_source(split, image_size, augment, placement):
+    """The DeviceSplit or HostSplit of --input device|host."""
+    if placement not in PLACEMENTS:
+        raise UserError(f"unknown input placement {placement!r}: expected device or host")
+    return (DeviceSplit if placement == "device" else HostSplit)(split, image_size, augment)
+
+
+def source_dataset(plans, source):
+    """What the step takes from a source: the plans themselves for a DeviceSplit, for a HostSplit the batches that
+    tf.data gathers from them, several at a time, in order."""
+    import tensorflow as tf
+
+    if isinstance(source, DeviceSplit):
+        return plans
+    return plans.map(source.gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def make_dataset(
+    split, batch_size, image_size, augment=True, seed=None, shuffle=True, first_epoch=0, placement="device"
+):
     """A tf.data.Dataset of (images, embeddings, wrong_images) batches for one epoch per iteration: the plans
     of make_plan_dataset assembled inside tf.data. images and wrong_images are uint8 (B, S, S, 3), per
     sample a real image of a different class for the wrong ones; embeddings float32 (B, D), one of each
     sample's captions drawn at random every step. augment=True: split.images are larger than S
     (stored_size) and each image is randomly cropped to S and flipped half the time; augment=False:
-    split.images must already be S x S."""
+    split.images must already be S x S. placement: where the images are gathered from (the same batches)."""
     import tensorflow as tf
 
     plans = make_plan_dataset(split, batch_size, image_size, augment, seed, shuffle, first_epoch)
-    source = DeviceSplit(split, image_size, augment)
-    return plans.map(source.assemble, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    source = make_source(split, image_size, augment, placement)
+    batches = source_dataset(plans, source)
+    return batches.map(source.assemble, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 class TrainingInput:
-    """The training batches of one split for a run: a DeviceSplit and the plan dataset that indexes it, made
-    together from one set of settings. `steps` batches per epoch; iterator() gives one iterator for the whole run
-    (a fresh iterator of a distributed dataset costs about 3 s per epoch)."""
+    """The training batches of one split for a run: a source (DeviceSplit or HostSplit, as placement says) and the
+    plan dataset that indexes it, made together from one set of settings. `steps` batches per epoch; `dataset` is
+    what the step takes (source.assemble makes the batch of each element); iterator() gives one iterator for the
+    whole run (a fresh iterator of a distributed dataset costs about 3 s per epoch)."""
 
-    def __init__(self, split, image_size, batch_size, augment, seed, first_epoch=0, steps_per_epoch=None):
-        # The images and embeddings go once onto the machine's first device (outside any strategy scope: no copy
-        # to broadcast between workers); the replicas gather their batches from it.
-        self.source = DeviceSplit(split, image_size, augment)
+    def __init__(
+        self, split, image_size, batch_size, augment, seed, first_epoch=0, steps_per_epoch=None, placement="device"
+    ):
+        # A DeviceSplit goes once onto the machine's first device (outside any strategy scope: no copy to broadcast
+        # between workers); the replicas gather their batches from it.
+        self.placement = placement
+        self.source = make_source(split, image_size, augment, placement)
         self.plans = make_plan_dataset(
             split, batch_size, image_size, augment=augment, seed=seed, first_epoch=first_epoch
         )
         self.steps = len(self.plans) if steps_per_epoch is None else min(len(self.plans), steps_per_epoch)
         if self.steps < len(self.plans):
             self.plans = self.plans.take(self.steps)
+        self.dataset = source_dataset(self.plans, self.source)
 
     def iterator(self, strategy):
         import tensorflow as tf
 
         options = tf.data.Options()  # plans come from a generator: shard by element, not by file
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        return iter(strategy.experimental_distribute_dataset(self.plans.repeat().with_options(options)))
+        dataset = self.dataset.repeat().with_options(options)
+        if self.placement == "host" and strategy.num_replicas_in_sync == 1 and tf.config.list_logical_devices("GPU"):
+            # One GPU without a strategy: copy the next batches there while the step runs (a distributed dataset
+            # prefetches to every replica's device itself).
+            dataset = dataset.apply(tf.data.experimental.prefetch_to_device("/gpu:0", HOST_BATCHES_ON_DEVICE))
+        return iter(strategy.experimental_distribute_dataset(dataset))

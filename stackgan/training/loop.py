@@ -105,21 +105,28 @@ def stop_message(ctx, where):
 
 
 def setup(config, runtime):
-    """Everything a run needs: the start-up line, data, networks, the restored checkpoint, input and logs."""
+    """Everything a run needs: data, networks, where the images go (--input), the start-up and memory lines (or a
+    refusal where the run cannot fit), the restored checkpoint, input and logs."""
     import numpy as np
 
+    from stackgan.training import memory
     from stackgan.training.checkpoints import RunCheckpoint
     from stackgan.training.input import TrainingInput
     from stackgan.training.step import StackGANTrainer
 
-    if runtime.chief:
-        print(runtime.startup_line(config.batch_size), flush=True)
-        for note in runtime.warnings(config.gf_dim, config.df_dim):
-            print(f"warning: {note}", file=sys.stderr, flush=True)
     os.makedirs(config.results_dir, exist_ok=True)
     config, stage1_gen = with_stage1_generator(config, runtime)
     train_split, test_split = load_training_data(config)
     trainer = StackGANTrainer(config, runtime, stage1_gen)
+    placement, reason, estimate = memory.plan_input(
+        config.input, trainer, train_split, runtime.memory, runtime.replicas
+    )
+    if runtime.chief:
+        print(runtime.startup_line(config.batch_size, (placement, reason)), flush=True)
+        print(estimate.line(runtime.memory), flush=True)
+        for note in runtime.warnings(config.gf_dim, config.df_dim):
+            print(f"warning: {note}", file=sys.stderr, flush=True)
+    memory.check_fits(estimate, runtime.memory)
     checkpoints = RunCheckpoint(trainer, config, runtime)
     history = checkpoints.restore()
     batches = TrainingInput(
@@ -130,6 +137,7 @@ def setup(config, runtime):
         config.seed,
         first_epoch=checkpoints.epoch,  # a resumed run continues the sequence of epochs
         steps_per_epoch=config.steps_per_epoch,
+        placement=placement,
     )
     trainer.source = batches.source
     # Fixed test embeddings and noise, spread over the (class-sorted) test split: the grids of successive

@@ -92,7 +92,8 @@ class StackGANTrainer:
     def __init__(self, config, runtime=None, stage1_gen=None, source=None):
         """config: a StageConfig (stage, widths, learning rates, beta1, kl_coef, batch_size, seed, g_ema); runtime:
         a Runtime (default: float32, no XLA, this machine's kernels); stage1_gen: Stage-II's frozen Stage-I
-        generator; source: the DeviceSplit that plan batches index."""
+        generator; source: the DeviceSplit or HostSplit (stackgan.training.input) whose assemble turns a dict batch into
+        the training batch."""
         import keras
         import tensorflow as tf
 
@@ -120,7 +121,7 @@ class StackGANTrainer:
         # Per-epoch sums of the losses, kept on the device: read once an epoch, not once a step.
         self.loss_sums = {k: tf.Variable(0.0, trainable=False, name=f"sum_{k}") for k in LOSS_KEYS}
         self.steps_summed = tf.Variable(0, dtype=tf.int64, trainable=False, name="steps_summed")
-        self.source = source  # a DeviceSplit, when batches are plans
+        self.source = source  # a DeviceSplit or HostSplit, when batches are dicts
         self.fp16 = precision == "fp16"
         self.g_ema = config.g_ema
         self._step = tf.function(self._distributed_step, jit_compile=self.runtime.xla)
@@ -164,8 +165,8 @@ class StackGANTrainer:
         self.steps_summed.assign_add(tf.cast(count, tf.int64))
 
     def train_step(self, batch):
-        """One D and one G update on a (distributed) batch of (images, embeddings, wrong_images), or of plans
-        of make_plan_dataset (stackgan.training.input) with a source; returns the losses."""
+        """One D and one G update on a (distributed) batch of (images, embeddings, wrong_images), or on a dict batch
+        of a TrainingInput's dataset (stackgan.training.input) with its source; returns the losses."""
         return self._step(batch)
 
     def train_steps(self, iterator, count):
