@@ -211,7 +211,7 @@ def server(trained_demo, tmp_path_factory):
         proc.stdout.close()
     log = log_path.read_text()
     assert "Traceback" not in log, log[-3000:]
-    assert log.strip().splitlines()[-1] == "terminated: interrupted"
+    assert log.strip().splitlines()[-1] == "terminated (SIGTERM): interrupted"
 
 
 def yellow_images(paths):
