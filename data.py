@@ -63,6 +63,12 @@ class DataWarning(UserWarning):
     """Something in the data was skipped (missing box, missing or unreadable image)."""
 
 
+def require_files(paths, data_dir=None):
+    """A UserError naming the first missing file of `paths` and how to get the data."""
+    for path in paths:
+        require_file(path, data_dir)
+
+
 def require_file(path, data_dir=None):
     """A UserError naming the file and how to get the data, when it is missing."""
     if not os.path.isfile(path):

@@ -22,6 +22,11 @@ def stored_size(image_size, augment):
     return image_size * 76 // 64 if augment else image_size
 
 
+def learning_rate_at(base_lr, epoch, decay_epochs):
+    """Halve every decay_epochs epochs (the original StackGAN's schedule)."""
+    return base_lr * 0.5 ** (epoch // decay_epochs)
+
+
 @dataclasses.dataclass
 class StageConfig:
     """One stage's training run: data, networks, recipe, outputs and runtime. Defaults are the chapter's."""
@@ -64,6 +69,11 @@ class StageConfig:
     @property
     def image_size(self):
         return IMAGE_SIZE[self.stage]
+
+    def learning_rates(self, epoch):
+        """(generator, discriminator) learning rates of an epoch (counted from 0): both halve every
+        lr_decay_epochs epochs, the original StackGAN's schedule."""
+        return tuple(learning_rate_at(lr, epoch, self.lr_decay_epochs) for lr in (self.g_lr, self.d_lr))
 
     def network(self):
         """The widths that build the networks."""

@@ -10,6 +10,7 @@ Nothing here imports TensorFlow at module level; import_tensorflow() imports it 
 
 import contextlib
 import dataclasses
+import functools
 import os
 import platform
 import sys
@@ -98,6 +99,25 @@ def isa_level(flags, onednn_max_isa=None):
     return level
 
 
+# What auto picks on a CPU, by the ISA class oneDNN runs at: (precision, XLA, convolution gradients), the fastest
+# combination measured with bench.py at the chapter's widths (README "Performance", docs/experiments.md). Classes
+# below AVX2 take AVX2's row.
+CPU_CHOICES = {
+    "AVX512_CORE_AMX": ("bf16", False, "native"),  # AMX bf16: 48 img/s against float32's 26 (Sapphire Rapids)
+    "AVX512_CORE_BF16": ("off", False, "native"),  # bf16 without AMX: 18 against float32's 26
+    "AVX512_CORE": ("off", False, "native"),  # XLA's CPU code and our gradients both slower than oneDNN here
+    "AVX2": ("off", True, "forward"),  # oneDNN's backward kernels are slow: forward-convolution gradients + XLA
+}
+
+
+def cpu_choices(flags, onednn_max_isa=None):
+    """(ISA class, (precision, XLA, convolution gradients)) that auto picks on this CPU."""
+    level = isa_level(flags, onednn_max_isa)
+    if ISA_LADDER.index(level) < ISA_LADDER.index("AVX2"):
+        return level, CPU_CHOICES["AVX2"]
+    return level, CPU_CHOICES[level]
+
+
 def native_bf16_cpu(flags, onednn_max_isa=None):
     """True where oneDNN runs bf16 matmul/conv natively (avx512_bf16 or AMX, not capped away)."""
     return ISA_LADDER.index(isa_level(flags, onednn_max_isa)) >= ISA_LADDER.index("AVX512_CORE_BF16")
@@ -123,9 +143,11 @@ def choose_precision(requested, gpus, cpu_flags, onednn_max_isa=None):
         if cap >= (8, 0):
             return "bf16", f"auto: GPU compute capability {cc} has native bf16"
         return "fp16", f"auto: GPU compute capability {cc} < 8.0 has no fast bf16, fp16 with loss scaling"
-    level = isa_level(cpu_flags, onednn_max_isa)
+    level, (precision, _, _) = cpu_choices(cpu_flags, onednn_max_isa)
+    if precision == "bf16":
+        return "bf16", f"auto: native bf16, the fastest on {level} CPUs"
     if native_bf16_cpu(cpu_flags, onednn_max_isa):
-        return "bf16", f"auto: native bf16 on this CPU ({level})"
+        return "off", f"auto: float32 measured faster than bf16 on {level} CPUs"
     return "off", "auto: no native bf16 on this CPU"
 
 
@@ -198,14 +220,20 @@ def import_tensorflow(environ=None):
     return tensorflow
 
 
-def choose_xla(setting, gpus, precision, replicas=1):
-    """Whether to compile the training step with XLA: on | off | auto. auto is on with a GPU; on a CPU it is
-    on for one replica in float32 (or fp16), where it made the step 1.2-1.6x faster on the 2-core AVX2 CPU of
-    README (Performance). It stays off for bf16 on a CPU, whose speed comes from oneDNN's native bf16 kernels
-    and where XLA has not been measured, and for several CPU replicas (collectives across workers)."""
+def choose_xla(setting, gpus, precision, replicas=1, cpu_flags=(), onednn_max_isa=None):
+    """(whether to compile the training step with XLA, why) for --xla on | off | auto. auto: on with a GPU; on a CPU,
+    what CPU_CHOICES measured for its class (on only on AVX2), and off for bf16 and for several CPU replicas
+    (collectives across workers)."""
     if setting != "auto":
-        return setting == "on"
-    return bool(gpus) or (precision != "bf16" and replicas == 1)
+        return setting == "on", "requested"
+    if gpus:
+        return True, "auto: GPU"
+    if replicas > 1:
+        return False, "auto: several CPU replicas"
+    level, (_, xla, _) = cpu_choices(cpu_flags, onednn_max_isa)
+    if precision == "bf16":
+        return False, "auto: bf16 on a CPU runs on oneDNN's kernels"
+    return xla, f"auto: {'faster' if xla else 'slower'} than oneDNN alone on {level} CPUs"
 
 
 def device_description(gpus, cpu, cores=None, onednn_max_isa=None):
@@ -222,11 +250,16 @@ def device_description(gpus, cpu, cores=None, onednn_max_isa=None):
 
 
 def startup_line(device, precision, precision_reason, xla, global_batch, replicas, kernels=None, input_choice=None):
-    """One line summarising where and how training runs; input_choice: (device or host, reason) of --input."""
+    """One line summarising where and how training runs and why. xla and kernels are a value or (value, reason);
+    input_choice: (device or host, reason) of --input."""
     label = PRECISION_LABELS.get(precision, precision)
+    xla, xla_reason = xla if isinstance(xla, tuple) else (xla, None)
+    kernels, kernels_reason = kernels if isinstance(kernels, tuple) else (kernels, None)
     return (
-        f"Running on {device} | precision {label} ({precision_reason}) | XLA {'on' if xla else 'off'} | "
-        + (f"conv gradients {kernels} | " if kernels else "")
+        f"Running on {device} | precision {label} ({precision_reason}) | XLA {'on' if xla else 'off'}"
+        + (f" ({xla_reason})" if xla_reason else "")
+        + " | "
+        + (f"conv gradients {kernels}" + (f" ({kernels_reason})" if kernels_reason else "") + " | " if kernels else "")
         + f"global batch {global_batch} | {replicas} replica{'s' if replicas != 1 else ''}"
         + (f" | input {input_choice[0]} ({input_choice[1]})" if input_choice else "")
     )
@@ -244,11 +277,14 @@ def cpu_training_warning(gpus, gf_dim, df_dim, chapter_gf=128, chapter_df=64):
     )
 
 
-def choose_kernels(gpus):
-    """How the chapter's convolutions compute their gradients: "forward" (input gradients as forward convolutions,
-    small kernel gradients as matrix products; measured 1.6x faster on an AVX2 CPU, where oneDNN's backward
-    kernels are slow) on a CPU, "native" (the framework's own) on a GPU."""
-    return ("native", "GPU: cuDNN's own gradients") if gpus else ("forward", "CPU: gradients by forward convolutions")
+def choose_kernels(gpus, cpu_flags=(), onednn_max_isa=None):
+    """(how the chapter's convolutions compute their gradients, why): "forward" (input gradients as forward
+    convolutions, small kernel gradients as matrix products) where the CPU's own backward kernels are slow (AVX2:
+    1.6x faster), else "native" (the framework's own: cuDNN, oneDNN on AVX-512)."""
+    if gpus:
+        return "native", "auto: GPU"
+    level, (_, _, kernels) = cpu_choices(cpu_flags, onednn_max_isa)
+    return kernels, f"auto: {'faster' if kernels == 'forward' else 'oneDNN is faster'} on {level} CPUs"
 
 
 POLICIES = {"off": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
@@ -309,6 +345,7 @@ class Runtime:
     precision: str  # off | bf16 | fp16
     precision_reason: str
     xla: bool
+    xla_reason: str
     kernels: str  # forward | native: how convolution gradients are computed
     kernels_reason: str
     strategy: object = None
@@ -324,7 +361,8 @@ class Runtime:
         strategy = select_strategy(distribute)  # MultiWorker must exist before other TF work
         gpus, cpu, isa_cap = visible_gpus(), cpu_info(), onednn_max_isa_env()
         precision, reason = choose_precision(mixed_precision, gpus, cpu["flags"], isa_cap)
-        kernels, kernels_reason = choose_kernels(gpus)
+        kernels, kernels_reason = choose_kernels(gpus, cpu["flags"], isa_cap)
+        xla_on, xla_reason = choose_xla(xla, gpus, precision, strategy.num_replicas_in_sync, cpu["flags"], isa_cap)
         return cls(
             device=device_description(gpus, cpu, onednn_max_isa=isa_cap),
             gpus=gpus,
@@ -332,7 +370,8 @@ class Runtime:
             isa_cap=isa_cap,
             precision=precision,
             precision_reason=reason,
-            xla=choose_xla(xla, gpus, precision, strategy.num_replicas_in_sync),
+            xla=xla_on,
+            xla_reason=xla_reason,
             kernels=kernels,
             kernels_reason=kernels_reason,
             strategy=strategy,
@@ -343,7 +382,7 @@ class Runtime:
     def replicas(self):
         return self.strategy.num_replicas_in_sync if self.strategy is not None else 1
 
-    @property
+    @functools.cached_property
     def chief(self):
         return self.strategy is None or is_chief(self.strategy)
 
@@ -356,10 +395,10 @@ class Runtime:
             self.device,
             self.precision,
             self.precision_reason,
-            self.xla,
+            (self.xla, self.xla_reason),
             global_batch,
             self.replicas,
-            self.kernels,
+            (self.kernels, self.kernels_reason),
             input_choice,
         )
 

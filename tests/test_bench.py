@@ -15,7 +15,9 @@ def test_bench_prints_one_json_line_with_the_baseline_ratio(capsys):
     result = bench.main(["--stage", "1", "--baseline", *default_xla])
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed == result
-    assert result["xla"] == runtime.choose_xla("auto", runtime.visible_gpus(), result["mixed_precision"])
+    flags, cap = runtime.cpu_info()["flags"], runtime.onednn_max_isa_env()
+    auto = runtime.choose_xla("auto", runtime.visible_gpus(), result["mixed_precision"], 1, flags, cap)
+    assert result["xla"] == auto[0]
     assert result["img_per_s"] > 0 and result["baseline_img_per_s"] > 0
     assert abs(result["speedup"] - result["img_per_s"] / result["baseline_img_per_s"]) < 0.05
     assert (result["stage"], result["batch_size"], result["backend"]) == (1, 4, "tensorflow")

@@ -108,6 +108,8 @@ def test_auto_precision_on_cpus():
     assert mode == "bf16" and "AVX512_CORE_AMX" in reason
     assert hw.choose_precision("auto", [], SPR["flags"], "AVX2")[0] == "off"
     assert hw.choose_precision("auto", [], SPR["flags"], "AVX512_CORE")[0] == "off"
+    mode, reason = hw.choose_precision("auto", [], SPR["flags"], "AVX512_CORE_BF16")
+    assert mode == "off" and reason == "auto: float32 measured faster than bf16 on AVX512_CORE_BF16 CPUs"
 
 
 @pytest.mark.parametrize("cc, mode", [((7, 0), "fp16"), ((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])
@@ -193,11 +195,33 @@ def test_cpu_training_warning():
     assert hw.cpu_training_warning([H100], 128, 64) is None
 
 
-def test_xla_auto_is_on_except_for_bf16_or_several_replicas_on_a_cpu():
+def test_xla_auto_follows_the_measured_cpu_classes():
     gpu = [{"name": "NVIDIA H100", "compute_capability": (9, 0)}]
-    assert hw.choose_xla("auto", [], "off") is True
-    assert hw.choose_xla("auto", [], "bf16") is False
-    assert hw.choose_xla("auto", [], "off", replicas=2) is False
-    assert hw.choose_xla("auto", gpu, "bf16", replicas=8) is True
-    assert hw.choose_xla("off", gpu, "off") is False
-    assert hw.choose_xla("on", [], "bf16") is True
+    assert hw.choose_xla("auto", [], "off", cpu_flags=EPYC["flags"]) == (True, "auto: faster than oneDNN alone on AVX2 CPUs")
+    assert hw.choose_xla("auto", [], "off", cpu_flags=SPR["flags"], onednn_max_isa="AVX512_CORE")[0] is False
+    assert hw.choose_xla("auto", [], "off", cpu_flags=SPR["flags"], onednn_max_isa="AVX2")[0] is True
+    assert hw.choose_xla("auto", [], "bf16", cpu_flags=SPR["flags"])[0] is False
+    assert hw.choose_xla("auto", [], "off", replicas=2, cpu_flags=EPYC["flags"])[0] is False
+    assert hw.choose_xla("auto", gpu, "bf16", replicas=8) == (True, "auto: GPU")
+    assert hw.choose_xla("off", gpu, "off") == (False, "requested")
+    assert hw.choose_xla("on", [], "bf16") == (True, "requested")
+
+
+@pytest.mark.parametrize(
+    "flags, cap, expected",
+    [
+        (EPYC["flags"], None, ("off", True, "forward")),
+        ({"sse4_1"}, None, ("off", True, "forward")),
+        (SPR["flags"], None, ("bf16", False, "native")),
+        (SPR["flags"], "AVX512_CORE_BF16", ("off", False, "native")),
+        (SPR["flags"], "AVX512_CORE", ("off", False, "native")),
+        (SPR["flags"], "AVX2", ("off", True, "forward")),
+    ],
+)
+def test_auto_follows_the_class_table(flags, cap, expected):
+    """Precision, XLA and convolution gradients of auto, per CPU class, as CPU_CHOICES (README's table) says."""
+    precision = hw.choose_precision("auto", [], flags, cap)[0]
+    xla = hw.choose_xla("auto", [], precision, cpu_flags=flags, onednn_max_isa=cap)[0]
+    kernels = hw.choose_kernels([], flags, cap)[0]
+    assert (precision, xla, kernels) == expected
+    assert hw.choose_kernels([H100], flags, cap) == ("native", "auto: GPU")

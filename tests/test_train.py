@@ -16,7 +16,8 @@ from stackgan.config import StageConfig
 from stackgan.datasets.cache import load_split
 from stackgan.training import command, loop
 from stackgan.training import input as training_input
-from stackgan.training.step import LOSS_KEYS, StackGANTrainer, learning_rate_at, stackgan_losses
+from stackgan.config import learning_rate_at
+from stackgan.training.step import LOSS_KEYS, StackGANTrainer, stackgan_losses
 
 
 def tiny_config(**changes):
@@ -353,15 +354,18 @@ def test_a_diverged_epoch_stops_the_run_and_keeps_the_last_good_checkpoint(birds
     assert (tmp_path / "r" / "stage1_gen.weights.h5").read_bytes() == exported
 
 
-def test_startup_line_says_what_the_run_is_on(stage1_run, birds, tmp_path, capsys):
-    """Also the default --xla auto on a CPU in float32: the whole run compiled with XLA."""
+def test_startup_line_says_what_the_run_is_on(birds, tmp_path, capsys, monkeypatch):
+    """Also auto on an AVX2 CPU class (oneDNN capped to it; this process's kernels are already loaded, so only the
+    choices change): XLA and forward-convolution gradients, the whole run compiled with XLA."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     default_xla = [a for a in TINY if a not in ("--xla", "off")]
     stage1.main(
         common(birds, tmp_path / "r", tmp_path / "l") + default_xla + ["--epochs", "1", "--mixed-precision", "off"]
     )
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("Running on"))
     assert "precision float32 (requested)" in line and "global batch 8" in line and "1 replica" in line
-    assert "XLA on" in line
+    assert "XLA on (auto: faster than oneDNN alone on AVX2 CPUs)" in line and "AVX2)" in line
+    assert "conv gradients forward (auto: faster on AVX2 CPUs)" in line
     assert os.path.exists(tmp_path / "r" / "stage1_gen.weights.h5")
 
 

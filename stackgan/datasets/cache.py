@@ -95,14 +95,13 @@ def load_split(data_dir, split, image_size):
     if size < 1:
         raise UserError(f"image size {size} must be positive")
     filenames, class_ids, embeddings = load_split_lists(data_dir, split)
-    cub_dir = layout.cub_dir(data_dir)
-    for p in layout.cub_tables(data_dir):
-        data.require_file(p, data_dir)
-    if not os.path.isdir(layout.images_dir(data_dir)):
-        raise UserError(f"{layout.images_dir(data_dir)} not found; {layout.data_hint(data_dir)}")
+    cub_dir, tables, images_dir = layout.cub_dir(data_dir), layout.cub_tables(data_dir), layout.images_dir(data_dir)
+    data.require_files(tables, data_dir)
+    if not os.path.isdir(images_dir):
+        raise UserError(f"{images_dir} not found; {layout.data_hint(data_dir)}")
     split_dir = os.path.join(data_dir, split)
 
-    key_src = json.dumps([CACHE_VERSION, split, size, filenames, *map(file_digest, layout.cub_tables(data_dir))])
+    key_src = json.dumps([CACHE_VERSION, split, size, filenames, *map(file_digest, tables)])
     key = hashlib.sha1(key_src.encode()).hexdigest()[:16]
     cache_dir = layout.cache_dir(data_dir)
     io.remove_stale_temps(cache_dir)  # of killed cache builds; the cache folder may be shared by live runs
@@ -202,8 +201,7 @@ def load_split_lists(data_dir, split):
     if not os.path.isdir(data_dir):
         raise UserError(f"data folder {data_dir} not found; {layout.data_hint(data_dir)}")
     paths = layout.split_files(data_dir, split)
-    for p in paths:
-        data.require_file(p, data_dir)
+    data.require_files(paths, data_dir)
     filenames = data.load_filenames(paths.filenames)
     class_ids = data.load_class_ids(paths.class_info)
     embeddings = _load_embeddings_cached(paths.embeddings, data_dir, split)

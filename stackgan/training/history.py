@@ -48,6 +48,18 @@ def flush_log(writer):
         writer.flush()
 
 
+def log_epoch(writer, means, learning_rates, step):
+    """An epoch's mean losses and D's outputs, and the two learning rates, as TensorBoard scalars, flushed."""
+    import tensorflow as tf
+
+    scalars = {f"loss/{k}" if "loss" in k else f"D/{k}": v for k, v in means.items()}
+    scalars.update(zip(("lr/generator", "lr/discriminator"), learning_rates))
+    with writing_to(writer):
+        for name, value in scalars.items():
+            tf.summary.scalar(name, value, step=step)
+        writer.flush()
+
+
 def read_history(results_dir, stage, epochs_done):
     """The per-epoch rows of earlier runs, up to the epoch a resumed run starts from."""
     try:

@@ -13,8 +13,7 @@ import time
 
 from stackgan import cli, io, layout
 from stackgan.cli import UserError
-from stackgan.training.history import flush_log, log_writer, write_log, writing_to
-from stackgan.training.step import learning_rate_at
+from stackgan.training.history import log_epoch, log_writer, write_log, writing_to
 
 SAMPLE_GRID_SIZE = 64
 
@@ -210,10 +209,7 @@ def train_epoch(ctx, epoch):
     from tqdm import tqdm
 
     config = ctx.config
-    ctx.trainer.set_learning_rates(
-        learning_rate_at(config.g_lr, epoch, config.lr_decay_epochs),
-        learning_rate_at(config.d_lr, epoch, config.lr_decay_epochs),
-    )
+    ctx.trainer.set_learning_rates(*config.learning_rates(epoch))
     bar = tqdm(
         total=ctx.steps,
         desc=f"stage{config.stage} epoch {epoch + 1}/{config.epochs}",
@@ -250,10 +246,7 @@ def check_finite(ctx, means, epoch):
 def report_epoch(ctx, means, step):
     """TensorBoard scalars, the sample grid (and its attribute accuracy) when due, the history row, one line."""
     config = ctx.config
-    for name, value in means.items():
-        write_log(ctx.writer, f"loss/{name}" if "loss" in name else f"D/{name}", value, step)
-    write_log(ctx.writer, "lr/generator", learning_rate_at(config.g_lr, step - 1, config.lr_decay_epochs), step)
-    write_log(ctx.writer, "lr/discriminator", learning_rate_at(config.d_lr, step - 1, config.lr_decay_epochs), step)
+    log_epoch(ctx.writer, means, config.learning_rates(step - 1), step)
     line = (
         f"stage{config.stage} epoch {step}/{config.epochs}  d_loss {means['d_loss']:.4f}  g_loss {means['g_loss']:.4f}"
         f"  kl {means['kl_loss']:.4f}  D(real) {means['d_real']:.2f}  D(fake) {means['d_fake']:.2f}  "
@@ -266,7 +259,6 @@ def report_epoch(ctx, means, step):
             row["attribute_accuracy"] = accuracy
             line += f"  attribute acc {accuracy:.2f}"
     ctx.history.append(row)
-    flush_log(ctx.writer)
     if ctx.runtime.chief:
         print(line, flush=True)
 

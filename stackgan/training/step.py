@@ -74,11 +74,6 @@ def stackgan_losses(real_logits, fake_logits, wrong_logits, mean_logsigma, kl_co
     )
 
 
-def learning_rate_at(base_lr, epoch, decay_epochs):
-    """Halve every decay_epochs epochs (the original StackGAN's schedule)."""
-    return base_lr * 0.5 ** (epoch // decay_epochs)
-
-
 # ---------------------------------------------------------------------------
 # The trainer: networks, optimizers and the compiled step of one stage
 # ---------------------------------------------------------------------------
