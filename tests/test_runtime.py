@@ -109,7 +109,9 @@ def test_auto_precision_on_cpus():
     assert hw.choose_precision("auto", [], SPR["flags"], "AVX2")[0] == "off"
     assert hw.choose_precision("auto", [], SPR["flags"], "AVX512_CORE")[0] == "off"
     mode, reason = hw.choose_precision("auto", [], SPR["flags"], "AVX512_CORE_BF16")
-    assert mode == "off" and reason == "auto: float32 measured faster than bf16 on AVX512_CORE_BF16 CPUs"
+    assert mode == "bf16" and reason == "auto: native bf16, the fastest on AVX512_CORE_BF16 CPUs"
+    zen5 = {"avx2", "avx512f", "avx512bw", "avx512vl", "avx512_bf16"}
+    assert hw.choose_precision("auto", [], zen5) == ("bf16", "auto: native bf16, the fastest on AVX512_CORE_BF16 CPUs")
 
 
 @pytest.mark.parametrize("cc, mode", [((7, 0), "fp16"), ((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])
@@ -213,7 +215,7 @@ def test_xla_auto_follows_the_measured_cpu_classes():
         (EPYC["flags"], None, ("off", True, "forward")),
         ({"sse4_1"}, None, ("off", True, "forward")),
         (SPR["flags"], None, ("bf16", False, "native")),
-        (SPR["flags"], "AVX512_CORE_BF16", ("off", False, "native")),
+        (SPR["flags"], "AVX512_CORE_BF16", ("bf16", False, "native")),
         (SPR["flags"], "AVX512_CORE", ("off", False, "native")),
         (SPR["flags"], "AVX2", ("off", True, "forward")),
     ],
