@@ -101,9 +101,7 @@ def build_parser():
         help=f"dataset folder used when --embeddings is not given (default: {DATA_DIR}, with --demo "
         f"{SYNTHETIC_DATA_DIR})",
     )
-    p.add_argument(
-        "--out", default=None, help=f"output folder (created if missing; with --demo: {DEMO_SAMPLES_DIR})"
-    )
+    p.add_argument("--out", default=None, help=f"output folder (created if missing; with --demo: {DEMO_SAMPLES_DIR})")
     p.add_argument(
         "--caption-index",
         type=caption_index_arg,
@@ -335,9 +333,7 @@ def main(argv=None):
         vectors = select_embeddings(array, path, birds.embedding_dim, args.caption_index, args.limit)
 
     per = args.samples_per_embedding
-    written = write_samples(
-        birds, vectors, args.out, per, args.seed, args.batch_size, args.save_stage1, captions
-    )
+    written = write_samples(birds, vectors, args.out, per, args.seed, args.batch_size, args.save_stage1, captions)
     if captions is not None:
         print(f"captions under their images: {os.path.join(args.out, 'captions.png')}")
     size = IMAGE_SIZE[birds.stage]

@@ -15,7 +15,6 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-
 @pytest.fixture(autouse=True)
 def float32_policy():
     """Every test starts in float32 and leaves the policy as it found it."""

@@ -51,7 +51,9 @@ def test_seeds_are_reproducible_and_each_changes_its_noise(tiny_results):
     np.testing.assert_array_equal(images(0, 0), base)  # condition_seed defaults to seed
     new_z, new_condition = images(1, 0), images(0, 1)
     for other in (new_z, new_condition):
-        assert np.abs(other.astype(int) - base).mean() > 0.25  # the untrained tiny generator varies little, but it varies
+        assert (
+            np.abs(other.astype(int) - base).mean() > 0.25
+        )  # the untrained tiny generator varies little, but it varies
     assert np.abs(new_z.astype(int) - new_condition).mean() > 0.25
     np.testing.assert_array_equal(images(1, 0), new_z)
     np.testing.assert_array_equal(images(0, 1), new_condition)

@@ -450,4 +450,3 @@ def test_sample_images_runs_the_chain_compiled_with_the_models_outputs():
     np.testing.assert_allclose(images[1], high, atol=1e-4)
     split = sampling.sample_images(gens, e, z, batch_size=3)  # batches of 3 and 2
     assert [i.shape for i in split] == [(5, 64, 64, 3), (5, 256, 256, 3)]
-

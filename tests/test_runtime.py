@@ -199,7 +199,10 @@ def test_cpu_training_warning():
 
 def test_xla_auto_follows_the_measured_cpu_classes():
     gpu = [{"name": "NVIDIA H100", "compute_capability": (9, 0)}]
-    assert hw.choose_xla("auto", [], "off", cpu_flags=EPYC["flags"]) == (True, "auto: faster than oneDNN alone on AVX2 CPUs")
+    assert hw.choose_xla("auto", [], "off", cpu_flags=EPYC["flags"]) == (
+        True,
+        "auto: faster than oneDNN alone on AVX2 CPUs",
+    )
     assert hw.choose_xla("auto", [], "off", cpu_flags=SPR["flags"], onednn_max_isa="AVX512_CORE")[0] is False
     assert hw.choose_xla("auto", [], "off", cpu_flags=SPR["flags"], onednn_max_isa="AVX2")[0] is True
     assert hw.choose_xla("auto", [], "bf16", cpu_flags=SPR["flags"])[0] is False

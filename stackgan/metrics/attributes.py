@@ -21,7 +21,6 @@ def _palette_hues():
     return np.array([colorsys.rgb_to_hsv(*(c / 255 for c in rgb))[0] for _, rgb in synthetic.PALETTE], dtype=np.float32)
 
 
-
 def embedding_colours(embeddings):
     """Palette index of the body colour that each synthetic embedding encodes: (N, 1024) or (N, 10, 1024)
     (captions averaged) -> int (N,). Meaningless for real CUB embeddings."""

@@ -170,7 +170,6 @@ def model_outputs(model, batches):
     return np.concatenate(outs)
 
 
-
 # ---------------------------------------------------------------------------
 # fid
 # ---------------------------------------------------------------------------
@@ -265,4 +264,3 @@ def check_reference(real, data_dir):
             )
     elif not os.path.isdir(real):
         raise UserError(f"--real {real} is neither a folder of images nor 'test' (the cropped test split)")
-
