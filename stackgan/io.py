@@ -153,6 +153,17 @@ def remove_stale_temps(folder):
     return removed
 
 
+def staging_folder(folder, purpose):
+    """A new temporary folder inside `folder` (created if absent, its stale temporaries removed first), where a
+    command builds what it will rename into place; WriteError if the folder cannot be written."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        remove_stale_temps(folder)
+        return tempfile.mkdtemp(dir=folder, prefix=f"{temp_prefix()}{purpose}-")
+    except OSError as err:
+        raise WriteError(folder, err) from None
+
+
 def write_json(path, obj):
     with atomic_path(path, ".json") as tmp, open(tmp, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True)

@@ -1,8 +1,11 @@
 """Helpers the tests share (fixtures are in conftest.py)."""
 
 import os
+import pickle
 import subprocess
 import sys
+
+from stackgan import layout
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The shared synthetic set: small enough to write in a second, every class present in both splits.
@@ -11,6 +14,8 @@ BIRDS = dict(n_train=48, n_test=16, seed=0)
 # XLA has its own tests).
 TINY = ["--gf-dim", "8", "--df-dim", "4", "--z-dim", "8", "--condition-dim", "8", "--batch-size", "8", "--xla", "off"]
 TINY_NETWORKS = dict(gf_dim=8, df_dim=4, z_dim=8, condition_dim=8)
+# The three pickles of a StackGAN split: file names, class labels, embeddings.
+PICKLES = (layout.FILENAMES_FILE, layout.CLASS_INFO_FILE, layout.EMBEDDINGS_FILE)
 
 
 def common(data_dir, results, logs):
@@ -50,3 +55,19 @@ def one_line_error(main, argv, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err, err
     return err
+
+
+def split_paths(data_dir, split="train"):
+    """The three pickles of a StackGAN split: file names, class labels, embeddings."""
+    from stackgan import layout
+
+    return [
+        os.path.join(data_dir, split, f)
+        for f in (layout.FILENAMES_FILE, layout.CLASS_INFO_FILE, layout.EMBEDDINGS_FILE)
+    ]
+
+
+def dump(path, obj):
+    """Pickle `obj` as the Python-2 era files are (protocol 2)."""
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=2)

@@ -2,24 +2,13 @@
 the file list or size changes."""
 
 import os
-import pickle
 
 import numpy as np
 
 import data
+from helpers import dump, split_paths
 from stackgan import layout
 from stackgan.datasets.cache import load_split
-
-PICKLES = (layout.FILENAMES_FILE, layout.CLASS_INFO_FILE, layout.EMBEDDINGS_FILE)
-
-
-def split_paths(data_dir, split="train"):
-    return [os.path.join(data_dir, split, f) for f in PICKLES]
-
-
-def dump(path, obj):
-    with open(path, "wb") as f:
-        pickle.dump(obj, f, protocol=2)
 
 
 def test_cache_hit_and_rebuild(birds_copy, monkeypatch):

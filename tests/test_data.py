@@ -12,22 +12,12 @@ import pytest
 from PIL import Image
 
 import data
-from helpers import REPO
+from helpers import PICKLES, REPO, dump, split_paths
 from stackgan import layout, safe_pickle
 from stackgan.cli import UserError
 from stackgan.datasets.cache import load_split
 
 PY2 = os.path.join(REPO, "tests", "fixtures", "py2")
-PICKLES = (layout.FILENAMES_FILE, layout.CLASS_INFO_FILE, layout.EMBEDDINGS_FILE)
-
-
-def split_paths(data_dir, split="train"):
-    return [os.path.join(data_dir, split, f) for f in PICKLES]
-
-
-def dump(path, obj):
-    with open(path, "wb") as f:
-        pickle.dump(obj, f, protocol=2)
 
 
 def test_python2_pickles_need_latin1():

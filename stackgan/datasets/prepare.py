@@ -381,12 +381,7 @@ def prepare(cub_archive, embeddings_archive, data_dir=DATA_DIR, captions_archive
                 f"{what} {path} not found; {_prepare_hint(data_dir)} (or `python data.py download "
                 f"--data-dir {data_dir}`)"
             )
-    try:
-        os.makedirs(data_dir, exist_ok=True)
-        io.remove_stale_temps(data_dir)
-        tmp = tempfile.mkdtemp(dir=data_dir, prefix=io.temp_prefix() + "prepare-")
-    except OSError as err:
-        raise io.WriteError(data_dir, err) from None
+    tmp = io.staging_folder(data_dir, "prepare")
     try:
         staged = _stage(cub_archive, embeddings_archive, captions_archive, data_dir, tmp)
         _install(staged, data_dir, tmp)

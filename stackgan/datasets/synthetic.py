@@ -13,7 +13,6 @@ import os
 import pickle
 import re
 import shutil
-import tempfile
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -295,12 +294,7 @@ def write_synthetic(out_dir, n_train=800, n_test=160, seed=0):
             f"{out_dir} holds a dataset that is not synthetic birds (it has no {SYNTHETIC_MARKER}); "
             f"give another folder for the synthetic birds"
         )
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-        io.remove_stale_temps(out_dir)
-        tmp = tempfile.mkdtemp(dir=out_dir, prefix=io.temp_prefix() + "synthetic-")
-    except OSError as err:
-        raise io.WriteError(out_dir, err) from None
+    tmp = io.staging_folder(out_dir, "synthetic")
     try:
         _write_set(tmp, out_dir, n_train, n_test, seed, n_classes)
     except OSError as err:  # a full disk, a read-only folder: the set there (and its marker) as it was
