@@ -146,8 +146,6 @@ def choose_precision(requested, gpus, cpu_flags, onednn_max_isa=None):
     level, (precision, _, _) = cpu_choices(cpu_flags, onednn_max_isa)
     if precision == "bf16":
         return "bf16", f"auto: native bf16, the fastest on {level} CPUs"
-    if native_bf16_cpu(cpu_flags, onednn_max_isa):
-        return "off", f"auto: float32 measured faster than bf16 on {level} CPUs"
     return "off", "auto: no native bf16 on this CPU"
 
 
