@@ -42,6 +42,18 @@ _ISA_CAPS = {
 
 PRECISION_LABELS = {"off": "float32", "bf16": "mixed bf16", "fp16": "mixed fp16"}
 
+# ONEDNN_MAX_CPU_ISA values that still let oneDNN run fp16 (AVX512_CORE_FP16 and the levels above it).
+_FP16_CAPS = {
+    "AVX512_CORE_FP16",
+    "AVX10_1_512",
+    "AVX10_2_512",
+    "AVX512_CORE_AMX",
+    "AVX512_CORE_AMX_FP16",
+    "AVX10_1_512_AMX",
+    "AVX10_1_512_AMX_FP16",
+    "AVX10_2_512_AMX_2",
+}
+
 
 def cpu_info(cpuinfo_text=None):
     """{"model": str, "flags": set} from /proc/cpuinfo (or the given text); platform.processor() elsewhere."""
@@ -147,6 +159,30 @@ def choose_precision(requested, gpus, cpu_flags, onednn_max_isa=None):
     if precision == "bf16":
         return "bf16", f"auto: native bf16, the fastest on {level} CPUs"
     return "off", "auto: no native bf16 on this CPU"
+
+
+def onednn_cap_conflict(mode, cpu_flags, onednn_max_isa=None, environ=None):
+    """The one-line refusal for precision `mode` where ONEDNN_MAX_CPU_ISA forbids oneDNN the instructions that
+    TensorFlow, judging by the CPU's own features, hands it for that precision: bf16 on an AVX-512 CPU capped below
+    AVX512_CORE, fp16 on an avx512_fp16 CPU capped below AVX512_CORE_FP16. TensorFlow then aborts the process
+    (dnnl::error "could not create a primitive descriptor"). None where they agree, or with TF_ENABLE_ONEDNN_OPTS=0
+    (TensorFlow's own kernels)."""
+    env = os.environ if environ is None else environ
+    cap, _ = parse_isa_cap(onednn_max_isa)
+    if cap is None or env.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower() in ("0", "false"):
+        return None
+    flags = set(cpu_flags)
+    if mode == "bf16" and "avx512f" in flags and ISA_LADDER.index(cap) < ISA_LADDER.index("AVX512_CORE"):
+        needs = "AVX512_CORE"
+    elif mode == "fp16" and flags & {"avx512_fp16", "amx_fp16"} and onednn_max_isa.strip().upper() not in _FP16_CAPS:
+        needs = "AVX512_CORE_FP16"
+    else:
+        return None
+    return (
+        f"{PRECISION_LABELS[mode]} cannot run under ONEDNN_MAX_CPU_ISA={onednn_max_isa} on this CPU: TensorFlow "
+        f"hands it to oneDNN, which the cap forbids the instructions, and the process would abort; unset the cap, "
+        f"raise it to {needs}, start with TF_ENABLE_ONEDNN_OPTS=0, or use --mixed-precision off"
+    )
 
 
 def warn_slow_precision(mode, gpus, cpu_flags, onednn_max_isa=None):
@@ -359,6 +395,11 @@ class Runtime:
         strategy = select_strategy(distribute)  # MultiWorker must exist before other TF work
         gpus, cpu, isa_cap = visible_gpus(), cpu_info(), onednn_max_isa_env()
         precision, reason = choose_precision(mixed_precision, gpus, cpu["flags"], isa_cap)
+        conflict = None if gpus else onednn_cap_conflict(precision, cpu["flags"], isa_cap)
+        if conflict:
+            from stackgan.cli import UserError
+
+            raise UserError(conflict)
         kernels, kernels_reason = choose_kernels(gpus, cpu["flags"], isa_cap)
         xla_on, xla_reason = choose_xla(xla, gpus, precision, strategy.num_replicas_in_sync, cpu["flags"], isa_cap)
         return cls(

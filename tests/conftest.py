@@ -15,6 +15,26 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def _tensorflow_kernels_under_a_conflicting_cap():
+    """Under an ONEDNN_MAX_CPU_ISA cap that forbids oneDNN what TensorFlow hands it for bf16 or fp16 on this CPU
+    (stackgan.runtime.onednn_cap_conflict), TensorFlow would abort in the tests that force those precisions: they
+    run on TensorFlow's own kernels instead (TF_ENABLE_ONEDNN_OPTS=0, read when TensorFlow is imported)."""
+    from stackgan import runtime
+
+    flags, cap = runtime.cpu_info()["flags"], runtime.onednn_max_isa_env()
+    if any(runtime.onednn_cap_conflict(mode, flags, cap) for mode in ("bf16", "fp16")):
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+        return f"ONEDNN_MAX_CPU_ISA={cap} forbids oneDNN bf16/fp16 on this CPU: TF_ENABLE_ONEDNN_OPTS=0"
+    return None
+
+
+ONEDNN_NOTE = _tensorflow_kernels_under_a_conflicting_cap()
+
+
+def pytest_report_header(config):
+    return ONEDNN_NOTE
+
+
 @pytest.fixture(autouse=True)
 def float32_policy():
     """Every test starts in float32 and leaves the policy as it found it."""

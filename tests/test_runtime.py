@@ -151,6 +151,45 @@ def test_slow_precision_warnings():
     assert "7.5" in hw.warn_slow_precision("bf16", gpu((7, 5)), set())
 
 
+def test_a_cap_that_forbids_onednn_a_precision_tensorflow_hands_it_is_refused():
+    zen5 = set(EPYC_FLAGS.split()) | {"avx512f", "avx512bw", "avx512_bf16"}  # AVX-512 and bf16, no avx512_fp16
+    on = {}
+    for cap in ("AVX2", "SSE41", "AVX2_VNNI"):
+        message = hw.onednn_cap_conflict("bf16", SPR["flags"], cap, on)
+        assert f"ONEDNN_MAX_CPU_ISA={cap}" in message and "raise it to AVX512_CORE" in message
+        assert "TF_ENABLE_ONEDNN_OPTS=0" in message and "\n" not in message
+        assert hw.onednn_cap_conflict("bf16", zen5, cap, on)
+    for cap in (None, "ALL", "AVX512_CORE", "AVX512_CORE_BF16", "avx512_core_amx"):
+        assert hw.onednn_cap_conflict("bf16", SPR["flags"], cap, on) is None
+    assert hw.onednn_cap_conflict("bf16", EPYC["flags"], "AVX2", on) is None  # an AVX2 CPU: TF's own bf16 kernels
+    for cap in ("AVX2", "AVX512_CORE", "AVX512_CORE_VNNI", "AVX512_CORE_BF16"):
+        assert "raise it to AVX512_CORE_FP16" in hw.onednn_cap_conflict("fp16", SPR["flags"], cap, on)
+        assert hw.onednn_cap_conflict("fp16", zen5, cap, on) is None  # no avx512_fp16: TF keeps fp16 to itself
+    for cap in ("AVX512_CORE_FP16", "AVX512_CORE_AMX"):
+        assert hw.onednn_cap_conflict("fp16", SPR["flags"], cap, on) is None
+    assert hw.onednn_cap_conflict("off", SPR["flags"], "AVX2", on) is None
+    assert hw.onednn_cap_conflict("bf16", SPR["flags"], "AVX2", {"TF_ENABLE_ONEDNN_OPTS": "0"}) is None
+
+
+@pytest.mark.skipif(
+    "avx512f" not in hw.cpu_info()["flags"], reason="the cap conflicts with bf16 only on an AVX-512 CPU"
+)
+def test_bf16_under_a_conflicting_cap_is_one_line_not_an_abort():
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    env.update(ONEDNN_MAX_CPU_ISA="AVX2", TF_CPP_MIN_LOG_LEVEL="3")
+    args = ["--mixed-precision", "bf16", "--gf-dim", "8", "--df-dim", "4", "--batch-size", "2", "--xla", "off"]
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "bench.py"), *args, "--steps", "1", "--warmup", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert "mixed bf16 cannot run under ONEDNN_MAX_CPU_ISA=AVX2" in result.stderr.strip().splitlines()[-1]
+
+
 def test_import_tensorflow_is_quiet_unless_the_user_set_the_log_level():
     script = "from stackgan import runtime; tf = runtime.import_tensorflow(); print(tf.__name__)"
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
