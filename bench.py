@@ -4,6 +4,7 @@
     python bench.py --stage 1 --batch-size 32 --gf-dim 32 --df-dim 16 --data-dir data/synthetic
     python bench.py --stage 1 --pipeline-only --data-dir data/synthetic
     python bench.py --stage 2 --pipeline-only --data-dir data/synthetic --input host
+    python bench.py --stage 2 --batch-size 64 --mixed-precision bf16 --memory-only
 
 Prints one JSON line. The step runs as in training (StackGANTrainer.train_steps, --steps-per-call steps per
 compiled call), fed uint8 batches: random ones, or with --data-dir the real input pipeline.
@@ -12,6 +13,10 @@ cache at their stored size (what the step crops) and, for comparison, cropped on
 times, in the same run, the chapter's loop ported to Keras 3 with the least change that makes it train (G.predict
 for the fakes, the compressor's predict, three D.train_on_batch calls with D.trainable toggled, one adversarial
 train_on_batch), in float32 as the chapter has it (--mixed-precision applies to our step only).
+
+--memory-only builds the networks and prints, for a split of --images images (CUB's training split by
+default), the start-up's memory estimate and what --input auto would pick on whole free GPUs of --gpu-gib GiB;
+it times nothing (the estimate is a floor: see stackgan/training/memory.py).
 
 --backend jax runs the same networks and losses as a jitted JAX step (Keras 3's stateless_call):
 for machines that have JAX but no TensorFlow, such as our GPU benchmark machine.
@@ -63,6 +68,11 @@ def make_parser():
         default="device",
         help="with --data-dir: where the images are gathered from (as stage1.py --input)",
     )
+    p.add_argument("--memory-only", action="store_true", help="print the memory estimate per GPU size; time nothing")
+    p.add_argument("--images", type=positive_int, default=8855, help="with --memory-only: training images")
+    p.add_argument(
+        "--gpu-gib", type=positive_int, nargs="+", default=[8, 12, 24, 80], help="with --memory-only: GPU sizes"
+    )
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument(
         "--backend",
@@ -82,6 +92,10 @@ def main(argv=None):
     from stackgan.runtime import Runtime
 
     runtime = Runtime.choose(args.mixed_precision, args.xla)
+    if args.memory_only:
+        result = estimate_memory(args, runtime)
+        print(json.dumps(result))
+        return result
     if args.conv_gradients != "auto":
         runtime.kernels, runtime.kernels_reason = args.conv_gradients, "requested"
     result = dict(
@@ -139,9 +153,9 @@ def time_input(args, split):
     return result
 
 
-def time_our_step(args, runtime, split):
+def build_trainer(args, runtime):
+    """(StageConfig, StackGANTrainer) of the flags: Stage-II on a frozen, untrained Stage-I generator."""
     from stackgan.layers import Kernels
-    from stackgan.training.input import TrainingInput
     from stackgan.training.step import StackGANTrainer
 
     config = StageConfig(
@@ -149,7 +163,13 @@ def time_our_step(args, runtime, split):
     )
     with runtime.policy():
         stage1_gen = benchmark.frozen_stage1(config.network(), Kernels(runtime.kernels)) if args.stage == 2 else None
-    trainer = StackGANTrainer(config, runtime, stage1_gen)
+    return config, StackGANTrainer(config, runtime, stage1_gen)
+
+
+def time_our_step(args, runtime, split):
+    from stackgan.training.input import TrainingInput
+
+    config, trainer = build_trainer(args, runtime)
     if split is None:
         dataset = benchmark.random_dataset(args.stage, args.batch_size, args.seed)
     else:
@@ -170,6 +190,35 @@ def time_our_step(args, runtime, split):
     )
 
 
+def estimate_memory(args, runtime):
+    """The memory line's numbers for --images training images, and --input auto's choice on each --gpu-gib card."""
+    from stackgan.device_memory import GIB, DeviceMemory
+    from stackgan.training import memory
+
+    config, trainer = build_trainer(args, runtime)
+    size = stored_size(IMAGE_SIZE[args.stage], True)
+    split = benchmark.split_shaped(args.images, size, config.network()["embedding_dim"])
+    estimates = {where: memory.estimate(trainer, split, where) for where in ("device", "host")}
+    cards = {}
+    for gib in args.gpu_gib:
+        card = DeviceMemory(gib * GIB, gib * GIB, "GPU")
+        placement, _, chosen = memory.plan_input("auto", trainer, split, card)
+        cards[f"{gib} GiB"] = dict(
+            input=placement, needs_gib=round(chosen.total / GIB, 2), fits=chosen.total <= card.free
+        )
+    return dict(
+        stage=args.stage,
+        batch_size=args.batch_size,
+        gf_dim=args.gf_dim,
+        df_dim=args.df_dim,
+        mixed_precision=runtime.precision,
+        images=args.images,
+        estimate_gib={where: round(e.total / GIB, 2) for where, e in estimates.items()},
+        line=estimates["host"].line(None),
+        cards=cards,
+    )
+
+
 def time_chapter_loop(args):
     """Seconds for --steps of the chapter's loop as written: float32, Keras' own layers."""
     from stackgan.layers import CHAPTER_KERNELS
@@ -184,8 +233,8 @@ def time_chapter_loop(args):
 
 
 def main_jax(args):
-    if args.baseline or args.data_dir:
-        raise UserError("--backend jax times the step on random tensors only: drop --baseline/--data-dir")
+    if args.baseline or args.data_dir or args.memory_only:
+        raise UserError("--backend jax times the step on random tensors only: drop --baseline/--data-dir/--memory-only")
     os.environ["KERAS_BACKEND"] = "jax"
     import keras
 

@@ -31,6 +31,19 @@ def random_dataset(stage, batch_size, seed):
     return tf.data.Dataset.from_tensor_slices(tuple(tf.stack(t) for t in zip(*batches))).repeat()
 
 
+def split_shaped(images, size, embedding_dim, captions=10):
+    """A stand-in for a split of `images` training images at `size`, for the memory estimate: arrays of the
+    split's shapes and dtypes that take no memory (one broadcast element each)."""
+    import types
+
+    import numpy as np
+
+    return types.SimpleNamespace(
+        images=np.broadcast_to(np.zeros((), np.uint8), (images, size, size, 3)),
+        embeddings=np.broadcast_to(np.zeros((), np.float32), (images, captions, embedding_dim)),
+    )
+
+
 def rate(batch_size, steps, seconds):
     return round(batch_size * steps / seconds, 2)
 

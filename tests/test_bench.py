@@ -62,3 +62,14 @@ def test_auto_precision_is_reported_with_its_reason():
     result = bench.main(["--stage", "1", *TINY, "--steps-per-call", "2"])
     assert result["mixed_precision"] in ("off", "bf16", "fp16") and result["precision_reason"].startswith("auto")
     assert result["steps_per_call"] == 2
+
+
+def test_memory_only_estimates_a_split_of_any_size_per_gpu_size():
+    args = ["--stage", "2", "--gf-dim", "8", "--df-dim", "4", "--batch-size", "4", "--mixed-precision", "off"]
+    result = bench.main([*args, "--memory-only", "--images", "4000", "--gpu-gib", "1", "4"])
+    stored = 4000 * (304 * 304 * 3 + 10 * 1024 * 4) / 2**30  # uint8 crops at their stored size, float32 embeddings
+    on_device, on_host = result["estimate_gib"]["device"], result["estimate_gib"]["host"]
+    assert abs(on_device - on_host - stored) < 0.02 and on_host < 0.1
+    assert result["cards"]["1 GiB"] == dict(input="host", needs_gib=on_host, fits=True)  # 1.2 GiB of images: host
+    assert result["cards"]["4 GiB"] == dict(input="device", needs_gib=on_device, fits=True)
+    assert result["line"].startswith("Memory estimate: at least ") and "float32" in result["line"]
