@@ -19,11 +19,24 @@ def model(tiny_results):
     return stackgan.StackGAN.from_preset(tiny_results)
 
 
-def test_readme_example(tiny_results):
-    birds = stackgan.StackGAN.from_preset(tiny_results)
-    images = birds.generate(["a small red bird with dark wings"], samples=4, seed=0)
-    assert images.shape == (1, 4, 256, 256, 3) and images.dtype == np.uint8
+def readme_api_example():
+    """The Python block under README's "The Python API" heading."""
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
+    section = readme.split("## The Python API", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_example(tiny_results, capsys):
+    example = readme_api_example()
+    assert '"results/demo"' in example
+    namespace = {}
+    exec(compile(example.replace('"results/demo"', repr(tiny_results)), "README.md", "exec"), namespace)
+    images, more = namespace["images"], namespace["more"]
+    assert images.shape == (1, 4, 256, 256, 3) and images.dtype == np.uint8  # the tiny results have Stage-II
     assert len({images[0, k].tobytes() for k in range(4)}) == 4  # each sample its own noise
+    assert more.shape == (2, 2, 256, 256, 3) and namespace["vectors"].shape == (2, 1024)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "(1, 4, 256, 256, 3) uint8" and "read_as" in printed[1]
 
 
 def test_stage_shapes_and_prompts(tiny_results, model):
