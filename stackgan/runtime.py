@@ -180,8 +180,8 @@ def onednn_cap_conflict(mode, cpu_flags, onednn_max_isa=None, environ=None):
         return None
     return (
         f"{PRECISION_LABELS[mode]} cannot run under ONEDNN_MAX_CPU_ISA={onednn_max_isa} on this CPU: TensorFlow "
-        f"hands it to oneDNN, which the cap forbids the instructions, and the process would abort; unset the cap, "
-        f"raise it to {needs}, start with TF_ENABLE_ONEDNN_OPTS=0, or use --mixed-precision off"
+        f"hands it to oneDNN, the cap denies oneDNN the instructions it needs, and the process would abort; unset "
+        f"the cap, raise it to {needs}, start with TF_ENABLE_ONEDNN_OPTS=0, or use --mixed-precision off"
     )
 
 
