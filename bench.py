@@ -202,9 +202,10 @@ def estimate_memory(args, runtime):
     cards = {}
     for gib in args.gpu_gib:
         card = DeviceMemory(gib * GIB, gib * GIB, "GPU")
-        placement, _, chosen = memory.plan_input("auto", trainer, split, card)
+        placement, _ = memory.choose_placement("auto", estimates["device"], card)
+        chosen = estimates[placement]
         cards[f"{gib} GiB"] = dict(
-            input=placement, needs_gib=round(chosen.total / GIB, 2), fits=chosen.total <= card.free
+            input=placement, needs_gib=round(chosen.total / GIB, 2), fits=chosen.needed(card) <= card.free
         )
     return dict(
         stage=args.stage,
