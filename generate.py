@@ -21,7 +21,7 @@ import textwrap
 import numpy as np
 from PIL import Image
 
-import data
+from stackgan.datasets import loaders
 from stackgan import io
 from stackgan.api import StackGAN
 from stackgan.cli import ArgumentParser, UserError, non_negative_int, positive_int, run_main
@@ -220,7 +220,7 @@ def read_embedding_file(path):
             ) from None
     else:
         try:
-            array = data.load_embeddings(path)
+            array = loaders.load_embeddings(path)
         except UserError:
             raise
         except Exception as err:  # noqa: BLE001 - a bad pickle raises many types

@@ -124,7 +124,7 @@ class StackGAN:
         """Yield (rows, per-stage float images in [-1, 1]) batch by batch for vectors (N, D): row k of the output is
         vector k // samples, sample k % samples. `seed` draws the noise z, `condition_seed` (default: seed) the
         conditioning-augmentation noise; the same seeds and batch_size give the same images."""
-        from models import ConditioningAugmentation
+        from stackgan.models import ConditioningAugmentation
 
         generators = self.generators
         condition_seed = seed if condition_seed is None else condition_seed

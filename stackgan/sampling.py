@@ -37,7 +37,7 @@ def read_config(results_dir, stage, needed_by="this command"):
 def load_generator_weights(model, path, stage, config=None):
     """Load a generator's weights file; one saved before the up-sampling blocks became one UpSampleConv2D
     layer (separate UpSampling2D + Conv2D, the same variables in the same order) loads too."""
-    import models
+    from stackgan import models
     from stackgan.layers import CHAPTER_KERNELS
 
     with warnings.catch_warnings():  # Keras warns about each group a file of the other layout lacks
@@ -64,7 +64,7 @@ def load_generator_weights(model, path, stage, config=None):
 def load_generators(results_dir, stage, needed_by="this command", configs=None):
     """Trained generators up to `stage`: ([stage1_gen] or [stage1_gen, stage2_gen], config of the last stage).
     `configs`, one per stage as read_config gave them, saves reading them again."""
-    import models
+    from stackgan import models
 
     configs = configs or [read_config(results_dir, s, needed_by) for s in range(1, stage + 1)]
     generators = []

@@ -20,7 +20,7 @@ from helpers import REPO
 from stackgan import layout
 from stackgan.cli import UserError, run_main
 from stackgan.datasets import captions, commands, prepare
-from stackgan.datasets.cache import load_split
+from stackgan.datasets.cache import load_dataset
 from stackgan.io import write_json
 
 PICKLES = (layout.FILENAMES_FILE, layout.CLASS_INFO_FILE, layout.EMBEDDINGS_FILE)
@@ -50,7 +50,7 @@ def test_prepare_from_fake_archives(birds, tmp_path, capsys):
     assert sorted(os.listdir(out)) == ["CUB_200_2011", "test", "train"]
     assert sorted(os.listdir(os.path.join(out, "train"))) == sorted(PICKLES)
     assert not os.path.exists(os.path.join(out, "attributes.txt")) and not layout.is_synthetic(out)
-    split = load_split(out, "test", 32)
+    split = load_dataset(out, "test", 32)
     assert split.images.shape == (16, 32, 32, 3)
 
     bad = tmp_path / "bad.tgz"
@@ -70,7 +70,7 @@ def test_prepare_from_fake_archives(birds, tmp_path, capsys):
         prepare.prepare(cub, partial, out)
     with pytest.raises(UserError, match="--cub-archive .*nothere.tgz not found.*prepare"):
         prepare.prepare(str(tmp_path / "nothere.tgz"), birds, out)
-    assert load_split(out, "test", 32).images.shape == (16, 32, 32, 3)  # failed runs left it intact
+    assert load_dataset(out, "test", 32).images.shape == (16, 32, 32, 3)  # failed runs left it intact
     assert not [n for n in os.listdir(out) if n.startswith(".prepare-")]
 
 
@@ -236,7 +236,7 @@ def test_prepare_verifies_everything_before_it_replaces_anything(birds, tmp_path
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "refused.zip is not usable, nothing was replaced" in err and "os.system" in err
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
-    assert load_split(str(out), "test", 32).images.shape == (16, 32, 32, 3)
+    assert load_dataset(str(out), "test", 32).images.shape == (16, 32, 32, 3)
 
 
 def zip_of(path, members):

@@ -17,7 +17,7 @@ from helpers import BIRDS
 from stackgan import layout
 from stackgan.cli import UserError
 from stackgan.datasets import captions, commands, synthetic
-from stackgan.datasets.cache import load_split
+from stackgan.datasets.cache import load_dataset
 from stackgan.metrics import attributes
 
 PICKLES = (layout.FILENAMES_FILE, layout.CLASS_INFO_FILE, layout.EMBEDDINGS_FILE)
@@ -50,7 +50,7 @@ def test_synthetic_round_trip(birds, tmp_path):
         np.testing.assert_array_equal(attributes.embedding_colours(emb), np.array(ids) - 1)  # exact on clean ones
         np.testing.assert_array_equal(attributes.embedding_colours(emb[:, 3]), np.array(ids) - 1)
         assert np.mean(np.abs(emb) < 1) > 0.95 and emb.std() > 0.1
-        split_data = load_split(birds, split, 64)
+        split_data = load_dataset(birds, split, 64)
         assert split_data.images.shape == (n, 64, 64, 3) and split_data.images.dtype == np.uint8
         assert split_data.class_ids.dtype == np.int64
     assert gray <= 5

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-import data
+from stackgan.datasets import birds, loaders
 from stackgan import io, layout
 from stackgan.cli import UserError
 
@@ -62,10 +62,10 @@ def _build_image_cache(filenames, boxes, cub_dir, size, npy_path, skipped, what,
     n = len(filenames)
     with io.atomic_path(npy_path, ".npy") as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
-        kept = data.decode_images(
+        kept = loaders.decode_images(
             filenames, boxes, cub_dir, (size, size), out, skipped, f"caching {os.path.basename(what)}"
         )
-        data.require_images(kept, skipped, what, n, data_dir)
+        loaders.require_images(kept, skipped, what, n, data_dir)
         if len(kept) < n:  # the file must hold only the kept rows: copy them into one of that shape
             with io.atomic_path(tmp, ".npy") as compact:
                 small = np.lib.format.open_memmap(
@@ -82,7 +82,7 @@ def _build_image_cache(filenames, boxes, cub_dir, size, npy_path, skipped, what,
     return kept
 
 
-def load_split(data_dir, split, image_size):
+def load_dataset(data_dir, split, image_size):
     """Load the 'train' or 'test' split of data_dir with images cropped and resized to image_size
     (the stored size: config.stored_size(size, augment) for training). The decoded images are cached in
     <data_dir>/cache/<split>_<size>_<key>.cache.npy and memory-mapped on later loads; the key hashes the
@@ -96,7 +96,7 @@ def load_split(data_dir, split, image_size):
         raise UserError(f"image size {size} must be positive")
     filenames, class_ids, embeddings = load_split_lists(data_dir, split)
     cub_dir, tables, images_dir = layout.cub_dir(data_dir), layout.cub_tables(data_dir), layout.images_dir(data_dir)
-    data.require_files(tables, data_dir)
+    loaders.require_files(tables, data_dir)
     if not os.path.isdir(images_dir):
         raise UserError(f"{images_dir} not found; {layout.data_hint(data_dir)}")
     split_dir = os.path.join(data_dir, split)
@@ -113,8 +113,8 @@ def load_split(data_dir, split, image_size):
         images, kept, skipped = meta
         what += f" (as cached in {cache_dir}; delete it to read the images again)"
     else:
-        boxes = data.load_bounding_boxes(cub_dir)
-        skipped = data.Skipped()
+        boxes = birds.load_bounding_boxes(cub_dir)
+        skipped = loaders.Skipped()
         try:
             os.makedirs(cache_dir, exist_ok=True)
             kept = _build_image_cache(filenames, boxes, cub_dir, size, npy_path, skipped, what, data_dir)
@@ -133,13 +133,13 @@ def load_split(data_dir, split, image_size):
         except (OSError, io.WriteError) as err:  # read-only data folder, full disk: work from memory
             warnings.warn(
                 f"could not write the image cache in {cache_dir} ({err}); decoding without a cache",
-                data.DataWarning,
+                loaders.DataWarning,
                 stacklevel=2,
             )
-            skipped = data.Skipped()
+            skipped = loaders.Skipped()
             images = np.empty((len(filenames), size, size, 3), dtype=np.uint8)
-            kept = data.decode_images(filenames, boxes, cub_dir, (size, size), images, skipped, f"decoding {split}")
-            data.require_images(kept, skipped, what, len(filenames), data_dir)
+            kept = loaders.decode_images(filenames, boxes, cub_dir, (size, size), images, skipped, f"decoding {split}")
+            loaders.require_images(kept, skipped, what, len(filenames), data_dir)
             images = images[: len(kept)]
     skipped.warn(what, len(filenames))
     if len(kept) == len(filenames):
@@ -164,7 +164,7 @@ def _read_cache(npy_path, meta_path, n_total, size):
             or (len(kept) and (kept.min() < 0 or kept.max() >= n_total))
         ):
             return None
-        return images, kept, data.Skipped(meta.get("skipped"))
+        return images, kept, loaders.Skipped(meta.get("skipped"))
     except (OSError, ValueError, KeyError, TypeError):
         return None  # damaged entry: rebuild
 
@@ -183,7 +183,7 @@ def _load_embeddings_cached(path, data_dir, split):
                 return emb
         except (OSError, ValueError):
             pass
-    emb = data.load_embeddings(path)
+    emb = loaders.load_embeddings(path)
     try:
         os.makedirs(cache_dir, exist_ok=True)
         io.save_npy(npy_path, emb)
@@ -201,9 +201,9 @@ def load_split_lists(data_dir, split):
     if not os.path.isdir(data_dir):
         raise UserError(f"data folder {data_dir} not found; {layout.data_hint(data_dir)}")
     paths = layout.split_files(data_dir, split)
-    data.require_files(paths, data_dir)
-    filenames = data.load_filenames(paths.filenames)
-    class_ids = data.load_class_ids(paths.class_info)
+    loaders.require_files(paths, data_dir)
+    filenames = loaders.load_filenames(paths.filenames)
+    class_ids = loaders.load_class_ids(paths.class_info)
     embeddings = _load_embeddings_cached(paths.embeddings, data_dir, split)
-    data.check_counts(filenames, class_ids, embeddings, paths)
+    loaders.check_counts(filenames, class_ids, embeddings, paths)
     return filenames, np.asarray(class_ids, dtype=np.int64), embeddings

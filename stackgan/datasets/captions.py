@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-import data
+from stackgan.datasets import loaders
 from stackgan import layout
 from stackgan.cli import UserError
 from stackgan.datasets import cache
@@ -53,7 +53,7 @@ def load_captions(text_dir, filenames):
         warnings.warn(
             f"{text_dir}: no caption file for {len(missing)} of {len(filenames)} images (e.g. {missing[0]}); "
             f"they have no captions",
-            data.DataWarning,
+            loaders.DataWarning,
             stacklevel=2,
         )
     return captions

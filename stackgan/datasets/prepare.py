@@ -10,7 +10,7 @@ import tempfile
 
 import numpy as np
 
-import data
+from stackgan.datasets import birds, loaders
 from stackgan import io, layout
 from stackgan.cli import UserError
 from stackgan.config import EMBEDDING_DIM
@@ -365,7 +365,7 @@ def _replace(staged, dest, trash):
 
 
 def prepare(cub_archive, embeddings_archive, data_dir=DATA_DIR, captions_archive=None):
-    """Unpack CUB_200_2011.tgz and birds.zip (local files) into the layout load_split reads, and the captions
+    """Unpack CUB_200_2011.tgz and birds.zip (local files) into the layout load_dataset reads, and the captions
     from captions_archive (AttnGAN's birds.zip or Reed's CUB text archive) into <data_dir>/text. With only
     captions_archive, only the captions are (re)placed. Everything is unpacked into a folder inside data_dir and
     verified there (the pickles through the loaders, the CUB tables, a sample of the images, the captions) before
@@ -435,7 +435,7 @@ def _verify_captions(tmp, data_dir, archive):
         read_captions(path)
     filenames_path = layout.split_files(data_dir, "train").filenames
     if os.path.isfile(filenames_path):
-        names = data.load_filenames(filenames_path)
+        names = loaders.load_filenames(filenames_path)
         if names and not any(os.path.isfile(layout.caption_file(text, n)) for n in names):
             raise UserError(
                 f"{archive} holds captions of none of the {len(names)} training images in {data_dir}; "
@@ -473,18 +473,18 @@ def inspect(data_dir, image_sample=None, quiet=False):
             f"{' ...' if len(missing) > 3 else ''}; {layout.data_hint(data_dir)}"
         )
     cub_dir = os.path.join(data_dir, CUB_DIR)
-    boxes = data.load_bounding_boxes(cub_dir)
+    boxes = birds.load_bounding_boxes(cub_dir)
     kind = "synthetic birds" if layout.is_synthetic(data_dir) else "CUB-200-2011"
     say(f"{data_dir}: {kind}, {len(boxes)} bounding boxes")
     problems = 0
     for split in SPLITS:
         paths = layout.split_files(data_dir, split)
         filenames, class_ids, emb = (
-            data.load_filenames(paths[0]),
-            data.load_class_ids(paths[1]),
-            data.load_embeddings(paths[2]),
+            loaders.load_filenames(paths[0]),
+            loaders.load_class_ids(paths[1]),
+            loaders.load_embeddings(paths[2]),
         )
-        data.check_counts(filenames, class_ids, emb, paths)
+        loaders.check_counts(filenames, class_ids, emb, paths)
         if emb.shape[2] != EMBEDDING_DIM:
             raise UserError(
                 f"{paths[2]} holds {emb.shape[2]}-d embeddings, but StackGAN's networks read the "
@@ -521,7 +521,7 @@ def _undecodable(data_dir, names, sample, desc):
 
     from tqdm import tqdm
 
-    data.refuse_decompression_bombs()
+    loaders.refuse_decompression_bombs()
     if sample is not None and len(names) > sample:
         names = [names[i] for i in np.linspace(0, len(names) - 1, sample).round().astype(int)]
     bad = []
@@ -529,7 +529,9 @@ def _undecodable(data_dir, names, sample, desc):
         ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool,
         tqdm(total=len(names), desc=desc, unit="img", leave=False, disable=None if len(names) >= 500 else True) as bar,
     ):
-        for name, problem in zip(names, pool.map(lambda n: data.verify_image(layout.image_path(data_dir, n)), names)):
+        for name, problem in zip(
+            names, pool.map(lambda n: loaders.verify_image(layout.image_path(data_dir, n)), names)
+        ):
             if problem is not None:
                 bad.append((name, problem))
             bar.update(1)

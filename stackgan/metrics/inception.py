@@ -211,9 +211,9 @@ def real_statistics(real, data_dir, model, batch_size, cache_dir=None, digest=No
             except (OSError, ValueError, KeyError) as err:
                 print(f"note: {cache_path} is unreadable ({type(err).__name__}); recomputing it", file=sys.stderr)
     if real == "test":
-        from stackgan.datasets.cache import load_split
+        from stackgan.datasets.cache import load_dataset
 
-        split = load_split(data_dir, "test", INCEPTION_SIZE)
+        split = load_dataset(data_dir, "test", INCEPTION_SIZE)
         batches, n = io.array_batches(split.images, batch_size), len(split.images)
     else:
         paths = io.list_images(real, "--real")

@@ -182,12 +182,12 @@ def load_training_data(config):
     """The training split (stored for random crops when augmenting) and the test split."""
     from stackgan.config import stored_size
     from stackgan.datasets import synthetic
-    from stackgan.datasets.cache import load_split
+    from stackgan.datasets.cache import load_dataset
 
     if config.demo and synthetic.ensure_synthetic(config.data_dir):
         print(f"Wrote synthetic birds to {config.data_dir}")
-    train_split = load_split(config.data_dir, "train", stored_size(config.image_size, config.augment))
-    test_split = load_split(config.data_dir, "test", config.image_size)
+    train_split = load_dataset(config.data_dir, "train", stored_size(config.image_size, config.augment))
+    test_split = load_dataset(config.data_dir, "test", config.image_size)
     if len(train_split.images) < config.batch_size:
         raise UserError(
             f"--batch-size {config.batch_size} is larger than the {len(train_split.images)} "
