@@ -24,7 +24,7 @@ import sys
 
 from stackgan import io, runtime
 from stackgan.cli import ArgumentParser, UserError, positive_int, run_main
-from stackgan.layout import DATA_DIR
+from stackgan.layout import DEFAULT_DATASET, dataset_dir
 from stackgan.metrics import attributes, inception
 
 
@@ -46,7 +46,11 @@ def build_parser():
         "'n/a' with one sample per embedding (use generate.py --samples-per-embedding).",
     )
     a.add_argument("--images", required=True, help="folder of {index:05d}_{sample}.png written by generate.py")
-    a.add_argument("--data-dir", default=DATA_DIR, help="dataset the embeddings came from (default: %(default)s)")
+    a.add_argument(
+        "--data-dir",
+        default=dataset_dir(DEFAULT_DATASET),
+        help="dataset the embeddings came from (default: %(default)s)",
+    )
     a.add_argument(
         "--split",
         default="test",
@@ -68,7 +72,9 @@ def build_parser():
         "--real", required=True, help="reference images: a folder, or 'test' for the cropped test split of --data-dir"
     )
     f.add_argument("--fake", required=True, help="folder of generated images (generate.py --out)")
-    f.add_argument("--data-dir", default=DATA_DIR, help="dataset for --real test (default: %(default)s)")
+    f.add_argument(
+        "--data-dir", default=dataset_dir(DEFAULT_DATASET), help="dataset for --real test (default: %(default)s)"
+    )
     f.add_argument(
         "--inception-weights",
         default=None,

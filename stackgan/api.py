@@ -15,6 +15,7 @@ import numpy as np
 
 from stackgan import io, layout, sampling
 from stackgan.cli import UserError
+from stackgan.datasets import dataset_of
 
 # Seeds of the two stages' conditioning noise are this far apart, so that they draw different samples.
 _STAGE_SEED_STRIDE = 1_000_003
@@ -199,7 +200,7 @@ def has_stage(results_dir, stage):
 
 def _caption_index(data_dir):
     """(unit embeddings (M, D), caption texts, image names) of every training caption that has both, or None."""
-    if not data_dir or not os.path.isdir(layout.text_dir(data_dir)):
+    if not data_dir or not os.path.isdir(dataset_of(data_dir).text_dir(data_dir)):
         return None
     import warnings
 

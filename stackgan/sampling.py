@@ -8,14 +8,13 @@ import warnings
 import numpy as np
 
 from stackgan.cli import UserError
-from stackgan.config import DEMO_DIRS
+from stackgan.config import demo_flags
 from stackgan.layout import config_path, generator_files, weights_path
 
 
 def demo_or_results_flag(results_dir, stage):
-    """The flag that trains into results_dir: --demo for the demo's folder."""
-    same = os.path.normpath(results_dir) == os.path.normpath(DEMO_DIRS["results_dir"])
-    return "--demo" if same else f"--results-dir {results_dir}"
+    """The flags that train into results_dir: --demo (and its --dataset) for a demo's folder."""
+    return demo_flags(results_dir) or f"--results-dir {results_dir}"
 
 
 def read_config(results_dir, stage, needed_by="this command"):

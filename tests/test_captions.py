@@ -39,10 +39,10 @@ def test_load_captions_aligned_whitespace_names_and_missing_file(tmp_path):
     (text / "001.A" / "a_3.txt").write_text("third image")
     names = [" 001.A/a_1\r", "001.A/a_2", "001.A/a_3 "]  # stray whitespace from a CRLF copy; a_2 has no file
     with pytest.warns(loaders.DataWarning, match=r"no caption file for 1 of 3 images .*a_2\.txt"):
-        loaded = captions.load_captions(str(text), names)
+        loaded = captions.load_captions(str(tmp_path), names, [1, 1, 1], "birds")
     assert loaded == [["first one", "second one"], [], ["third image"]]
-    with pytest.raises(UserError, match=r"caption folder .*nothere not found.*--captions-archive"):
-        captions.load_captions(str(tmp_path / "nothere"), names)
+    with pytest.raises(UserError, match=r"caption folder .*nothere.text not found.*--captions-archive"):
+        captions.load_captions(str(tmp_path / "nothere"), names, [1, 1, 1], "birds")
 
 
 def test_load_caption_split_needs_some_captions(birds, tmp_path):

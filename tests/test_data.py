@@ -16,6 +16,7 @@ from stackgan.datasets import loaders
 from helpers import PICKLES, REPO, dump, split_paths
 from stackgan import layout, safe_pickle
 from stackgan.cli import UserError
+from stackgan.datasets.birds import DATASET
 from stackgan.datasets.cache import load_dataset
 
 PY2 = os.path.join(REPO, "tests", "fixtures", "py2")
@@ -280,9 +281,9 @@ def test_boxes_must_be_finite_and_positive_and_nan_is_a_value(tmp_path):
 def test_a_decompression_bomb_is_skipped_as_unreadable(birds_copy):
     """An image over PIL's pixel bound (here 9500x9500, 11 kB as a 1-bit PNG) is not decoded."""
     names = data.load_filenames(split_paths(birds_copy)[0])
-    Image.new("1", (9500, 9500)).save(layout.image_path(birds_copy, names[5]), format="PNG")
+    Image.new("1", (9500, 9500)).save(DATASET.image_path(birds_copy, names[5]), format="PNG")
     with pytest.warns(Image.DecompressionBombWarning):  # PIL's, at open; the image is refused all the same
-        assert "DecompressionBomb" in loaders.verify_image(layout.image_path(birds_copy, names[5]))
+        assert "DecompressionBomb" in loaders.verify_image(DATASET.image_path(birds_copy, names[5]))
     with pytest.warns(loaders.DataWarning, match=r"skipped 1 of 48 images \(1 unreadable; e\.g\. .*DecompressionBomb"):
         split = load_dataset(birds_copy, "train", 64)
     assert split.images.shape == (47, 64, 64, 3) and names[5] not in split.filenames

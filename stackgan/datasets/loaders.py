@@ -17,7 +17,7 @@ from PIL import Image
 
 from stackgan import safe_pickle
 from stackgan.cli import UserError
-from stackgan.layout import data_hint
+from stackgan.datasets import dataset_of
 
 
 def refuse_decompression_bombs():
@@ -247,17 +247,17 @@ def _decode_one(args):
         return index, None, f" ({type(err).__name__}: {str(err)[:80]})"
 
 
-def decode_images(filenames, boxes, cub_dir, image_size, out, skipped, desc):
-    """Decode, crop and resize every usable image into out[0], out[1], ... (kept ones, in order).
-    Returns the kept indices into `filenames`."""
-    images_dir = os.path.join(cub_dir, "images")
+def decode_images(filenames, image_path, boxes, image_size, out, skipped, desc):
+    """Decode, crop and resize every usable image into out[0], out[1], ... (kept ones, in order): image_path(name)
+    is the file of a name, boxes {name: box} to crop around (an image without one is skipped), or None to use whole
+    images. Returns the kept indices into `filenames`."""
     jobs = []
     for index, name in enumerate(filenames):
-        bbox = boxes.get(name)
-        if bbox is None:
+        bbox = None if boxes is None else boxes.get(name)
+        if boxes is not None and bbox is None:
             skipped.add("no_box", name)
             continue
-        path = os.path.join(images_dir, name + ".jpg")
+        path = image_path(name)
         if not os.path.isfile(path):
             skipped.add("no_image", path)
             continue
@@ -275,7 +275,7 @@ def decode_images(filenames, boxes, cub_dir, image_size, out, skipped, desc):
         for start in range(0, len(jobs), 256):  # PIL releases the GIL while decoding; chunks bound the memory
             for index, img, error in pool.map(_decode_one, jobs[start : start + 256]):
                 if img is None:
-                    skipped.add("unreadable", os.path.join(images_dir, filenames[index] + ".jpg"), error)
+                    skipped.add("unreadable", image_path(filenames[index]), error)
                 else:
                     out[len(kept)] = img
                     kept.append(index)
@@ -286,3 +286,8 @@ def decode_images(filenames, boxes, cub_dir, image_size, out, skipped, desc):
 def require_images(kept, skipped, what, total, data_dir=None):
     if len(kept) == 0:
         raise UserError(f"no usable image: {skipped.message(what, total)}; {data_hint(data_dir)}")
+
+
+def data_hint(data_dir=None):
+    """How to get the data of data_dir's dataset, for a message about missing files."""
+    return dataset_of(data_dir).data_hint(data_dir)
