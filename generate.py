@@ -234,7 +234,7 @@ def read_embedding_file(path):
             array = loaders.load_embeddings(path)
         except UserError:
             raise
-        except Exception as err:  # noqa: BLE001 - a bad pickle raises many types
+        except Exception as err:
             raise UserError(
                 f"{path} is not a readable char-CNN-RNN embeddings pickle ({type(err).__name__}); "
                 f"pass a pickle of an (N, 10, 1024) array or an (N, 1024) .npy"

@@ -17,9 +17,6 @@ from stackgan import io, layout, sampling
 from stackgan.cli import UserError
 from stackgan.datasets import dataset_of
 
-# Seeds of the two stages' conditioning noise are this far apart, so that they draw different samples.
-_STAGE_SEED_STRIDE = 1_000_003
-
 
 class StackGAN:
     """Trained generators (Stage-I, or Stage-I + Stage-II) and, when there is one, the caption encoder, read from a
@@ -125,14 +122,13 @@ class StackGAN:
         """Yield (rows, per-stage float images in [-1, 1]) batch by batch for vectors (N, D): row k of the output is
         vector k // samples, sample k % samples. `seed` draws the noise z, `condition_seed` (default: seed) the
         conditioning-augmentation noise; the same seeds and batch_size give the same images."""
-        from stackgan.models import ConditioningAugmentation
+        from stackgan.models import conditioning_layers
 
         generators = self.generators
         condition_seed = seed if condition_seed is None else condition_seed
         for s, gen in enumerate(generators):
-            for layer in gen.layers:
-                if isinstance(layer, ConditioningAugmentation):
-                    layer.reseed(int(condition_seed) + _STAGE_SEED_STRIDE * s)
+            for layer in conditioning_layers(gen):
+                layer.reseed(condition_seed, stream=s)
         n, per = len(vectors), int(samples)
         z = np.random.default_rng(int(seed)).standard_normal((n * per, self.z_dim)).astype(np.float32)
         rows = np.repeat(np.arange(n), per)

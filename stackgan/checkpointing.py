@@ -191,7 +191,7 @@ class CheckpointFolder:
             )
 
     def _read_config(self):
-        """The saved settings; None for checkpoints without a config.json (older versions wrote none)."""
+        """The saved settings; None when the folder has no config.json (one copied without it)."""
         if not os.path.exists(self.config_path):
             return None
         try:
@@ -248,7 +248,7 @@ def read_state(directory):
     try:
         with quiet_tensorflow():
             state = tf.train.get_checkpoint_state(directory)
-    except Exception:  # noqa: BLE001 - a garbled file raises ValueError, UnicodeDecodeError, ...
+    except Exception:
         return "unreadable"
     return state if state is not None and state.model_checkpoint_path else "unreadable"
 
@@ -262,7 +262,7 @@ def unreadable(prefix):
         reader = tf.train.load_checkpoint(prefix)
         for name in reader.get_variable_to_dtype_map():
             reader.get_tensor(name)
-    except Exception as err:  # noqa: BLE001 - a damaged file raises DataLossError, IndexError, OpError, ...
+    except Exception as err:
         text = getattr(err, "message", str(err))
         return f"{type(err).__name__}: {text.splitlines()[0][:80] if text else ''}"
     return None

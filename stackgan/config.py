@@ -14,7 +14,6 @@ from stackgan.layout import DEFAULT_DATASET, dataset_dir, demo_dirs
 EMBEDDING_DIM = 1024  # char-CNN-RNN sentence embeddings
 IMAGE_SIZE = {1: 64, 2: 256}
 NETWORK_KEYS = ("gf_dim", "df_dim", "z_dim", "condition_dim", "embedding_dim")
-NETWORK_DEFAULTS = dict(gf_dim=128, df_dim=64, z_dim=100, condition_dim=128, embedding_dim=EMBEDDING_DIM)
 
 
 def stored_size(image_size, augment):
@@ -88,6 +87,9 @@ class StageConfig:
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
 
+
+# The chapter's widths, as StageConfig holds them: what every network builder defaults to.
+NETWORK_DEFAULTS = {key: StageConfig.__dataclass_fields__[key].default for key in NETWORK_KEYS}
 
 # What a resumed run may change: the length of the run, its outputs and how it runs. The learning-rate schedule
 # may change too (after a diverged epoch, say) and is announced; anything else is refused with a line naming it.

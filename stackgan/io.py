@@ -32,7 +32,7 @@ os.umask(_UMASK)
 TEMP_PREFIX = ".tmp-"
 _TEMP_NAME = re.compile(r"^\.tmp-(\d+)\.([A-Za-z0-9_]*)\.")
 _HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:40]
-STALE_AFTER_S = 3600  # a temporary name without a process id (an older version's) is stale when this old
+STALE_AFTER_S = 3600  # a temporary name of another host, or without a process id, is stale when this old
 
 
 class WriteError(UserError):
@@ -202,7 +202,7 @@ def _close_hdf5_file(path):
             if os.path.abspath(os.fsdecode(file_id.name)) == os.path.abspath(path):
                 try:
                     h5py.File(file_id).close()
-                except Exception:  # noqa: BLE001 - the flush of a file on a full disk fails; the file is closed
+                except Exception:
                     pass
         gc.collect()
     finally:

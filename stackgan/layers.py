@@ -8,7 +8,7 @@
   with 4x the filters (2.25x fewer multiply-adds).
 
 Which of them a network uses is a `Kernels` value that models.py's builders take; CHAPTER_KERNELS builds Keras'
-layers exactly as the chapter has them (bench.py's baseline, weights files written before UpSampleConv2D).
+layers exactly as the chapter has them (bench.py's baseline).
 """
 
 import dataclasses

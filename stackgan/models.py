@@ -4,12 +4,12 @@ Layer types, kernel sizes, strides, paddings, bias flags, batch-norm placement a
 the chapter; every channel width derives from ``gf_dim`` / ``df_dim``, so the defaults give its
 512/256/128/64 (generator) and 64..2048 (discriminator) widths.
 
-- Conditioning augmentation samples a fresh epsilon per sample and call from the ``SeedGenerator`` of a
-  registered layer.
-- ``generate_c`` draws the conditioning variable; ``KL_loss`` is KL(N(mean, sigma^2) || N(0, I)) with log-sigma
-  the second half of its input; ``custom_generator_loss`` is the chapter's binary cross-entropy.
-- The embedding compressor lives inside each discriminator, so it trains with D; its output is
-  replicated spatially with built-in layers (no ``Lambda`` anywhere: models load in safe mode).
+- Both generators run ``build_ca_model`` (the CA network) on the embedding; its conditioning augmentation samples a
+  fresh epsilon per sample and call from the ``SeedGenerator`` of a registered layer, and ``generate_c`` draws c.
+  ``KL_loss`` is KL(N(mean, sigma^2) || N(0, I)) with log-sigma the second half of its input;
+  ``custom_generator_loss`` is the chapter's binary cross-entropy, which the training step computes every loss with.
+- Both discriminators run ``build_embedding_compressor_model`` on their text input, so it trains with D; its output
+  is replicated spatially with built-in layers (no ``Lambda`` anywhere: models load in safe mode).
 - Discriminators return the logits of the final ``Dense(1)``; ``sigmoid(logits)`` is D's probability.
 - ``build_adversarial_model`` chains G -> D for Stage-I and frozen Stage-I G -> Stage-II G -> D for
   Stage-II, optionally running D once on real, wrong and fake images together.
@@ -27,6 +27,13 @@ from keras import layers, ops
 
 from stackgan.config import IMAGE_SIZE, NETWORK_DEFAULTS
 from stackgan.layers import FAST_KERNELS, BatchNormalization, Conv2D, UpSampleConv2D
+
+# Every width defaults to the chapter's, as StageConfig holds them.
+GF, DF, Z, COND, EMB = (NETWORK_DEFAULTS[k] for k in ("gf_dim", "df_dim", "z_dim", "condition_dim", "embedding_dim"))
+
+# Seeds of different noise streams of the conditioning augmentation (tf.distribute replicas, the two stages of the
+# API) are this far apart.
+NOISE_STREAM_STRIDE = 1_000_003
 
 LR_IMAGE_SIZE = IMAGE_SIZE[1]
 HR_IMAGE_SIZE = IMAGE_SIZE[2]
@@ -81,15 +88,16 @@ class ConditioningAugmentation(keras.layers.Layer):
             import tensorflow as tf
 
             seed = self.seed_generator.next()
-            offset = tf.cast(replica + 1, seed.dtype) * 1_000_003
+            offset = tf.cast(replica + 1, seed.dtype) * NOISE_STREAM_STRIDE
             seed = tf.stack([seed[0] + offset, seed[1]])
             epsilon = tf.random.stateless_normal(shape, seed=seed, dtype=inputs.dtype)
         return generate_c(inputs, epsilon)
 
-    def reseed(self, seed):
-        """Restart the noise from `seed`, as a new layer built with that seed would draw it."""
+    def reseed(self, seed, stream=0):
+        """Restart the noise from `seed`, as a new layer built with seed + stream * NOISE_STREAM_STRIDE would draw
+        it: different streams (the two stages' layers) draw different noise from one seed."""
         for variable in self.non_trainable_variables:  # the seed generator's state is the layer's only variable
-            variable.assign(ops.cast([int(seed), 0], variable.dtype))
+            variable.assign(ops.cast([int(seed) + int(stream) * NOISE_STREAM_STRIDE, 0], variable.dtype))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[-1] // 2)
@@ -112,29 +120,35 @@ def _tf_replica_id():
     return ctx.replica_id_in_sync_group
 
 
-def _mean_logsigma(embedding, condition_dim, prefix="ca"):
-    """The chapter's CA head: Dense(2*cond) + LeakyReLU(0.2), kept in float32."""
-    x = layers.Dense(2 * condition_dim, dtype="float32", name=f"{prefix}_dense")(embedding)
-    return layers.LeakyReLU(negative_slope=0.2, dtype="float32", name=f"{prefix}_leaky_relu")(x)
-
-
-def _sample_c(mean_logsigma, prefix="ca"):
-    return ConditioningAugmentation(dtype="float32", name=f"{prefix}_sample")(mean_logsigma)
-
-
-def build_ca_model(embedding_dim=1024, condition_dim=128):
-    """Embedding (B, embedding_dim) -> conditioning variable c (B, condition_dim)."""
+def build_ca_model(embedding_dim=EMB, condition_dim=COND):
+    """The chapter's conditioning augmentation network: embedding (B, embedding_dim) -> Dense(2 * condition_dim) +
+    LeakyReLU(0.2) = mean_logsigma -> c (B, condition_dim) sampled by generate_c. Both generators run it; it also
+    returns mean_logsigma, which their KL term reads. Kept in float32 under mixed precision."""
     embedding = keras.Input(shape=(embedding_dim,), name="embedding")
-    c = _sample_c(_mean_logsigma(embedding, condition_dim))
-    return keras.Model(embedding, c, name="ca_model")
+    x = layers.Dense(2 * condition_dim, dtype="float32", name="ca_dense")(embedding)
+    mean_logsigma = layers.LeakyReLU(negative_slope=0.2, dtype="float32", name="ca_leaky_relu")(x)
+    c = ConditioningAugmentation(dtype="float32", name="ca_sample")(mean_logsigma)
+    return keras.Model(embedding, [c, mean_logsigma], name="ca_model")
 
 
-def build_embedding_compressor_model(embedding_dim=1024, condition_dim=128):
-    """Embedding (B, embedding_dim) -> compressed embedding (B, condition_dim)."""
+def build_embedding_compressor_model(embedding_dim=EMB, condition_dim=COND):
+    """The chapter's embedding compressor: embedding (B, embedding_dim) -> Dense(condition_dim) + ReLU. Each
+    discriminator runs it on its text input, so it trains with D (the chapter only ever called its predict)."""
     embedding = keras.Input(shape=(embedding_dim,), name="embedding")
     x = layers.Dense(condition_dim, name="compressor_dense")(embedding)
     x = layers.ReLU(name="compressor_relu")(x)
     return keras.Model(embedding, x, name="embedding_compressor")
+
+
+def conditioning_layers(model):
+    """The ConditioningAugmentation layers of a generator (inside its CA network)."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, ConditioningAugmentation):
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found += conditioning_layers(layer)
+    return found
 
 
 def _conv(kernels, filters, kernel_size, **kwargs):
@@ -206,10 +220,9 @@ def _down_block(x, channels, kernels, batch_norm=True):
 
 
 def _compressed_text(embedding, condition_dim, height, width):
-    """Embedding compressor (trains with D) + spatial replication."""
-    x = layers.Dense(condition_dim, name="compressor_dense")(embedding)
-    x = layers.ReLU(name="compressor_relu")(x)
-    return _spatial_tile(x, height, width, name="compressor_tile")
+    """The embedding compressor (trains with D), its output replicated at every position of D's last feature map."""
+    compressed = build_embedding_compressor_model(embedding.shape[-1], condition_dim)(embedding)
+    return _spatial_tile(compressed, height, width, name="compressor_tile")
 
 
 def _classifier(x, compressed, df_dim, kernels):
@@ -225,12 +238,11 @@ def _classifier(x, compressed, df_dim, kernels):
 # ---------------------------------------------------------------------------
 # Stage I
 # ---------------------------------------------------------------------------
-def build_stage1_generator(gf_dim=128, z_dim=100, condition_dim=128, embedding_dim=1024, kernels=FAST_KERNELS):
+def build_stage1_generator(gf_dim=GF, z_dim=Z, condition_dim=COND, embedding_dim=EMB, kernels=FAST_KERNELS):
     """[embedding, z] -> [image (B,64,64,3) tanh, mean_logsigma (B, 2*cond)]."""
     embedding = keras.Input(shape=(embedding_dim,), name="embedding")
     z = keras.Input(shape=(z_dim,), name="z")
-    mean_logsigma = _mean_logsigma(embedding, condition_dim)
-    c = _sample_c(mean_logsigma)
+    c, mean_logsigma = build_ca_model(embedding_dim, condition_dim)(embedding)
 
     x = layers.Concatenate(axis=1)([c, z])
     x = layers.Dense(gf_dim * 8 * 4 * 4, use_bias=False)(x)
@@ -242,7 +254,7 @@ def build_stage1_generator(gf_dim=128, z_dim=100, condition_dim=128, embedding_d
     return keras.Model([embedding, z], [image, mean_logsigma], name="stage1_generator")
 
 
-def build_stage1_discriminator(df_dim=64, condition_dim=128, embedding_dim=1024, kernels=FAST_KERNELS):
+def build_stage1_discriminator(df_dim=DF, condition_dim=COND, embedding_dim=EMB, kernels=FAST_KERNELS):
     """[image (B,64,64,3), embedding] -> logits (B, 1)."""
     image = keras.Input(shape=(LR_IMAGE_SIZE, LR_IMAGE_SIZE, 3), name="image")
     embedding = keras.Input(shape=(embedding_dim,), name="embedding")
@@ -259,12 +271,11 @@ def build_stage1_discriminator(df_dim=64, condition_dim=128, embedding_dim=1024,
 # ---------------------------------------------------------------------------
 # Stage II
 # ---------------------------------------------------------------------------
-def build_stage2_generator(gf_dim=128, condition_dim=128, embedding_dim=1024, kernels=FAST_KERNELS):
+def build_stage2_generator(gf_dim=GF, condition_dim=COND, embedding_dim=EMB, kernels=FAST_KERNELS):
     """[embedding, lr_image (B,64,64,3)] -> [image (B,256,256,3), mean_logsigma]."""
     embedding = keras.Input(shape=(embedding_dim,), name="embedding")
     lr_image = keras.Input(shape=(LR_IMAGE_SIZE, LR_IMAGE_SIZE, 3), name="lr_image")
-    mean_logsigma = _mean_logsigma(embedding, condition_dim)
-    c = _sample_c(mean_logsigma)
+    c, mean_logsigma = build_ca_model(embedding_dim, condition_dim)(embedding)
 
     # Image encoder: 64x64 -> 16x16x(4 gf).
     x = layers.ZeroPadding2D(padding=(1, 1))(lr_image)
@@ -292,7 +303,7 @@ def build_stage2_generator(gf_dim=128, condition_dim=128, embedding_dim=1024, ke
     return keras.Model([embedding, lr_image], [image, mean_logsigma], name="stage2_generator")
 
 
-def build_stage2_discriminator(df_dim=64, condition_dim=128, embedding_dim=1024, kernels=FAST_KERNELS):
+def build_stage2_discriminator(df_dim=DF, condition_dim=COND, embedding_dim=EMB, kernels=FAST_KERNELS):
     """[image (B,256,256,3), embedding] -> logits (B, 1)."""
     image = keras.Input(shape=(HR_IMAGE_SIZE, HR_IMAGE_SIZE, 3), name="image")
     embedding = keras.Input(shape=(embedding_dim,), name="embedding")

@@ -33,30 +33,19 @@ def read_config(results_dir, stage, needed_by="this command"):
         raise UserError(f"{path} is not a readable config ({err}); retrain with `python stage{stage}.py`") from None
 
 
-def load_generator_weights(model, path, stage, config=None):
-    """Load a generator's weights file; one saved before the up-sampling blocks became one UpSampleConv2D
-    layer (separate UpSampling2D + Conv2D, the same variables in the same order) loads too."""
-    from stackgan import models
-    from stackgan.layers import CHAPTER_KERNELS
-
-    with warnings.catch_warnings():  # Keras warns about each group a file of the other layout lacks
+def load_generator_weights(model, path, stage):
+    """Load a generator's weights file; a file that does not fit the generator its config describes is one line."""
+    with warnings.catch_warnings():  # Keras warns about each group a file of another layout lacks
         warnings.simplefilter("ignore")
         try:
             model.load_weights(path)
             return
-        except Exception as err:  # h5py/Keras raise many types for a wrong or corrupt file
+        except Exception as err:
             failure = type(err).__name__
-        try:
-            two_layer = models.build_generator(stage, config, CHAPTER_KERNELS)
-            two_layer.load_weights(path)
-            model.set_weights(two_layer.get_weights())
-            return
-        except Exception:  # noqa: BLE001 - not that layout either: report the first failure
-            pass
     raise UserError(
         f"{path} does not fit the Stage-{stage} generator described by "
         f"{os.path.basename(config_path(os.path.dirname(path), stage))} ({failure}); "
-        f"retrain with `python stage{stage}.py`"
+        f"retrain with `python stage{stage}.py` (results of earlier versions of this project need retraining)"
     )
 
 
@@ -69,7 +58,7 @@ def load_generators(results_dir, stage, needed_by="this command", configs=None):
     generators = []
     for s, config in enumerate(configs, 1):
         gen = models.build_generator(s, config)
-        load_generator_weights(gen, weights_path(results_dir, s, "gen"), s, config)
+        load_generator_weights(gen, weights_path(results_dir, s, "gen"), s)
         generators.append(gen)
     return generators, configs[-1]
 

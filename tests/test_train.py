@@ -149,14 +149,14 @@ def test_resume_with_other_widths_is_refused(birds, tmp_path, capsys):
     assert "df_dim=4 (now 6)" in err and "--fresh" in err and err.count("\n") == 1
 
 
-def test_resume_of_a_checkpoint_from_the_two_layer_generator_is_refused_in_one_line(birds, tmp_path, capsys):
+def test_resume_of_a_checkpoint_of_other_networks_is_refused_in_one_line(birds, tmp_path, capsys):
     import models
     import tensorflow as tf
     from stackgan.layers import CHAPTER_KERNELS
 
     args = common(birds, tmp_path / "r", tmp_path / "l") + TINY
     stage1.main(args + ["--epochs", "1"])
-    # A checkpoint of the generator written with UpSampling2D + Conv2D up-sampling blocks, as before UpSampleConv2D.
+    # A checkpoint of a generator with other layers: Keras' UpSampling2D + Conv2D blocks, not UpSampleConv2D.
     two_layer = models.build_generator(1, dict(TINY_NETWORKS, embedding_dim=1024), CHAPTER_KERNELS)
     tf.train.Checkpoint(gen=two_layer, epoch=tf.Variable(2, dtype=tf.int64)).save(
         str(tmp_path / "r" / "stage1_ckpt" / "ckpt")

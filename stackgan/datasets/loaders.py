@@ -45,7 +45,7 @@ def verify_image(path):
             im.draft("RGB", (64, 64))
             im.load()
         return None
-    except Exception as err:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError, DecompressionBomb...
+    except Exception as err:
         return f"{type(err).__name__}: {str(err).splitlines()[0][:80] if str(err) else ''}"
 
 
@@ -96,7 +96,7 @@ def _load_pickle(path, what):
         ) from None
     except safe_pickle.CostlyPickle as err:
         raise UserError(f"{path} is refused: it would cost far more than its size to load ({err}); {fix}") from None
-    except Exception as err:  # noqa: BLE001 - a damaged pickle raises UnpicklingError, EOFError, ValueError, ...
+    except Exception as err:
         cause = crlf_fix if not text_pickle and _has_crlf(path) else fix
         first = str(err).splitlines()[0][:200] if str(err) else ""
         raise UserError(f"{path} is not a readable {what} pickle ({type(err).__name__}: {first}); {cause}") from None
@@ -243,7 +243,7 @@ def _decode_one(args):
     index, path, bbox, size = args
     try:
         return index, np.asarray(get_img(path, bbox, size), dtype=np.uint8), None
-    except Exception as err:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError... for bad files
+    except Exception as err:
         return index, None, f" ({type(err).__name__}: {str(err)[:80]})"
 
 

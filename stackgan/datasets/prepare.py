@@ -78,7 +78,7 @@ def _download_drive(file_id, dest, data_dir, what="the embeddings zip"):
     part = dest + ".part"
     try:
         result = gdown.download(id=file_id, output=part, quiet=False)
-    except Exception as err:  # noqa: BLE001 - gdown raises its own errors for quota pages, network, ...
+    except Exception as err:
         io.remove_quietly(part)
         raise UserError(
             f"could not download Google Drive file {file_id} ({type(err).__name__}: "

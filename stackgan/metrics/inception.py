@@ -120,7 +120,7 @@ def build_inception(include_top, weights_path=None):
 
     try:
         return build(include_top)
-    except Exception as err:  # noqa: BLE001 - a failed download or a wrong h5 file raise many types
+    except Exception as err:
         first = err
     if weights_path is None:
         raise UserError(
@@ -131,7 +131,7 @@ def build_inception(include_top, weights_path=None):
     if not include_top:  # maybe the full weights file: take the pool features from it
         try:
             full = build(True)
-        except Exception:  # noqa: BLE001 - not the full file either: report the first error
+        except Exception:
             full = None
         if full is not None:
             return keras.Model(full.inputs, full.get_layer("avg_pool").output, name="inception_v3_pool")

@@ -78,7 +78,7 @@ def read_config(results_dir, path=None, weights=None):
         with open(path) as f:
             config = json.load(f)
         for key in ARCHITECTURE_KEYS + ("loss",):
-            config[key]  # noqa: B018 - a KeyError for an incomplete config
+            config[key]
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise UserError(
             f"{path} is not a readable text encoder config ({type(err).__name__}: {err}); "
@@ -99,7 +99,7 @@ def load_encoder(results_dir):
         model = build_encoder(config)
         try:
             model.load_weights(weights)
-        except Exception as err:  # noqa: BLE001 - h5py/Keras raise many types for a wrong or damaged file
+        except Exception as err:
             raise UserError(
                 f"{weights} does not fit the encoder described by {path} "
                 f"({type(err).__name__}); run `{train_command(results_dir)} --fresh`"

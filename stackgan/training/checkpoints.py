@@ -58,9 +58,8 @@ class RunCheckpoint:
             except (ValueError, AssertionError, tf.errors.OpError) as err:
                 tf.get_logger().setLevel("ERROR")  # not TF's "unrestored values" warnings after the message
                 raise UserError(
-                    f"{latest} does not fit these networks ({type(err).__name__}), e.g. one written before the "
-                    f"up-sampling blocks became UpSampleConv2D; pass --fresh to start over (exported weights in "
-                    f"{self.config.results_dir} still load in generate.py and stage2.py)"
+                    f"{latest} does not fit these networks ({type(err).__name__}; checkpoints of earlier versions of "
+                    f"this project need retraining); pass --fresh to start over"
                 ) from None
             self.saved_epoch = self.epoch
             print(

@@ -47,14 +47,14 @@ def stackgan_losses(real_logits, fake_logits, wrong_logits, mean_logsigma, kl_co
 
     from stackgan import models
 
-    def bce(target, logits):  # sigmoid cross-entropy on logits, numerically stable
-        per_example = ops.relu(logits) - logits * target + ops.log1p(ops.exp(-ops.abs(logits)))
-        return ops.sum(ops.mean(per_example, axis=-1)) / global_batch_size
+    local_batch = ops.cast(ops.shape(mean_logsigma)[0], "float32")
+
+    def bce(target, logits):  # the chapter's loss on this replica's examples, as a share of the global batch
+        return models.custom_generator_loss(ops.full_like(logits, target), logits) * local_batch / global_batch_size
 
     def mean_probability(logits):
         return ops.sum(ops.sigmoid(logits)) / global_batch_size
 
-    local_batch = ops.cast(ops.shape(mean_logsigma)[0], "float32")
     d_loss_real = bce(0.9, real_logits)  # one-sided label smoothing: real 0.9, fake and wrong 0
     d_loss_fake = bce(0.0, fake_logits)
     d_loss_wrong = bce(0.0, wrong_logits)
