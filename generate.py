@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from stackgan.datasets import loaders
+from stackgan.datasets.captions import read_caption_lines
 from stackgan import io
 from stackgan.api import StackGAN
 from stackgan.cli import ArgumentParser, UserError, non_negative_int, positive_int, run_main
@@ -172,23 +173,10 @@ def read_captions_file(path):
     """(captions, labels) from a UTF-8 file, one caption per non-blank line (LF, CRLF or CR)."""
     if not os.path.isfile(path):
         raise UserError(f"captions file {path} not found; write one caption per line, or pass --caption TEXT")
-    with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        text = raw.decode("utf-8").lstrip("\ufeff")
-    except UnicodeDecodeError as err:
-        raise UserError(
-            f"{path} is not UTF-8 text (byte offset {err.start} is {raw[err.start : err.start + 1]!r}); "
-            f"save it as UTF-8 with one caption per line"
-        ) from None
-    captions, labels = [], []
-    for number, line in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1):
-        if line.strip():
-            captions.append(line)
-            labels.append(f"{path} line {number}")
-    if not captions:
+    lines = read_caption_lines(path, strict=True)
+    if not lines:
         raise UserError(f"{path} holds no caption; write one caption per line")
-    return captions, labels
+    return [caption for _, caption in lines], [f"{path} line {number}" for number, _ in lines]
 
 
 def save_caption_sheet(path, captions, images, per):
@@ -248,17 +236,9 @@ def read_embedding_file(path):
 
 def select_embeddings(array, path, embedding_dim, caption_index, limit=None):
     """(N, D) or (N, C, D) -> (N', D) with the chosen caption (or the mean over captions)."""
-    if array.ndim not in (2, 3) or array.shape[0] == 0 or array.shape[-1] == 0:
-        raise UserError(
-            f"{path} has shape {array.shape}; expected (N, {embedding_dim}) or (N, captions, "
-            f"{embedding_dim}) with N >= 1"
-        )
-    if array.shape[-1] != embedding_dim:
-        raise UserError(
-            f"{path} has {array.shape[-1]}-dimensional embeddings (shape {array.shape}) but the "
-            f"generator was trained on {embedding_dim}-dimensional ones; use embeddings from the "
-            f"same text encoder"
-        )
+    loaders.check_embeddings(
+        array, path, embedding_dim, fix="use embeddings from the text encoder the generator was trained with"
+    )
     if array.ndim == 2:
         array = array[:, None, :]
     if limit is not None:
@@ -273,8 +253,6 @@ def select_embeddings(array, path, embedding_dim, caption_index, limit=None):
         )
     else:
         chosen = array[:, caption_index, :]
-    if not np.isfinite(chosen).all():
-        raise UserError(f"{path} contains NaN or infinite values; regenerate the embeddings")
     return np.ascontiguousarray(chosen, dtype="float32")
 
 
@@ -289,14 +267,14 @@ def write_samples(birds, vectors, out, samples, seed, batch_size, save_stage1=Fa
     written = set()
     start = 0
     for rows, outputs in birds.sample(vectors, samples, seed, batch_size=batch_size):
-        final = io.to_uint8(outputs[-1])
-        lows = io.to_uint8(outputs[0]) if save_stage1 else None
+        final = outputs[-1]
+        lows = outputs[0] if save_stage1 else None
         for j, k in enumerate(range(start, start + len(rows))):
             name = io.image_name(int(rows[j]), k % samples)
-            io.save_png(final[j], os.path.join(out, name))
+            io.save_rgb_img(final[j], os.path.join(out, name))
             written.add(name)
             if lows is not None:
-                io.save_png(lows[j], os.path.join(out, "stage1", name))
+                io.save_rgb_img(lows[j], os.path.join(out, "stage1", name))
         if captions is not None and start < SHEET_ROWS * samples:
             sheet.append(final[: SHEET_ROWS * samples - start])
         have = sum(len(g) for g in grid_parts[0])
@@ -306,7 +284,7 @@ def write_samples(birds, vectors, out, samples, seed, batch_size, save_stage1=Fa
         start += len(rows)
         if total > batch_size:
             print(f"  {start}/{total} images", file=sys.stderr, flush=True)
-    io.save_png(io.stage_grid([np.concatenate(part) for part in grid_parts]), os.path.join(out, "grid.png"))
+    io.save_rgb_img(io.stage_grid([np.concatenate(part) for part in grid_parts]), os.path.join(out, "grid.png"))
     if captions is not None:
         save_caption_sheet(os.path.join(out, "captions.png"), captions, np.concatenate(sheet), samples)
         with io.atomic_path(os.path.join(out, "captions.txt"), ".txt") as tmp, open(tmp, "w", encoding="utf-8") as f:

@@ -16,6 +16,7 @@ import numpy as np
 from stackgan import io, layout, sampling
 from stackgan.cli import UserError
 from stackgan.datasets import dataset_of
+from stackgan.datasets.loaders import check_embeddings
 
 
 class StackGAN:
@@ -106,20 +107,20 @@ class StackGAN:
         """A caption, a list of captions, or embeddings (D,) / (N, D) -> float32 (N, D)."""
         if isinstance(prompts, str) or (isinstance(prompts, (list, tuple)) and prompts and isinstance(prompts[0], str)):
             return self.encode(prompts)
-        array = np.asarray(prompts, dtype=np.float32)
+        try:
+            array = np.asarray(prompts, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise UserError(f"prompts must be captions or numeric embeddings, got {type(prompts).__name__}") from None
         if array.ndim == 1:
             array = array[None]
-        if array.ndim != 2 or len(array) == 0 or array.shape[1] != self.embedding_dim:
-            raise UserError(
-                f"embeddings of shape {array.shape}: expected (N, {self.embedding_dim}) for this generator, or captions"
-            )
-        if not np.isfinite(array).all():
-            raise UserError("the embeddings contain NaN or infinite values")
+        if array.ndim != 2:
+            raise UserError(f"embeddings of shape {array.shape}: expected (N, {self.embedding_dim}), or captions")
+        check_embeddings(array, "prompts", self.embedding_dim, fix="pass captions or this generator's embeddings")
         return array
 
     # -- drawing ----------------------------------------------------------------------------------------------
     def sample(self, vectors, samples=1, seed=0, condition_seed=None, batch_size=64):
-        """Yield (rows, per-stage float images in [-1, 1]) batch by batch for vectors (N, D): row k of the output is
+        """Yield (rows, per-stage uint8 images) batch by batch for vectors (N, D): row k of the output is
         vector k // samples, sample k % samples. `seed` draws the noise z, `condition_seed` (default: seed) the
         conditioning-augmentation noise; the same seeds and batch_size give the same images."""
         from stackgan.models import conditioning_layers
@@ -134,7 +135,8 @@ class StackGAN:
         rows = np.repeat(np.arange(n), per)
         for start in range(0, n * per, batch_size):
             part = rows[start : start + batch_size]
-            yield part, sampling.sample_images(generators, vectors[part], z[start : start + batch_size], batch_size)
+            images = sampling.sample_images(generators, vectors[part], z[start : start + batch_size], batch_size)
+            yield part, [io.to_uint8(stage) for stage in images]
 
     def generate(self, prompts, samples=1, seed=0, condition_seed=None, batch_size=64, all_stages=False):
         """Birds for prompts (captions or embeddings): uint8 (N, samples, H, W, 3) of the last stage, or with
@@ -145,7 +147,7 @@ class StackGAN:
         parts = [[] for _ in range(self.stage)]
         for _, outputs in self.sample(vectors, samples, seed, condition_seed, batch_size):
             for part, images in zip(parts, outputs):
-                part.append(io.to_uint8(images))
+                part.append(images)
         stages = [np.concatenate(p).reshape((len(vectors), samples) + p[0].shape[1:]) for p in parts]
         return stages if all_stages else stages[-1]
 

@@ -215,7 +215,9 @@ def save_png(array, path):
 
 
 def to_uint8(images):
-    """tanh output in [-1, 1] -> uint8 [0, 255]."""
+    """Generator output (tanh, in [-1, 1]) -> uint8 [0, 255]; uint8 images pass unchanged."""
+    if np.asarray(images).dtype == np.uint8:
+        return np.asarray(images)
     return np.clip((np.asarray(images, dtype="float32") + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -246,10 +248,10 @@ def stage_grid(stage_images, columns=8):
 
 
 def save_rgb_img(img, path):
-    """The chapter's save_rgb_img: one image as a PNG, generator output (float in [-1, 1]) or uint8, written
-    atomically. The chapter drew it into a matplotlib figure titled "Image"; the pixels are written as they are."""
-    array = np.asarray(img)
-    save_png(array if array.dtype == np.uint8 else to_uint8(array), path)
+    """The chapter's save_rgb_img: one image (a sample, or a grid of them) as a PNG, generator output (float in
+    [-1, 1]) or uint8, written atomically. The chapter drew it into a matplotlib figure titled "Image"; the pixels
+    are written as they are."""
+    save_png(to_uint8(img), path)
 
 
 # ---------------------------------------------------------------------------

@@ -255,10 +255,10 @@ def test_embeddings_that_training_cannot_use_are_refused_in_one_line(tmp_path):
     emb = np.zeros((5, 10, 1024), np.float32)
     emb[3, 7, 100] = np.inf
     dump(tmp_path / "inf.pickle", list(emb))
-    with pytest.raises(UserError, match=r"inf\.pickle: the embeddings of image 3 \(of 5\) are not finite"):
+    with pytest.raises(UserError, match=r"inf\.pickle: the embeddings of row 3 \(of 5\) are not finite"):
         data.load_embeddings(str(tmp_path / "inf.pickle"))
     dump(tmp_path / "empty.pickle", np.zeros((5, 0, 1024), np.float32))
-    with pytest.raises(UserError, match=r"empty\.pickle holds embeddings of shape \(5, 0, 1024\)"):
+    with pytest.raises(UserError, match=r"empty\.pickle: embeddings of shape \(5, 0, 1024\)"):
         data.load_embeddings(str(tmp_path / "empty.pickle"))
 
 

@@ -308,10 +308,10 @@ def damaged_copy(birds, tmp_path, split, change):
     [
         (
             lambda e: np.where(np.arange(len(e))[:, None, None] == 2, np.nan, e),
-            r"embeddings of image 2 \(of 16\) are not finite",
+            r"embeddings of row 2 \(of 16\) are not finite",
         ),
         (lambda e: e[:, :, :512], r"holds 512-d embeddings, but StackGAN's networks read the 1024-d"),
-        (lambda e: e[:, :0], r"holds embeddings of shape \(16, 0, 1024\)"),
+        (lambda e: e[:, :0], r"embeddings of shape \(16, 0, 1024\)"),
     ],
     ids=["nan", "512-d", "no captions"],
 )

@@ -83,20 +83,21 @@ def _build_image_cache(filenames, image_path, boxes, size, npy_path, skipped, wh
     return kept
 
 
-def load_dataset(data_dir, split, image_size, dataset=None):
+def load_dataset(data_dir, split, image_size, dataset=None, embedding_dim=None):
     """The chapter's load_dataset: the 'train' or 'test' split of data_dir (its dataset named by `dataset`, or found
     from its layout) with images cropped as the dataset says and resized to image_size (the stored size:
     config.stored_size(size, augment) for training). The decoded images are cached in
     <data_dir>/cache/<split>_<size>_<key>.cache.npy and memory-mapped on later loads; the key hashes the file list,
     the size and the files that decide the crops (CUB's images.txt and bounding_boxes.txt), so a change rebuilds
-    it. Delete the cache folder to force a rebuild after replacing images in place."""
+    it. Delete the cache folder to force a rebuild after replacing images in place. With embedding_dim, embeddings
+    of another width are refused."""
     try:
         size = int(image_size)
     except (TypeError, ValueError):
         raise UserError(f"image size {image_size!r} is not an integer") from None
     if size < 1:
         raise UserError(f"image size {size} must be positive")
-    filenames, class_ids, embeddings = load_split_lists(data_dir, split)
+    filenames, class_ids, embeddings = load_split_lists(data_dir, split, embedding_dim)
     dataset = dataset_of(data_dir, dataset)
     missing = layout.missing_files(data_dir, dataset)
     if missing:
@@ -197,9 +198,9 @@ def _load_embeddings_cached(path, data_dir, split):
     return emb
 
 
-def load_split_lists(data_dir, split):
+def load_split_lists(data_dir, split, embedding_dim=None):
     """The names, class ids (int64) and embeddings (float32 (N, 10, 1024), memory-mapped from the cache) of a
-    split, checked to agree in length."""
+    split, checked to agree in length (and the embeddings to be embedding_dim wide, when given)."""
     if split not in layout.SPLITS:
         raise UserError(f"unknown split {split!r}; use one of {', '.join(layout.SPLITS)}")
     if not os.path.isdir(data_dir):
@@ -210,4 +211,8 @@ def load_split_lists(data_dir, split):
     class_ids = loaders.load_class_ids(paths.class_info)
     embeddings = _load_embeddings_cached(paths.embeddings, data_dir, split)
     loaders.check_counts(filenames, class_ids, embeddings, paths)
+    if embedding_dim is not None:  # the values were checked when the embeddings were cached
+        loaders.check_embeddings(
+            embeddings, paths.embeddings, embedding_dim, fix="train Stage-I on this data", values=False
+        )
     return filenames, np.asarray(class_ids, dtype=np.int64), embeddings

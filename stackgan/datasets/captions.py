@@ -20,14 +20,27 @@ def clean_caption(line):
     return " ".join(re.sub("\ufffd+", " ", line).split())
 
 
-def read_captions(path):
-    """The captions of one text file, in order: UTF-8 (a byte-order mark is ignored), lines ending in LF,
-    CRLF or CR, each cleaned by clean_caption; blank lines are skipped, so caption k is the k-th non-blank line
-    (as StackGAN's readCaptions and AttnGAN's load_captions count them)."""
+def read_caption_lines(path, strict=False):
+    """[(line number, caption)] of one text file, in order: UTF-8 (a byte-order mark is ignored), lines ending in
+    LF, CRLF or CR, each cleaned by clean_caption; blank lines are skipped, so caption k is the k-th non-blank line
+    (as StackGAN's readCaptions and AttnGAN's load_captions count them). Bytes that are not UTF-8 become U+FFFD (the
+    datasets' own files hold some), or with strict (a file of the user's) a UserError naming where they are."""
     with open(path, "rb") as f:
-        text = f.read().decode("utf-8", errors="replace").lstrip("\ufeff")
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8", errors="strict" if strict else "replace").lstrip("\ufeff")
+    except UnicodeDecodeError as err:
+        raise UserError(
+            f"{path} is not UTF-8 text (byte offset {err.start} is {raw[err.start : err.start + 1]!r}); "
+            f"save it as UTF-8 with one caption per line"
+        ) from None
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    return [c for c in map(clean_caption, lines) if c]
+    return [(number, caption) for number, caption in enumerate(map(clean_caption, lines), 1) if caption]
+
+
+def read_captions(path):
+    """The captions of one caption file of a dataset, in order (read_caption_lines)."""
+    return [caption for _, caption in read_caption_lines(path)]
 
 
 def load_captions(data_dir, filenames, class_ids, dataset=None):

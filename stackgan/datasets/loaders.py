@@ -144,28 +144,40 @@ def load_embeddings(embeddings_file_path):
         ) from None
     if emb.ndim == 2:  # one embedding per image: treat as one caption
         emb = emb[:, None, :]
-    if emb.ndim != 3 or (len(emb) and 0 in emb.shape[1:]):
+    if emb.ndim != 3:
         raise UserError(
             f"{embeddings_file_path} holds embeddings of shape {emb.shape}, expected "
-            f"(images, captions, dims) such as (N, 10, 1024); download or prepare the data again"
+            f"(images, captions, dims) such as (N, 10, 1024); {RELOAD}"
         )
     emb = np.ascontiguousarray(emb, dtype=np.float32)
-    require_finite(emb, embeddings_file_path)
+    if len(emb):  # an empty list is refused with the other files' counts (check_counts)
+        check_embeddings(emb, embeddings_file_path)
     return emb
 
 
-def require_finite(embeddings, path):
-    """A UserError naming the first image whose embeddings hold inf or NaN (training would diverge on them and
-    blame the learning rate). Checked a block of images at a time, so that a memory-mapped file stays on disk."""
-    for start in range(0, len(embeddings), 1024):
-        block = np.asarray(embeddings[start : start + 1024])
+RELOAD = "download or prepare the data again"
+
+
+def check_embeddings(embeddings, what, embedding_dim=None, fix=RELOAD, values=True):
+    """The one check of text embeddings, whatever they come from (a dataset's pickle, a file given to generate.py,
+    the API): an array of shape (N, D) or (N, captions, D) with N >= 1, D = embedding_dim when given, and (with
+    values) every value finite: training would diverge on inf or NaN and blame the learning rate. A UserError names
+    `what`, the problem and `fix`. The values are read a block of rows at a time, so that a memory-mapped file
+    stays on disk."""
+    shape = tuple(np.shape(embeddings))
+    if len(shape) not in (2, 3) or 0 in shape:
+        raise UserError(f"{what}: embeddings of shape {shape}, expected (N, D) or (N, captions, D) with N >= 1; {fix}")
+    if embedding_dim is not None and shape[-1] != embedding_dim:
+        raise UserError(
+            f"{what}: {shape[-1]}-dimensional embeddings (shape {shape}), but the generator reads "
+            f"{embedding_dim}-dimensional ones; {fix}"
+        )
+    for start in range(0, shape[0] if values else 0, 1024):
+        block = np.asarray(embeddings[start : start + 1024], dtype=np.float32)
         bad = ~np.isfinite(block).all(axis=tuple(range(1, block.ndim)))
         if bad.any():
             first = start + int(np.argmax(bad))
-            raise UserError(
-                f"{path}: the embeddings of image {first} (of {len(embeddings)}) are not finite (inf or NaN); "
-                f"download or prepare the data again"
-            )
+            raise UserError(f"{what}: the embeddings of row {first} (of {shape[0]}) are not finite (inf or NaN); {fix}")
 
 
 def crop_box(bbox, width, height):

@@ -201,17 +201,13 @@ def load_training_data(config):
 
     if config.demo and synthetic.ensure_synthetic(config.data_dir):
         print(f"Wrote synthetic birds to {config.data_dir}")
-    train_split = load_dataset(config.data_dir, "train", stored_size(config.image_size, config.augment), config.dataset)
-    test_split = load_dataset(config.data_dir, "test", config.image_size, config.dataset)
+    stored = stored_size(config.image_size, config.augment)
+    train_split = load_dataset(config.data_dir, "train", stored, config.dataset, config.embedding_dim)
+    test_split = load_dataset(config.data_dir, "test", config.image_size, config.dataset, config.embedding_dim)
     if len(train_split.images) < config.batch_size:
         raise UserError(
             f"--batch-size {config.batch_size} is larger than the {len(train_split.images)} "
             f"training images in {config.data_dir}; pass a smaller --batch-size"
-        )
-    if train_split.embeddings.shape[-1] != config.embedding_dim:
-        raise UserError(
-            f"embeddings in {config.data_dir} are {train_split.embeddings.shape[-1]}-d but the "
-            f"Stage-I generator expects {config.embedding_dim}-d; retrain Stage-I on this data"
         )
     return train_split, test_split
 
@@ -289,7 +285,7 @@ def write_sample_grid(ctx, step):
         generators = ([ctx.trainer.stage1_gen] if ctx.trainer.stage1_gen is not None else []) + [gen]
         images = sampling.sample_images(generators, ctx.sample_embeddings, ctx.sample_z)
     grid = io.stage_grid(images)
-    io.save_png(
+    io.save_rgb_img(
         grid, os.path.join(layout.samples_dir(ctx.config.results_dir, ctx.config.stage), f"epoch_{step:04d}.png")
     )
     with writing_to(ctx.writer):
