@@ -1,7 +1,14 @@
-"""A folder of tf.train checkpoints that never loses a run: the checkpoints ckpt-N, TF's state file `checkpoint`
-that lists them, and config.json, the settings of the run that wrote them (written before each checkpoint, so every
-checkpoint has its settings beside it).
+"""The folder of any trained thing (a stage's GAN, the caption encoder), in one place: one run per results folder (a
+lock), the checkpoints that never lose a run, the settings a resumed run must share, the refusal to overwrite an
+exported model that has no checkpoint to resume, and where a stopped run resumes (TrainedFolder).
 
+The lock: an exclusive fcntl.flock on <folder>/.lock that dies with its process, so that two runs never interleave
+their checkpoints and history, and a killed run never leaves a lock behind. The lock file holds the holder's process
+id and command line, for the message that refuses a second run. A process may take the lock of a folder it already
+holds (the demo's caption encoder trains into the folder of its Stage-I run).
+
+The checkpoints (CheckpointFolder): ckpt-N, TF's state file `checkpoint` that lists them, and config.json, the
+settings of the run that wrote them (written before each checkpoint, so every checkpoint has its settings beside it).
 Opening the folder
 - removes what killed runs left: TF's ckpt-N_temp folders and *.tempstate* files, `checkpoint.tmp*`, .tmp-* files;
 - settles an interrupted --fresh: `--fresh` sets the old run aside as <folder>.previous and deletes it only once the
@@ -17,9 +24,92 @@ import json
 import os
 import re
 import shutil
+import socket
+import sys
 
 from stackgan import io
-from stackgan.cli import UserError
+from stackgan.cli import UserError, describe_os_error
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no flock
+    fcntl = None
+
+LOCK_FILE = ".lock"
+_held = {}  # real path of a folder this process holds -> how many blocks hold it
+
+
+def lock_path(folder):
+    return os.path.join(folder, LOCK_FILE)
+
+
+@contextlib.contextmanager
+def hold(folder, flag="--results-dir"):
+    """Hold the lock of `folder` (created if missing) for the block. Another process holding it is a UserError that
+    names its process id and says what to do (`flag` names the option that chose the folder)."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise io.WriteError(folder, err) from None
+    key = os.path.realpath(folder)
+    if key in _held or fcntl is None:
+        _held[key] = _held.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            _release_count(key)
+        return
+    handle = _acquire(folder, flag)
+    _held[key] = 1
+    try:
+        yield
+    finally:
+        _release_count(key)
+        handle.close()  # closing the file releases the lock
+
+
+def _release_count(key):
+    _held[key] -= 1
+    if not _held[key]:
+        del _held[key]
+
+
+def _acquire(folder, flag):
+    """The open lock file, locked; UserError if another process holds it."""
+    path = lock_path(folder)
+    try:
+        handle = open(path, "a+")
+    except OSError as err:
+        raise io.WriteError(path, err) from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = " ".join(handle.read().split())[:200] or "a process that has not yet written its id"
+        handle.close()
+        raise UserError(
+            f"{folder} is in use by another run ({holder}); wait for it to end or stop it, or give another {flag}"
+        ) from None
+    except OSError as err:  # a file system without locks: say so, and go on unprotected
+        print(
+            f"warning: cannot lock {path} ({describe_os_error(err)}); make sure no other run uses it", file=sys.stderr
+        )
+        return handle
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"PID {os.getpid()} on {socket.gethostname()}: {_command()}\n")
+        handle.flush()
+    except OSError:
+        pass  # a full disk: the lock holds without the note
+    return handle
+
+
+def _command():
+    """This process's command line, short: `stage1.py --demo`."""
+    argv = sys.argv or ["python"]
+    return " ".join([os.path.basename(argv[0])] + argv[1:])[:160]
+
 
 CONFIG_FILE = "config.json"
 STATE_FILE = "checkpoint"
@@ -266,3 +356,105 @@ def unreadable(prefix):
         text = getattr(err, "message", str(err))
         return f"{type(err).__name__}: {text.splitlines()[0][:80] if text else ''}"
     return None
+
+
+class TrainedFolder:
+    """The results folder of one trained thing: `what` names it in messages ('a Stage-I generator', 'a text
+    encoder'), `export` is the (config, weights) it exports (their presence means it was trained there; the config
+    says how long), `checkpoint_dir` holds its CheckpointFolder. Only the chief changes anything on disk; `write_dir`
+    is where this worker's checkpoints go."""
+
+    def __init__(self, results_dir, checkpoint_dir, what, export, max_to_keep, chief=True, write_dir=None, extras=()):
+        self.results_dir, self.what, self.chief = results_dir, what, chief
+        self.export_config, self.export_weights = export
+        self.checkpoints = CheckpointFolder(checkpoint_dir, max_to_keep, chief, write_dir, extras)
+        self.directory = checkpoint_dir
+        self.saved_epoch = 0  # the epoch of the newest checkpoint: where a stopped run resumes
+
+    @contextlib.contextmanager
+    def held(self, *more_folders):
+        """The results folder's lock for the block (taken by the chief; the other workers write elsewhere), with the
+        temporary files of killed runs removed from it and from more_folders."""
+        if not self.chief:
+            yield
+            return
+        with hold(self.results_dir):
+            for folder in (self.results_dir, *more_folders):
+                io.remove_stale_temps(folder)
+            yield
+
+    def restore(self, checkpoint, settings, fresh, compare, log=print):
+        """Restore the newest readable checkpoint into `checkpoint` (a tf.train.Checkpoint) unless fresh, after
+        compare(saved settings, settings) -> (refused, announced) lists of 'key=saved (now new)': refused ones stop the
+        run in one line, announced ones are said. Without a checkpoint, an export of an earlier run is not
+        overwritten unless fresh. Returns the restored checkpoint's path, or None for a new run."""
+        import tensorflow as tf
+
+        latest, saved = self.checkpoints.open(fresh, log)
+        if latest is None and not fresh:
+            self._refuse_to_overwrite_an_export()
+        elif latest:
+            self._check_settings(saved, settings, compare, log)
+            try:
+                checkpoint.restore(latest).assert_existing_objects_matched()
+            except (ValueError, AssertionError, tf.errors.OpError) as err:
+                tf.get_logger().setLevel("ERROR")  # not TF's "unrestored values" warnings after the message
+                raise UserError(
+                    f"{latest} does not fit these networks ({type(err).__name__}; checkpoints of earlier versions of "
+                    f"this project need retraining); pass --fresh to start over"
+                ) from None
+        self.checkpoints.track(checkpoint)
+        return latest
+
+    def _check_settings(self, saved, settings, compare, log):
+        if saved is None:
+            log(f"note: {self.checkpoints.config_path} is missing; resuming without comparing settings")
+            return
+        refused, announced = compare(saved, settings)
+        if refused:
+            raise UserError(
+                f"the checkpoint in {self.directory} was trained with {', '.join(refused)}; "
+                "pass the same settings to resume, or --fresh to start over"
+            )
+        if announced:
+            log(f"Resuming with a new learning-rate schedule: {', '.join(announced)}")
+
+    def _refuse_to_overwrite_an_export(self):
+        """No checkpoint to resume, but the export of an earlier run: training from scratch would replace it, so it
+        takes --fresh."""
+        if not (self.chief and os.path.exists(self.export_weights)):
+            return
+        raise UserError(
+            f"{self.results_dir} holds {self.what} {self.trained()} but {self.directory} has no checkpoint to resume it "
+            f"from; pass --fresh to train a new one in its place, or give another --results-dir"
+        )
+
+    def exported_epochs(self):
+        """The epochs the exported model was trained, as its config says; None if it cannot tell."""
+        try:
+            with open(self.export_config) as f:
+                return int(json.load(f)["epochs_trained"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def trained(self):
+        epochs = self.exported_epochs()
+        return "of an earlier run" if epochs is None else f"trained {epochs} epochs"
+
+    def save(self, epoch, settings):
+        """Checkpoint `epoch` with its settings beside it (every worker: the save is collective)."""
+        self.checkpoints.write_config(settings)
+        self.checkpoints.save(epoch)
+        self.saved_epoch = epoch
+
+    def stop_message(self, where):
+        """Where a stopped run stopped and where it resumes."""
+        resume = (
+            f"the same command resumes from the checkpoint of epoch {self.saved_epoch} in {self.directory}"
+            if self.saved_epoch
+            else "no checkpoint was written yet"
+        )
+        return f"stopped {where}; {resume}"
+
+    def close(self):
+        self.checkpoints.close()

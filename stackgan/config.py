@@ -112,15 +112,22 @@ FREE_ON_RESUME = (
 ANNOUNCED_ON_RESUME = ("g_lr", "d_lr", "lr_decay_epochs")
 
 
-def resume_changes(saved, config):
-    """(refused, announced): the settings of `config` (a StageConfig) that differ from the `saved` dict of a
-    checkpoint, each as 'key=saved (now new)'. Keys the saved dict lacks (older checkpoints) are not compared."""
-    refused, announced = [], []
-    for key, now in config.to_dict().items():
-        if key in FREE_ON_RESUME or key not in saved or saved[key] == now:
+def changed_settings(saved, now, free=(), announced=()):
+    """(refused, announced): the settings of the dict `now` that differ from the `saved` dict of a checkpoint, each
+    as 'key=saved (now new)'; keys in `free` may change, keys in `announced` may change and are said. Keys the saved
+    dict lacks (a setting added since the checkpoint) are not compared."""
+    refused, said = [], []
+    for key, value in now.items():
+        if key in free or key not in saved or saved[key] == value:
             continue
-        (announced if key in ANNOUNCED_ON_RESUME else refused).append(f"{key}={saved[key]} (now {now})")
-    return refused, announced
+        (said if key in announced else refused).append(f"{key}={saved[key]} (now {value})")
+    return refused, said
+
+
+def resume_changes(saved, config):
+    """changed_settings of a stage's run: what a resumed run (a StageConfig) may change is FREE_ON_RESUME, its
+    learning-rate schedule is announced."""
+    return changed_settings(saved, config.to_dict(), FREE_ON_RESUME, ANNOUNCED_ON_RESUME)
 
 
 _CHAPTER = {

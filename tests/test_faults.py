@@ -1,4 +1,4 @@
-"""Faults a run must survive with nothing lost (stackgan.checkpointing, folder_lock, cli.safe_points, io): damaged
+"""Faults a run must survive with nothing lost (stackgan.checkpointing, cli.safe_points, io): damaged
 checkpoint folders, an interrupted --fresh, a kill between the history and the checkpoint, two runs on one folder,
 SIGTERM and Ctrl-C, what killed runs leave behind, full disks and unwritable folders. Every damaged file is made here."""
 
@@ -15,7 +15,7 @@ import pytest
 
 import stage1
 from helpers import REPO, TINY, common, last_error_line, one_line_error
-from stackgan import cli, folder_lock, io, layout
+from stackgan import checkpointing, cli, io, layout
 from stackgan.training import checkpoints as run_checkpoints
 
 TINY_RUN = TINY + ["--mixed-precision", "off"]
@@ -206,8 +206,8 @@ def test_a_kill_after_the_checkpoint_loses_nothing_and_its_leftovers_go(run_copy
 def hold_in_another_process(folder):
     """A process that holds the folder's lock until killed."""
     code = (
-        "import sys, time; sys.path.insert(0, sys.argv[1]); from stackgan import folder_lock; "
-        "lock = folder_lock.hold(sys.argv[2]); lock.__enter__(); print('held', flush=True); time.sleep(120)"
+        "import sys, time; sys.path.insert(0, sys.argv[1]); from stackgan import checkpointing; "
+        "lock = checkpointing.hold(sys.argv[2]); lock.__enter__(); print('held', flush=True); time.sleep(120)"
     )
     holder = subprocess.Popen([sys.executable, "-c", code, REPO, str(folder)], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
@@ -229,13 +229,13 @@ def test_a_second_run_on_one_results_folder_is_refused_naming_the_holder(run_cop
     finally:
         holder.kill()
         holder.wait()
-    with folder_lock.hold(str(results)):  # the lock died with its process
+    with checkpointing.hold(str(results)):  # the lock died with its process
         pass
 
 
 def test_the_lock_is_reentrant_within_a_process(tmp_path):
-    with folder_lock.hold(str(tmp_path)), folder_lock.hold(str(tmp_path / ".")):
-        assert (tmp_path / folder_lock.LOCK_FILE).is_file()
+    with checkpointing.hold(str(tmp_path)), checkpointing.hold(str(tmp_path / ".")):
+        assert (tmp_path / checkpointing.LOCK_FILE).is_file()
     holder = hold_in_another_process(tmp_path)  # released: another process can take it
     holder.kill()
     holder.wait()

@@ -91,7 +91,7 @@ def test_resume_fresh_and_mismatch(birds, trained, tmp_path):
     assert any("Resumed from" in line and "at epoch 1" in line for line in lines)
     assert config["epochs_trained"] == 2
     assert json.load(open(layout.text_encoder_config_path(results)))["epochs_trained"] == 2
-    with pytest.raises(UserError, match=r"made with rnn_dim = 8, not 6; .*--fresh"):
+    with pytest.raises(UserError, match=r"trained with rnn_dim=8 \(now 6\); .*--fresh"):
         train(birds, results, logs, **dict(TINY, rnn_dim=6))
     lines = []
     assert train(birds, results, logs, fresh=True, log=lines.append, **dict(TINY, rnn_dim=6))["epochs_trained"] == 1

@@ -11,10 +11,10 @@ import time
 
 import numpy as np
 
-from stackgan import cli, folder_lock, io, layout
-from stackgan.checkpointing import CheckpointFolder
+from stackgan import cli, io, layout
+from stackgan.checkpointing import TrainedFolder
 from stackgan.cli import UserError
-from stackgan.config import encoder_defaults
+from stackgan.config import changed_settings, encoder_defaults
 from stackgan.datasets import dataset_of
 from stackgan.datasets.captions import load_caption_split
 from stackgan.text.captions import augment_captions, length_multiple, normalize_caption, tokenize
@@ -51,32 +51,22 @@ def _ops_unit(x):
     return x / ops.maximum(ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True)), 1e-8)
 
 
-def _check_resume(ckpt_dir, saved, config, log):
-    """The architecture, objective and recipe a checkpoint was made with (`saved`, its config.json) must be the ones
-    asked for now; a new learning rate is announced."""
-    if saved is None:
-        log(f"note: {ckpt_dir} has no config.json; resuming without comparing settings")
-        return
-    diff = [k for k in ARCHITECTURE_KEYS + ("loss", "target") + RECIPE_KEYS if k in saved and saved[k] != config[k]]
-    if diff:
-        k = diff[0]
-        raise UserError(
-            f"the checkpoint in {ckpt_dir} was made with {k} = {saved.get(k)}, not {config[k]}; "
-            f"pass the same settings to resume, or --fresh to start over"
-        )
-    if "lr" in saved and saved["lr"] != config["lr"]:
-        log(f"Resuming the text encoder with a new learning rate: lr={saved['lr']} (now {config['lr']})")
+def resume_changes(saved, config):
+    """(refused, announced) as config.resume_changes says them: the architecture, objective and recipe a checkpoint
+    was made with must be the ones asked for now; a new learning rate is announced."""
+    compared = ARCHITECTURE_KEYS + ("loss", "target") + RECIPE_KEYS + ("lr",)
+    return changed_settings(saved, {k: config[k] for k in compared}, announced=("lr",))
 
 
-def _refuse_to_overwrite_an_export(results_dir):
-    """No checkpoint to resume, but an exported encoder: training from scratch would replace it, so it takes
-    --fresh."""
-    if os.path.exists(layout.text_encoder_weights_path(results_dir)):
-        raise UserError(
-            f"{results_dir} holds a trained text encoder but {layout.text_encoder_checkpoint_dir(results_dir)} has "
-            f"no checkpoint to resume it from; pass --fresh to train a new one in its place, or give another "
-            f"--results-dir"
-        )
+def encoder_folder(results_dir):
+    """The TrainedFolder of the caption encoder in results_dir."""
+    return TrainedFolder(
+        results_dir,
+        layout.text_encoder_checkpoint_dir(results_dir),
+        "a trained text encoder",
+        layout.text_encoder_files(results_dir),
+        max_to_keep=2,
+    )
 
 
 def _training_text(settings, config):
@@ -112,39 +102,27 @@ def train(settings=None, log=print):
     config["embedding_dim"] = int(targets.shape[1])
     config["output_norm"] = float(np.linalg.norm(targets, axis=1).mean())
 
-    with folder_lock.hold(s.results_dir):
-        io.remove_stale_temps(s.results_dir)
-        return _train_resumably(s, config, texts, targets, test, test_texts, log)
+    folder = encoder_folder(s.results_dir)
+    with folder.held():
+        return _train_resumably(s, config, texts, targets, test, test_texts, folder, log)
 
 
-def _train_resumably(s, config, texts, targets, test, test_texts, log):
+def _train_resumably(s, config, texts, targets, test, test_texts, folder, log):
     """The epochs of train() from its checkpoint folder on, in the locked results folder; Ctrl-C and SIGTERM stop it
     between batches (cli.safe_points)."""
     import keras
     import tensorflow as tf
 
-    ckpt_dir = layout.text_encoder_checkpoint_dir(s.results_dir)
-    folder = CheckpointFolder(ckpt_dir, max_to_keep=2)
-    latest, saved = folder.open(s.fresh, log)
-    if latest:
-        _check_resume(ckpt_dir, saved, config, log)
-    elif not s.fresh:
-        _refuse_to_overwrite_an_export(s.results_dir)
     keras.utils.set_random_seed(s.seed)
     model = build_encoder(config)
     optimizer = keras.optimizers.Adam(s.lr)
     optimizer.build(model.trainable_variables)
     epoch = tf.Variable(0, dtype=tf.int64, name="epoch")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
+    latest = folder.restore(checkpoint, config, s.fresh, resume_changes, log)
     if latest:
-        try:
-            checkpoint.restore(latest).assert_existing_objects_matched()
-        except (ValueError, AssertionError, tf.errors.OpError) as err:
-            raise UserError(
-                f"{latest} does not fit this text encoder ({type(err).__name__}); pass --fresh to start over"
-            ) from None
-        log(f"Resumed from {latest} at epoch {int(epoch.numpy())}")
-    folder.track(checkpoint)
+        folder.saved_epoch = int(epoch.numpy())
+        log(f"Resumed from {latest} at epoch {folder.saved_epoch}")
 
     step = _compiled_step(model, optimizer, _loss_fn(s.loss), config["embedding_dim"])
     writer = log_writer(layout.text_encoder_log_dir(s.log_dir))
@@ -152,11 +130,10 @@ def _train_resumably(s, config, texts, targets, test, test_texts, log):
         f"Training the text encoder on {len(texts)} captions of {s.data_dir} ({s.loss} onto {s.target} embeddings, "
         f"{model.count_params():,} parameters) for {s.epochs} epochs"
     )
-    start_epoch = saved_epoch = int(epoch.numpy())
+    start_epoch = int(epoch.numpy())
 
     def stopped(where):
-        resume = f"the same command resumes from epoch {saved_epoch}" if saved_epoch else "no checkpoint was written"
-        return f"the text encoder stopped {where}; {resume}"
+        return "the text encoder " + folder.stop_message(where)
 
     with cli.safe_points():
         for e in range(start_epoch, s.epochs):
@@ -174,9 +151,7 @@ def _train_resumably(s, config, texts, targets, test, test_texts, log):
             with writing_to(writer):
                 for name, value in metrics.items():
                     tf.summary.scalar(name, value, step=e + 1)
-            folder.write_config(config)
-            folder.save(e + 1)
-            saved_epoch = e + 1
+            folder.save(e + 1, config)
             config.update(metrics, epochs_trained=e + 1, calibration=calibration_of(model, config, texts, targets))
             _export(model, config, s.results_dir)
             took = time.time() - started
@@ -187,7 +162,7 @@ def _train_resumably(s, config, texts, targets, test, test_texts, log):
             )
             cli.check_stop(stopped(f"after epoch {e + 1}"))
     if start_epoch >= s.epochs:
-        log(f"{ckpt_dir} already holds {start_epoch} epochs (--epochs {s.epochs}); use --fresh to train again")
+        log(f"{folder.directory} already holds {start_epoch} epochs (--epochs {s.epochs}); use --fresh to train again")
         config.update(epochs_trained=start_epoch, calibration=calibration_of(model, config, texts, targets))
         _export(model, config, s.results_dir)
     flush_log(writer)

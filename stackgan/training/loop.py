@@ -4,7 +4,6 @@ checks the losses, logs them, writes a sample grid and saves a checkpoint.
 The step itself is in step.py, the input in input.py, what is kept on disk in checkpoints.py.
 """
 
-import contextlib
 import dataclasses
 import math
 import os
@@ -47,30 +46,18 @@ def run(config, runtime=None):
     write (cli.safe_points)."""
     from stackgan.runtime import Runtime
 
+    from stackgan.training.checkpoints import stage_folder
+
     runtime = runtime or Runtime.choose(config.mixed_precision, config.xla, config.distribute)
-    with holding_results(config, runtime), runtime.policy():
-        ctx = setup(config, runtime)
+    folder = stage_folder(config, runtime)
+    with folder.held(layout.samples_dir(config.results_dir, config.stage)), runtime.policy():
+        ctx = setup(config, runtime, folder)
         try:
             with cli.safe_points():
                 train_epochs(ctx)
         finally:
             ctx.checkpoints.close()
     return ctx
-
-
-@contextlib.contextmanager
-def holding_results(config, runtime):
-    """The results folder's lock, taken by the chief (the other workers write elsewhere), with the temporary files
-    of killed runs removed from it."""
-    from stackgan import folder_lock
-
-    if not runtime.chief:
-        yield
-        return
-    with folder_lock.hold(config.results_dir):
-        for folder in (config.results_dir, layout.samples_dir(config.results_dir, config.stage)):
-            io.remove_stale_temps(folder)
-        yield
 
 
 def train_epochs(ctx):
@@ -94,16 +81,10 @@ def train_epochs(ctx):
 
 def stop_message(ctx, where):
     """Where a stopped run stopped and where it resumes."""
-    saved = ctx.checkpoints.saved_epoch
-    resume = (
-        f"the same command resumes from the checkpoint of epoch {saved} in {ctx.checkpoints.directory}"
-        if saved
-        else "no checkpoint was written yet"
-    )
-    return f"stopped {where}; {resume}"
+    return ctx.checkpoints.stop_message(where)
 
 
-def setup(config, runtime):
+def setup(config, runtime, folder):
     """Everything a run needs: data, networks, where the images go (--input), the start-up and memory lines (or a
     refusal where the run cannot fit), the restored checkpoint, input and logs."""
     import numpy as np
@@ -127,7 +108,7 @@ def setup(config, runtime):
         for note in runtime.warnings(config.gf_dim, config.df_dim):
             print(f"warning: {note}", file=sys.stderr, flush=True)
     memory.check_fits(estimate, runtime.memory)
-    checkpoints = RunCheckpoint(trainer, config, runtime)
+    checkpoints = RunCheckpoint(trainer, config, folder)
     history = checkpoints.restore()
     batches = TrainingInput(
         train_split,
