@@ -16,7 +16,7 @@ train_on_batch), in float32 as the chapter has it (--mixed-precision applies to 
 
 --memory-only builds the networks and prints, for a split of --images images (CUB's training split by
 default), the start-up's memory estimate and what --input auto would pick on whole free GPUs of --gpu-gib GiB;
-it times nothing (the estimate is a floor: see stackgan/training/memory.py).
+it times nothing (the estimate is a floor: see stackgan/training/input.py).
 
 --backend jax runs the same networks and losses as a jitted JAX step (Keras 3's stateless_call):
 for machines that have JAX but no TensorFlow, such as our GPU benchmark machine.
@@ -147,34 +147,37 @@ def time_input(args, split):
         result["assembled_on_host_img_per_s"] = rate_of(batches.repeat())
         return result
     batches = training_input.TrainingInput(split, size, args.batch_size, True, args.seed, placement="host")
-    result["host_read_img_per_s"] = rate_of(batches.dataset.repeat())
+    result["host_read_img_per_s"] = rate_of(batches.dataset().repeat())
     cropped = training_input.make_dataset(split, args.batch_size, size, seed=args.seed, placement="host")
     result["host_read_and_cropped_img_per_s"] = rate_of(cropped.repeat())
     return result
 
 
-def build_trainer(args, runtime):
-    """(StageConfig, StackGANTrainer) of the flags: Stage-II on a frozen, untrained Stage-I generator."""
+def build_trainer(args, runtime, split=None):
+    """(StageConfig, StackGANTrainer) of the flags: Stage-II on a frozen, untrained Stage-I generator; its input
+    from `split` (placed as --input says) when given."""
     from stackgan.layers import Kernels
     from stackgan.training.step import StackGANTrainer
 
     config = StageConfig(
-        stage=args.stage, batch_size=args.batch_size, gf_dim=args.gf_dim, df_dim=args.df_dim, seed=args.seed
+        stage=args.stage,
+        batch_size=args.batch_size,
+        gf_dim=args.gf_dim,
+        df_dim=args.df_dim,
+        seed=args.seed,
+        input=getattr(args, "input", "auto"),
     )
     with runtime.policy():
         stage1_gen = benchmark.frozen_stage1(config.network(), Kernels(runtime.kernels)) if args.stage == 2 else None
-    return config, StackGANTrainer(config, runtime, stage1_gen)
+    return config, StackGANTrainer(config, runtime, stage1_gen, split)
 
 
 def time_our_step(args, runtime, split):
-    from stackgan.training.input import TrainingInput
-
-    config, trainer = build_trainer(args, runtime)
+    config, trainer = build_trainer(args, runtime, split)
     if split is None:
         dataset = benchmark.random_dataset(args.stage, args.batch_size, args.seed)
     else:
-        batches = TrainingInput(split, config.image_size, args.batch_size, True, args.seed, placement=args.input)
-        trainer.source, dataset = batches.source, batches.dataset.repeat()
+        dataset = trainer.input.dataset().repeat()
     seconds = benchmark.time_trainer(trainer, dataset, args.warmup, args.steps, args.steps_per_call)
     return dict(
         gf_dim=args.gf_dim,
@@ -192,17 +195,17 @@ def time_our_step(args, runtime, split):
 
 def estimate_memory(args, runtime):
     """The memory line's numbers for --images training images, and --input auto's choice on each --gpu-gib card."""
-    from stackgan.device_memory import GIB, DeviceMemory
-    from stackgan.training import memory
+    from stackgan.runtime import GIB, DeviceMemory
+    from stackgan.training import input as training_input
 
     config, trainer = build_trainer(args, runtime)
     size = stored_size(IMAGE_SIZE[args.stage], True)
     split = benchmark.split_shaped(args.images, size, config.network()["embedding_dim"])
-    estimates = {where: memory.estimate(trainer, split, where) for where in ("device", "host")}
+    estimates = {where: training_input.estimate(trainer, split, where) for where in ("device", "host")}
     cards = {}
     for gib in args.gpu_gib:
         card = DeviceMemory(gib * GIB, gib * GIB, "GPU")
-        placement, _ = memory.choose_placement("auto", estimates["device"], card)
+        placement, _ = training_input.choose_placement("auto", estimates["device"], card)
         chosen = estimates[placement]
         cards[f"{gib} GiB"] = dict(
             input=placement, needs_gib=round(chosen.total / GIB, 2), fits=chosen.needed(card) <= card.free

@@ -9,12 +9,15 @@ stage{1,2}_config.json and stage{1,2}_gen.weights.h5 that training exports, and 
 generate.py and app.py use this class; nothing here trains.
 """
 
+import json
 import os
+import warnings
 
 import numpy as np
 
-from stackgan import io, layout, sampling
+from stackgan import io, layout
 from stackgan.cli import UserError
+from stackgan.config import demo_flags
 from stackgan.datasets import dataset_of
 from stackgan.datasets.loaders import check_embeddings
 
@@ -28,7 +31,7 @@ class StackGAN:
         self.encoder_dir = encoder_dir or results_dir
         self.needed_by = needed_by
         # Reads (and checks) the configs now: a missing or untrained folder fails here, in one line.
-        self.configs = [sampling.read_config(results_dir, s, needed_by) for s in range(1, self.stage + 1)]
+        self.configs = [read_stage_config(results_dir, s, needed_by) for s in range(1, self.stage + 1)]
         self._generators = None
         self._encoder = None
         self._neighbours = None
@@ -77,7 +80,7 @@ class StackGAN:
 
             import_tensorflow()
             with dtype_policy("off"):
-                self._generators, _ = sampling.load_generators(self.results_dir, self.stage, configs=self.configs)
+                self._generators, _ = load_generators(self.results_dir, self.stage, configs=self.configs)
         return self._generators
 
     @property
@@ -135,7 +138,7 @@ class StackGAN:
         rows = np.repeat(np.arange(n), per)
         for start in range(0, n * per, batch_size):
             part = rows[start : start + batch_size]
-            images = sampling.sample_images(generators, vectors[part], z[start : start + batch_size], batch_size)
+            images = sample_images(generators, vectors[part], z[start : start + batch_size], batch_size)
             yield part, [io.to_uint8(stage) for stage in images]
 
     def generate(self, prompts, samples=1, seed=0, condition_seed=None, batch_size=64, all_stages=False):
@@ -221,3 +224,96 @@ def _caption_index(data_dir):
     rows, ks = np.asarray(vectors).T
     matrix = np.asarray(split.embeddings[rows, ks], np.float32)
     return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-8), texts, names
+
+
+# ---------------------------------------------------------------------------
+# Trained generators from a results folder, run as one compiled chain (also what training's grids and the demo use)
+# ---------------------------------------------------------------------------
+def demo_or_results_flag(results_dir, stage):
+    """The flags that train into results_dir: --demo (and its --dataset) for a demo's folder."""
+    return demo_flags(results_dir) or f"--results-dir {results_dir}"
+
+
+def read_stage_config(results_dir, stage, needed_by="this command"):
+    """The exported config of a stage, checked to have its generator weights beside it."""
+    path, weights = layout.generator_files(results_dir, stage)
+    if not os.path.exists(path) or not os.path.exists(weights):
+        missing = path if not os.path.exists(path) else weights
+        raise UserError(
+            f"{missing} not found: {needed_by} needs trained Stage-{stage} weights; "
+            f"run `python stage{stage}.py {demo_or_results_flag(results_dir, stage)}` first"
+        )
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path} is not a readable config ({err}); retrain with `python stage{stage}.py`") from None
+
+
+def load_generator_weights(model, path, stage):
+    """Load a generator's weights file; a file that does not fit the generator its config describes is one line."""
+    with warnings.catch_warnings():  # Keras warns about each group a file of another layout lacks
+        warnings.simplefilter("ignore")
+        try:
+            model.load_weights(path)
+            return
+        except Exception as err:
+            failure = type(err).__name__
+    raise UserError(
+        f"{path} does not fit the Stage-{stage} generator described by "
+        f"{os.path.basename(layout.config_path(os.path.dirname(path), stage))} ({failure}); "
+        f"retrain with `python stage{stage}.py` (results of earlier versions of this project need retraining)"
+    )
+
+
+def load_generators(results_dir, stage, needed_by="this command", configs=None):
+    """Trained generators up to `stage`: ([stage1_gen] or [stage1_gen, stage2_gen], config of the last stage).
+    `configs`, one per stage as read_stage_config gave them, saves reading them again."""
+    from stackgan import models
+
+    configs = configs or [read_stage_config(results_dir, s, needed_by) for s in range(1, stage + 1)]
+    generators = []
+    for s, config in enumerate(configs, 1):
+        gen = models.build_generator(s, config)
+        load_generator_weights(gen, layout.weights_path(results_dir, s, "gen"), s)
+        generators.append(gen)
+    return generators, configs[-1]
+
+
+def sample_images(generators, embeddings, z, batch_size=16):
+    """Run the generator chain on (N, 1024) embeddings and (N, z_dim) noise.
+
+    Returns one float32 array in [-1, 1] per stage: [(N,64,64,3)] or [(N,64,64,3), (N,256,256,3)].
+    """
+    run = _compiled_chain(tuple(generators))
+    outputs = [[] for _ in generators]
+    for start in range(0, len(embeddings), batch_size):
+        e = np.asarray(embeddings[start : start + batch_size], dtype="float32")
+        for out, images in zip(outputs, run(e, np.asarray(z[start : start + batch_size], dtype="float32"))):
+            out.append(np.asarray(images))
+    return [np.concatenate(o) for o in outputs]
+
+
+_last_chain = [None, None]  # (generators, compiled chain) of the latest call
+
+
+def _compiled_chain(generators):
+    """The chain as one tf.function, about twice as fast as calling the models eagerly on a CPU; the latest
+    one is kept, since training samples with the same models every few epochs."""
+    import tensorflow as tf
+
+    last = _last_chain[0]
+    if last is not None and len(last) == len(generators) and all(a is b for a, b in zip(last, generators)):
+        return _last_chain[1]
+
+    def chain(embeddings, z):
+        images, _ = generators[0]([embeddings, z], training=False)
+        outputs = [images]
+        for gen in generators[1:]:
+            images, _ = gen([embeddings, images], training=False)
+            outputs.append(images)
+        return outputs
+
+    run = tf.function(chain, reduce_retracing=True)
+    _last_chain[:] = generators, run
+    return run

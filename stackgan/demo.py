@@ -24,7 +24,7 @@ def report(ctx):
     varies little from one sampling to the next. Returns the accuracy (None on other data)."""
     import numpy as np
 
-    from stackgan import sampling
+    from stackgan import api
     from stackgan.datasets.synthetic import PALETTE
     from stackgan.metrics.attributes import attribute_report, describe_mistakes
 
@@ -36,10 +36,10 @@ def report(ctx):
     )
     if not ctx.synthetic:
         return None
-    generators, _ = sampling.load_generators(config.results_dir, config.stage)
+    generators, _ = api.load_generators(config.results_dir, config.stage)
     embeddings = np.asarray(split.embeddings).reshape(-1, split.embeddings.shape[-1])
     z = np.random.default_rng(config.seed + 1).standard_normal((len(embeddings), config.z_dim))
-    images = sampling.sample_images(generators, embeddings, z)
+    images = api.sample_images(generators, embeddings, z)
     accuracy, mistakes = attribute_report(images[-1], embeddings)
     size = images[-1].shape[1]
     print(

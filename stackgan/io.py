@@ -234,7 +234,7 @@ def make_grid(images, columns=8, pad=2):
 
 
 def stage_grid(stage_images, columns=8):
-    """One grid from the per-stage outputs of sampling.sample_images; Stage-II shows each 64x64 input
+    """One grid from the per-stage outputs of api.sample_images; Stage-II shows each 64x64 input
     beside its 256x256 output."""
     final = to_uint8(stage_images[-1])
     if len(stage_images) == 1:

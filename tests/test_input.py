@@ -1,7 +1,7 @@
 """The training input (stackgan.training.input): per-epoch plans, wrong pairs from another class, captions redrawn,
 random crops and flips, the same batches as the earlier pipeline for a seed, and a resumed sequence of epochs; the
 same batches with the images on the device or on the host; rows read from a memory-mapped cache
-(stackgan.datasets.rows)."""
+(stackgan.training.input's RowReader)."""
 
 import os
 
@@ -12,7 +12,7 @@ from helpers import REPO
 from stackgan.cli import UserError
 from stackgan.config import stored_size
 from stackgan.datasets.cache import Split, load_dataset
-from stackgan.datasets.rows import ALIGNMENT, RowReader
+from stackgan.training.input import ALIGNMENT, RowReader
 from stackgan.metrics import attributes
 from stackgan.training import input as training_input
 from stackgan.training.step import to_float_images
@@ -155,9 +155,9 @@ def training_batches(split, placement, first_epoch, count, steps_per_epoch=None)
     import tensorflow as tf
 
     batches = training_input.TrainingInput(
-        split, 8, 6, True, seed=5, first_epoch=first_epoch, steps_per_epoch=steps_per_epoch, placement=placement
+        split, 8, 6, True, seed=5, steps_per_epoch=steps_per_epoch, placement=placement
     )
-    iterator = batches.iterator(tf.distribute.get_strategy())
+    iterator = batches.iterator(tf.distribute.get_strategy(), first_epoch=first_epoch)
     return [tuple(t.numpy() for t in batches.source.assemble(next(iterator))) for _ in range(count)]
 
 

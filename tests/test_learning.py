@@ -8,7 +8,7 @@ import pytest
 
 import evaluate
 import generate
-from stackgan import sampling
+from stackgan import api
 from stackgan.datasets import synthetic
 from stackgan.datasets.cache import load_dataset
 from stackgan.metrics import attributes
@@ -22,11 +22,11 @@ def trained(trained_demo):
 
 def test_stage1_learns_the_body_colour_from_the_embedding(trained):
     birds, results = trained
-    (gen,), config = sampling.load_generators(results, 1)
+    (gen,), config = api.load_generators(results, 1)
     test = load_dataset(birds, "test", 64)
     embeddings = test.embeddings[:, 0]
     z = np.random.default_rng(7).standard_normal((len(embeddings), config["z_dim"])).astype("float32")
-    (images,) = sampling.sample_images([gen], embeddings, z)
+    (images,) = api.sample_images([gen], embeddings, z)
     accuracy = attributes.attribute_accuracy(images, embeddings)
     chance = 1 / len(synthetic.PALETTE)
     assert accuracy >= 0.5, f"attribute accuracy {accuracy:.3f} (chance {chance:.3f})"

@@ -1,5 +1,5 @@
-"""What a run holds in memory: the device-memory probe's parsers (stackgan.device_memory), the estimate from the built
-networks, --input auto's choice, the memory line and the refusal with faked device memory (stackgan.training.memory),
+"""What a run holds in memory: the device-memory probe's parsers (stackgan.runtime), the estimate from the built
+networks, --input auto's choice, the memory line and the refusal with faked device memory (stackgan.training.input),
 and a COCO-sized split, memory-mapped from a sparse file, trained on the host path in bounded memory."""
 
 import json
@@ -13,52 +13,53 @@ import pytest
 
 import stage1
 from helpers import REPO, TINY, TINY_NETWORKS, common, one_line_error
-from stackgan import device_memory
+from stackgan import runtime
 from stackgan.config import StageConfig
 from stackgan.datasets.cache import load_dataset
-from stackgan.device_memory import GIB, MIB, DeviceMemory
+from stackgan.runtime import GIB, MIB, DeviceMemory
 from stackgan.runtime import Runtime
-from stackgan.training import command, loop, memory
+from stackgan.training import command, loop
+from stackgan.training import input as memory
 from stackgan.training.step import StackGANTrainer
 
 SMI = "0, GPU-aaaa, 81559, 80000\n1, GPU-bbbb, 12288, 1000\n"
 
 
 def test_nvidia_smi_gives_the_least_free_visible_gpu():
-    assert device_memory.parse_nvidia_smi(SMI) == DeviceMemory(1000 * MIB, 12288 * MIB, "GPU")
-    assert device_memory.parse_nvidia_smi(SMI, "0").free == 80000 * MIB  # CUDA_VISIBLE_DEVICES by index
-    assert device_memory.parse_nvidia_smi(SMI, "GPU-bbbb,7").total == 12288 * MIB  # or by UUID
-    assert device_memory.parse_nvidia_smi(SMI, "MIG-1234") is None  # a MIG slice: its size is not listed
-    assert device_memory.parse_nvidia_smi(SMI, "5") is None
-    assert device_memory.parse_nvidia_smi("No devices were found") is None
-    assert device_memory.parse_nvidia_smi("0, GPU-a, [N/A], [N/A]") is None
+    assert runtime.parse_nvidia_smi(SMI) == DeviceMemory(1000 * MIB, 12288 * MIB, "GPU")
+    assert runtime.parse_nvidia_smi(SMI, "0").free == 80000 * MIB  # CUDA_VISIBLE_DEVICES by index
+    assert runtime.parse_nvidia_smi(SMI, "GPU-bbbb,7").total == 12288 * MIB  # or by UUID
+    assert runtime.parse_nvidia_smi(SMI, "MIG-1234") is None  # a MIG slice: its size is not listed
+    assert runtime.parse_nvidia_smi(SMI, "5") is None
+    assert runtime.parse_nvidia_smi("No devices were found") is None
+    assert runtime.parse_nvidia_smi("0, GPU-a, [N/A], [N/A]") is None
 
 
 def test_gpu_memory_is_unknown_without_a_working_nvidia_smi():
     def missing(*args, **kwargs):
         raise FileNotFoundError("nvidia-smi")
 
-    assert device_memory.gpu_memory({}, run=missing) is None
+    assert runtime.gpu_memory({}, run=missing) is None
     failed = lambda *a, **k: subprocess.CompletedProcess(a, 9, "", "NVIDIA-SMI has failed")
-    assert device_memory.gpu_memory({}, run=failed) is None
+    assert runtime.gpu_memory({}, run=failed) is None
     listed = lambda *a, **k: subprocess.CompletedProcess(a, 0, SMI, "")
-    assert device_memory.gpu_memory({"CUDA_VISIBLE_DEVICES": "0"}, run=listed).free == 80000 * MIB
+    assert runtime.gpu_memory({"CUDA_VISIBLE_DEVICES": "0"}, run=listed).free == 80000 * MIB
 
 
 def test_ram_is_memavailable_capped_by_the_cgroup(tmp_path):
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal:       24000000 kB\nMemFree:  1000 kB\nMemAvailable:   20000000 kB\n")
     no_cgroup = tmp_path / "none"
-    assert device_memory.ram_memory(meminfo, no_cgroup) == DeviceMemory(20000000 * 1024, 24000000 * 1024, "RAM")
+    assert runtime.ram_memory(meminfo, no_cgroup) == DeviceMemory(20000000 * 1024, 24000000 * 1024, "RAM")
     cgroup = tmp_path / "cgroup"
     cgroup.mkdir()
     (cgroup / "memory.max").write_text(f"{8 * GIB}\n")
     (cgroup / "memory.current").write_text(f"{4 * GIB}\n")
     (cgroup / "memory.stat").write_text(f"anon {3 * GIB}\nfile {1 * GIB}\n")  # its page cache counts as free
-    assert device_memory.ram_memory(meminfo, cgroup) == DeviceMemory(5 * GIB, 8 * GIB, "RAM")
+    assert runtime.ram_memory(meminfo, cgroup) == DeviceMemory(5 * GIB, 8 * GIB, "RAM")
     (cgroup / "memory.max").write_text("max\n")
-    assert device_memory.ram_memory(meminfo, cgroup).free == 20000000 * 1024
-    assert device_memory.ram_memory(tmp_path / "missing") is None
+    assert runtime.ram_memory(meminfo, cgroup).free == 20000000 * 1024
+    assert runtime.ram_memory(tmp_path / "missing") is None
 
 
 def tiny_trainer(batch=8, precision="off", g_ema=None):
@@ -145,7 +146,7 @@ def test_the_refusal_names_what_to_change():
 
 
 def fake_device_memory(monkeypatch, free):
-    monkeypatch.setattr(device_memory, "probe", lambda gpus: DeviceMemory(free, 2 * free, "RAM"))
+    monkeypatch.setattr(runtime, "probe_memory", lambda gpus: DeviceMemory(free, 2 * free, "RAM"))
 
 
 def test_the_start_up_lines_name_the_input_and_the_memory(birds, tmp_path, capsys, monkeypatch):
@@ -196,21 +197,19 @@ SCALE_SCRIPT = textwrap.dedent("""
     from stackgan.config import StageConfig
     from stackgan.datasets.cache import Split
     from stackgan.runtime import Runtime
-    from stackgan.training.input import TrainingInput
+    from stackgan.training import input as memory
     from stackgan.training.step import StackGANTrainer
-    from stackgan.training import memory
 
     images_path, embeddings_path, networks = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     images = np.load(images_path, mmap_mode="r")
     split = Split(images, np.arange(len(images)) % 80, np.load(embeddings_path, mmap_mode="r"), [])
     runtime = Runtime.choose("off", "off")
-    config = StageConfig(stage=2, batch_size=8, **networks)
+    config = StageConfig(stage=2, batch_size=8, steps_per_epoch=3, input="host", **networks)
     with runtime.policy():
         stage1_gen = models.build_generator(1, config.network())
         stage1_gen.trainable = False
-        trainer = StackGANTrainer(config, runtime, stage1_gen)
-        batches = TrainingInput(split, 256, 8, True, seed=0, steps_per_epoch=3, placement="host")
-        trainer.source = batches.source
+        trainer = StackGANTrainer(config, runtime, stage1_gen, split)
+        batches = trainer.input
         trainer.train_steps(batches.iterator(trainer.strategy), 3)
         losses = trainer.pop_mean_losses()
     status = dict(line.split(":", 1) for line in open("/proc/self/status"))

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 import models as m
-from stackgan import sampling
+from stackgan import api
 from stackgan.runtime import dtype_policy
 
 SMALL = {
@@ -409,7 +409,7 @@ def test_mixed_precision_outputs_are_float32(mode):
 
 
 def test_sample_images_runs_the_chain_compiled_with_the_models_outputs():
-    """sampling.sample_images (one tf.function for the whole chain) gives what calling the two generators one
+    """api.sample_images (one tf.function for the whole chain) gives what calling the two generators one
     after the other gives, from the same conditioning-noise state; batches of other sizes run through the
     same compiled chain, which the same models reuse."""
     config = dict(gf_dim=8, df_dim=4, z_dim=10, condition_dim=4, embedding_dim=1024)
@@ -424,8 +424,8 @@ def test_sample_images_runs_the_chain_compiled_with_the_models_outputs():
     low, _ = gens[0]([e, z], training=False)
     high, _ = gens[1]([e, np.asarray(low)], training=False)
     reseed()
-    images = sampling.sample_images(gens, e, z, batch_size=5)
+    images = api.sample_images(gens, e, z, batch_size=5)
     np.testing.assert_allclose(images[0], low, atol=1e-5)
     np.testing.assert_allclose(images[1], high, atol=1e-4)
-    split = sampling.sample_images(gens, e, z, batch_size=3)  # batches of 3 and 2
+    split = api.sample_images(gens, e, z, batch_size=3)  # batches of 3 and 2
     assert [i.shape for i in split] == [(5, 64, 64, 3), (5, 256, 256, 3)]

@@ -10,7 +10,7 @@ import pytest
 
 import stage1
 from helpers import TINY, TINY_NETWORKS, common, run_cli
-from stackgan import io, sampling
+from stackgan import api, io
 from stackgan.cli import run_main
 from stackgan.config import StageConfig
 from stackgan.datasets.cache import load_dataset
@@ -167,7 +167,7 @@ def test_resume_of_a_checkpoint_of_other_networks_is_refused_in_one_line(birds, 
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "does not fit these networks" in err and "--fresh" in err and err.count("\n") == 1
-    (gen,), _ = sampling.load_generators(str(tmp_path / "r"), 1)  # its exported weights still load
+    (gen,), _ = api.load_generators(str(tmp_path / "r"), 1)  # its exported weights still load
     assert gen.count_params() > 0
 
 
@@ -178,7 +178,7 @@ def test_stage2_trains_on_a_frozen_stage1(stage1_run, birds, tmp_path):
     for name in ("stage1_gen.weights.h5", "stage1_config.json"):
         (results / name).write_bytes((results1 / name).read_bytes())
     before = (results / "stage1_gen.weights.h5").read_bytes()
-    (g1,), _ = sampling.load_generators(str(results), 1)
+    (g1,), _ = api.load_generators(str(results), 1)
     weights_before = [w.numpy().copy() for w in g1.weights]
     ctx = loop.run(
         command.parse_args(
@@ -296,7 +296,7 @@ def test_g_ema_exports_the_average_and_resume_needs_the_same_setting(birds, tmp_
     args = common(birds, tmp_path / "r", tmp_path / "l") + TINY
     stage1.main(args + ["--epochs", "1", "--g-ema", "0.9"])
     assert json.loads((tmp_path / "r" / "stage1_config.json").read_text())["g_ema"] == 0.9
-    (gen,), _ = sampling.load_generators(str(tmp_path / "r"), 1)
+    (gen,), _ = api.load_generators(str(tmp_path / "r"), 1)
     trainer = StackGANTrainer(tiny_config(g_ema=0.9))
     import tensorflow as tf
 
@@ -325,8 +325,7 @@ def test_steps_per_call_gives_the_same_weights_as_single_steps(birds):
     split = load_dataset(birds, "train", 76)
     weights, sums = [], []
     for calls in ([3], [1, 1, 1]):
-        trainer = StackGANTrainer(tiny_config(seed=5))
-        trainer.source = training_input.DeviceSplit(split, 64)
+        trainer = StackGANTrainer(tiny_config(seed=5), source=training_input.DeviceSplit(split, 64))
         iterator = iter(training_input.make_plan_dataset(split, 8, 64, seed=0))
         for count in calls:
             trainer.train_steps(iterator, count)

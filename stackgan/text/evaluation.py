@@ -144,7 +144,7 @@ def heldout_caption_accuracy(results_dir, data_dir, stage, batch_size=64, seed=0
     import keras
 
     from stackgan.datasets import loaders
-    from stackgan import sampling
+    from stackgan import api
 
     if not layout.is_synthetic(data_dir):
         raise UserError(f"{data_dir} is not the synthetic bird set; held-out wording needs it (use --demo)")
@@ -160,14 +160,14 @@ def heldout_caption_accuracy(results_dir, data_dir, stage, batch_size=64, seed=0
     from_text = encode_captions(texts, results_dir)
 
     keras.utils.set_random_seed(seed)
-    generators, _ = sampling.load_generators(results_dir, stage, needed_by="heldout_caption_accuracy")
+    generators, _ = api.load_generators(results_dir, stage, needed_by="heldout_caption_accuracy")
     z = rng.standard_normal((len(texts), int(generators[0].inputs[1].shape[-1]))).astype(np.float32)
     wanted = attributes.embedding_colours(embeddings[birds])
     hits = {"caption_accuracy": 0, "embedding_accuracy": 0}
     for start in range(0, len(texts), batch_size):
         part = slice(start, start + batch_size)
         for key, vectors in (("caption_accuracy", from_text), ("embedding_accuracy", own)):
-            images = sampling.sample_images(generators, vectors[part], z[part], batch_size)[-1]
+            images = api.sample_images(generators, vectors[part], z[part], batch_size)[-1]
             hits[key] += int(np.sum(attributes.image_colours(images) == wanted[part]))
     result = {k: v / len(texts) for k, v in hits.items()}
     result.update(images=len(texts), stage=int(stage))

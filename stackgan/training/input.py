@@ -15,14 +15,20 @@
    For the same plan both give the same batch.
 
 TrainingInput makes the source and the plans for one split, so that they agree on size, augmentation and batch;
-make_dataset runs the same assembly inside tf.data instead, for code that wants image batches.
+make_dataset runs the same assembly inside tf.data instead, for code that wants image batches. Where the images live
+follows from what the run will hold in memory (plan_input, below), and the host path reads rows of the cache with
+RowReader (at the end).
 """
+
+import dataclasses
+import math
+import os
 
 import numpy as np
 
 from stackgan.cli import UserError
+from stackgan.runtime import PRECISION_LABELS, format_bytes
 from stackgan.config import stored_size
-from stackgan.datasets.rows import RowReader
 
 PLACEMENTS = ("device", "host")
 # Batches the host path keeps prefetched on the device (also what the memory estimate counts for it).
@@ -273,33 +279,280 @@ def make_dataset(
 
 class TrainingInput:
     """The training batches of one split for a run: a source (DeviceSplit or HostSplit, as placement says) and the
-    plan dataset that indexes it, made together from one set of settings. `steps` batches per epoch; `dataset` is
-    what the step takes (source.assemble makes the batch of each element); iterator() gives one iterator for the
-    whole run (a fresh iterator of a distributed dataset costs about 3 s per epoch)."""
+    plans that index it, made from one set of settings. `steps` batches per epoch; dataset(first_epoch) is what the
+    step takes (source.assemble makes the batch of each element), from that epoch on (a resumed run continues the
+    sequence of epochs); iterator() gives one iterator for the whole run (a fresh iterator of a distributed dataset
+    costs about 3 s per epoch)."""
 
-    def __init__(
-        self, split, image_size, batch_size, augment, seed, first_epoch=0, steps_per_epoch=None, placement="device"
-    ):
+    def __init__(self, split, image_size, batch_size, augment, seed, steps_per_epoch=None, placement="device"):
         # A DeviceSplit goes once onto the machine's first device (outside any strategy scope: no copy to broadcast
         # between workers); the replicas gather their batches from it.
+        _check(split, int(batch_size), int(image_size), augment)
+        self.split, self.image_size, self.augment, self.seed = split, int(image_size), augment, seed
+        self.batch_size = int(batch_size)
         self.placement = placement
         self.source = make_source(split, image_size, augment, placement)
-        self.plans = make_plan_dataset(
-            split, batch_size, image_size, augment=augment, seed=seed, first_epoch=first_epoch
-        )
-        self.steps = len(self.plans) if steps_per_epoch is None else min(len(self.plans), steps_per_epoch)
-        if self.steps < len(self.plans):
-            self.plans = self.plans.take(self.steps)
-        self.dataset = source_dataset(self.plans, self.source)
+        batches = len(split.images) // int(batch_size)
+        self.steps = batches if steps_per_epoch is None else min(batches, steps_per_epoch)
 
-    def iterator(self, strategy):
+    def dataset(self, first_epoch=0):
+        plans = make_plan_dataset(
+            self.split, self.batch_size, self.image_size, augment=self.augment, seed=self.seed, first_epoch=first_epoch
+        )
+        if self.steps < len(plans):
+            plans = plans.take(self.steps)
+        return source_dataset(plans, self.source)
+
+    def iterator(self, strategy, first_epoch=0):
         import tensorflow as tf
 
         options = tf.data.Options()  # plans come from a generator: shard by element, not by file
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        dataset = self.dataset.repeat().with_options(options)
+        dataset = self.dataset(first_epoch).repeat().with_options(options)
         if self.placement == "host" and strategy.num_replicas_in_sync == 1 and tf.config.list_logical_devices("GPU"):
             # One GPU without a strategy: copy the next batches there while the step runs (a distributed dataset
             # prefetches to every replica's device itself).
             dataset = dataset.apply(tf.data.experimental.prefetch_to_device("/gpu:0", HOST_BATCHES_ON_DEVICE))
         return iter(strategy.experimental_distribute_dataset(dataset))
+
+
+# ---------------------------------------------------------------------------
+# Where the images live (--input): what a run will hold in its device's memory
+#
+# What a run will hold in its device's memory, said in one line before the first step, and where its training
+# images go (--input auto|device|host).
+# #
+# # The estimate adds up, per replica, from the built networks and optimizers:
+# - weights: every variable of the networks (the frozen Stage-I generator's too), at its own dtype;
+# - gradients: one per trainable weight, float32;
+# - optimizer: the optimizers' variables as built (Adam's two slots per weight, a third for the generator with --g-ema);
+# - activations: the forward outputs that the backward pass keeps, counted as every layer's output (the models'
+#   inputs included) from the built models' output shapes, at the dtype each layer computes in: the generator's for
+#   the replica's batch, the discriminator's for three times it (it sees the real, wrong and fake images in one call).
+#   The frozen Stage-I generator's outputs are not kept (nothing is differentiated through it);
+# - input: with --input device the split's images and embeddings (one copy per replica); with --input host the
+#   HOST_BATCHES_ON_DEVICE batches prefetched to the device, at their stored size.
+# TensorFlow needs more than this (convolution workspace, the backward pass's temporaries, casts, its allocator's
+# slack): on this project's 2-core Xeon the resident memory grew during the first steps by 1.6-2.8x the activations
+# and gradients counted here (Stage-I and Stage-II, float32 and bf16, XLA on and off). So the estimate is a floor: a
+# run whose estimate does not fit in the device's free memory cannot run, and is refused before it starts.
+# ---------------------------------------------------------------------------
+# --input auto keeps the images on the device only where their copies take at most this share of its free memory.
+DEVICE_SHARE = 0.5
+
+
+def variable_bytes(variables):
+    return sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in variables)
+
+
+def activation_bytes_per_example(model):
+    """Bytes of every layer output of a built Keras model for one example, at each output's dtype."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        for tensor in keras.tree.flatten(layer.output):
+            total += math.prod(tensor.shape[1:]) * np.dtype(tensor.dtype).itemsize
+    return total
+
+
+def split_bytes(split):
+    """What a DeviceSplit holds: the uint8 images and the float32 embeddings."""
+    return split.images.nbytes + math.prod(split.embeddings.shape) * 4
+
+
+def host_batch_bytes(split, batch):
+    """One gathered host batch: real and wrong images at their stored size, and the embeddings."""
+    return batch * (2 * math.prod(split.images.shape[1:]) + split.embeddings.shape[-1] * 4)
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """Bytes per replica."""
+
+    weights: int
+    gradients: int
+    optimizer: int
+    activations: int
+    input: int
+    placement: str
+    batch: int  # per replica
+    precision: str
+    replicas: int = 1
+
+    @property
+    def total(self):
+        return self.weights + self.gradients + self.optimizer + self.activations + self.input
+
+    def needed(self, memory):
+        """Bytes the run needs of `memory`: replicas on a CPU share its RAM, GPUs each hold their own."""
+        return self.total * (self.replicas if memory is not None and memory.kind == "RAM" else 1)
+
+    def parts(self):
+        images = "the images on the device" if self.placement == "device" else f"{HOST_BATCHES_ON_DEVICE} host batches"
+        return (
+            f"weights {format_bytes(self.weights)}, gradients {format_bytes(self.gradients)}, "
+            f"optimizer {format_bytes(self.optimizer)}, activations {format_bytes(self.activations)} "
+            f"(batch {self.batch}, {PRECISION_LABELS[self.precision]}), input {format_bytes(self.input)} ({images})"
+        )
+
+    def line(self, memory):
+        """The start-up's memory line."""
+        scope = f" per replica x {self.replicas}" if self.replicas > 1 else ""
+        where = "free memory unknown" if memory is None else memory.describe()
+        return f"Memory estimate: at least {format_bytes(self.total)}{scope} ({self.parts()}) | {where}"
+
+
+def estimate(trainer, split, placement, replicas=1):
+    """The Estimate of a StackGANTrainer's run on `split` with --input `placement`."""
+    gen, dis = trainer.gen, trainer.dis
+    networks = [gen, dis] + ([trainer.stage1_gen] if trainer.stage1_gen is not None else [])
+    batch = -(-trainer.global_batch_size // replicas)
+    activations = (activation_bytes_per_example(gen) + 3 * activation_bytes_per_example(dis)) * batch
+    return Estimate(
+        weights=sum(variable_bytes(m.weights) for m in networks),
+        gradients=variable_bytes(gen.trainable_variables) + variable_bytes(dis.trainable_variables),
+        optimizer=variable_bytes(trainer.g_opt.variables) + variable_bytes(trainer.d_opt.variables),
+        activations=activations,
+        input=split_bytes(split) if placement == "device" else HOST_BATCHES_ON_DEVICE * host_batch_bytes(split, batch),
+        placement=placement,
+        batch=batch,
+        precision=trainer.runtime.precision,
+        replicas=replicas,
+    )
+
+
+def choose_placement(requested, on_device, memory):
+    """(device or host, reason) for --input `requested`, given the Estimate with the images on the device and the
+    device's DeviceMemory (None: unknown)."""
+    if requested in ("device", "host"):
+        return requested, "requested"
+    if requested != "auto":
+        raise UserError(f"unknown --input {requested!r}: expected auto, device or host")
+    if memory is None:
+        return "host", "auto: the device's free memory is unknown"
+    copies = on_device.input * on_device.replicas
+    what = f"the {format_bytes(copies)} of images and embeddings" + (
+        f" ({on_device.replicas} copies)" if on_device.replicas > 1 else ""
+    )
+    free = f"{format_bytes(memory.free)} free {memory.where}"
+    if copies > DEVICE_SHARE * memory.free:
+        return "host", f"auto: {what} would take more than half of the {free}"
+    if on_device.needed(memory) > memory.free:
+        needed = format_bytes(on_device.needed(memory))
+        return "host", f"auto: with them on the device the run would need at least {needed} of the {free}"
+    return "device", f"auto: {what} fit in half of the {free}"
+
+
+def check_fits(chosen, memory):
+    """Refuse, in one line, a run whose estimate does not fit in the device's known free memory."""
+    if memory is None or chosen.needed(memory) <= memory.free:
+        return
+    where = "GPU memory" if memory.kind == "GPU" else "RAM"
+    host = "--input host (the images stay on the host), " if chosen.placement == "device" else ""
+    raise UserError(
+        f"the run needs at least {format_bytes(chosen.needed(memory))} of {where} ({chosen.parts()}) but "
+        f"{format_bytes(memory.free)} is free: pass a smaller --batch-size, {host}or smaller --gf-dim/--df-dim"
+    )
+
+
+def plan_input(requested, trainer, split, memory, replicas=1):
+    """(placement, reason, Estimate) of a run: where its images go (--input `requested`) and what it will hold."""
+    on_device = estimate(trainer, split, "device", replicas)
+    placement, reason = choose_placement(requested, on_device, memory)
+    chosen = on_device if placement == "device" else estimate(trainer, split, "host", replicas)
+    return placement, reason, chosen
+
+
+# ---------------------------------------------------------------------------
+# Rows of a cached array read by index, without mapping the file into the process
+#
+# Rows of a cached array read by index, without mapping the file into the process.
+# #
+# # A split's cache is a memory-mapped .npy. Indexing the memmap maps every page it reads into the process: after an
+# epoch of random batches the whole file counts as resident memory (2.4 GB for CUB's Stage-II cache, 22 GB for
+# MS-COCO's), although the kernel could drop those pages at any time. RowReader reads the rows a batch needs with
+# os.preadv straight into the batch's own array instead, so the process holds a batch, and the page cache the rest.
+# preadv releases the GIL, so several threads read in parallel.
+# ---------------------------------------------------------------------------
+# TensorFlow takes a NumPy array returned to it (tf.numpy_function) without a copy only when its data starts on a
+# 64-byte boundary; NumPy's own arrays start 16 bytes past one, which costs a copy of every batch (6 ms for a
+# Stage-II batch of 64 real and 64 wrong images on this host's CPU).
+ALIGNMENT = 64
+
+
+def aligned_empty(shape, dtype):
+    """np.empty(shape, dtype) whose data starts on an ALIGNMENT-byte boundary."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    buffer = np.empty(nbytes + ALIGNMENT, np.uint8)
+    start = -buffer.ctypes.data % ALIGNMENT
+    return buffer[start : start + nbytes].view(dtype).reshape(shape)
+
+
+def backing_file(array):
+    """(path, byte offset of row 0) of the .npy file behind a C-contiguous np.memmap that spans its whole data, or
+    None for any other array (in memory, a view of part of a file, a strided view) and where the OS has no preadv
+    (Windows): those are indexed."""
+    if not hasattr(os, "preadv") or not isinstance(array, np.memmap) or not array.flags.c_contiguous:
+        return None
+    try:
+        path = os.fspath(array.filename)
+        size = os.path.getsize(path)
+    except (OSError, TypeError):
+        return None
+    # A view of part of a memmap keeps its parent's offset: only an array spanning the file to its end is read.
+    return (path, int(array.offset)) if size == array.offset + array.nbytes else None
+
+
+class RowReader:
+    """take(rows) -> a new array of array[rows], read with one preadv per row from the file behind a memmap, or
+    indexed from an array in memory; range(start, stop) -> array[start:stop] in one read. Both return new arrays
+    that start on an ALIGNMENT-byte boundary."""
+
+    def __init__(self, array):
+        self.array = array
+        self.row_shape, self.dtype = tuple(array.shape[1:]), array.dtype
+        self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * array.dtype.itemsize
+        source = backing_file(array)
+        self.path, self.offset = source if source else (None, 0)
+        self._file = open(self.path, "rb", buffering=0) if self.path else None
+
+    def __len__(self):
+        return len(self.array)
+
+    def take(self, rows):
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        out = aligned_empty((len(rows),) + self.row_shape, self.dtype)
+        if self._file is None:
+            np.take(self.array, rows, axis=0, out=out)
+            return out
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(self.array)):
+            raise IndexError(f"rows {rows.min()}..{rows.max()} outside the {len(self.array)} rows of {self.path}")
+        view, size = memoryview(out.reshape(-1).view(np.uint8)), self.row_bytes
+        # One preadv per row, straight into its place in `out`; the loop is kept lean, it runs for every image.
+        for k, position in enumerate((self.offset + rows * size).tolist()):
+            if os.preadv(self._file.fileno(), [view[k * size : (k + 1) * size]], position) != size:
+                self._read(out[k], int(rows[k]), 1)  # a short read: read on from where it stopped
+        return out
+
+    def range(self, start, stop):
+        """array[start:stop] as a new array, in one read."""
+        out = aligned_empty((stop - start,) + self.row_shape, self.dtype)
+        if self._file is None:
+            out[...] = self.array[start:stop]
+            return out
+        self._read(out, start, stop - start)
+        return out
+
+    def _read(self, out, row, count):
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        position, done = self.offset + row * self.row_bytes, 0
+        while done < count * self.row_bytes:  # preadv may return less than asked
+            got = os.preadv(self._file.fileno(), [view[done:]], position + done)
+            if got == 0:
+                raise OSError(
+                    f"{self.path} ended at row {row} of {len(self.array)}: the cache was truncated or replaced "
+                    "during the run; delete it and rerun"
+                )
+            done += got

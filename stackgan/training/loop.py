@@ -89,38 +89,22 @@ def setup(config, runtime, folder):
     refusal where the run cannot fit), the restored checkpoint, input and logs."""
     import numpy as np
 
-    from stackgan.training import memory
     from stackgan.training.checkpoints import RunCheckpoint
-    from stackgan.training.input import TrainingInput
     from stackgan.training.step import StackGANTrainer
 
     os.makedirs(config.results_dir, exist_ok=True)
     config, stage1_gen = with_stage1_generator(config, runtime)
     train_split, test_split = load_training_data(config)
-    trainer = StackGANTrainer(config, runtime, stage1_gen)
-    placement, reason, estimate = memory.plan_input(
-        config.input, trainer, train_split, runtime.memory, runtime.replicas
-    )
+    trainer = StackGANTrainer(config, runtime, stage1_gen, train_split)
+    placement, reason, estimate = trainer.plan
     if runtime.chief:
         print(f"Training Stage-{'I' * config.stage} on {dataset_title(config)}", flush=True)
         print(runtime.startup_line(config.batch_size, (placement, reason)), flush=True)
         print(estimate.line(runtime.memory), flush=True)
         for note in runtime.warnings(config.gf_dim, config.df_dim):
             print(f"warning: {note}", file=sys.stderr, flush=True)
-    memory.check_fits(estimate, runtime.memory)
     checkpoints = RunCheckpoint(trainer, config, folder)
     history = checkpoints.restore()
-    batches = TrainingInput(
-        train_split,
-        config.image_size,
-        config.batch_size,
-        config.augment,
-        config.seed,
-        first_epoch=checkpoints.epoch,  # a resumed run continues the sequence of epochs
-        steps_per_epoch=config.steps_per_epoch,
-        placement=placement,
-    )
-    trainer.source = batches.source
     # Fixed test embeddings and noise, spread over the (class-sorted) test split: the grids of successive
     # epochs are comparable and show every class.
     n_samples = min(SAMPLE_GRID_SIZE, len(test_split.embeddings))
@@ -131,8 +115,8 @@ def setup(config, runtime, folder):
         runtime=runtime,
         trainer=trainer,
         checkpoints=checkpoints,
-        batches=batches.iterator(trainer.strategy),
-        steps=batches.steps,
+        batches=trainer.input.iterator(trainer.strategy, first_epoch=checkpoints.epoch),
+        steps=trainer.input.steps,
         writer=log_writer(log_dir, runtime.chief),
         test_split=test_split,
         sample_embeddings=np.asarray(test_split.embeddings[rows, 0]),
@@ -153,7 +137,7 @@ def dataset_title(config):
 def with_stage1_generator(config, runtime):
     """(config, frozen Stage-I generator): Stage-II takes z_dim, condition_dim and embedding_dim from the Stage-I
     generator in its results folder; Stage-I has none."""
-    from stackgan import sampling
+    from stackgan import api
 
     if config.stage == 1:
         return config, None
@@ -163,7 +147,7 @@ def with_stage1_generator(config, runtime):
             "from the Stage-I demo; run `python stage1.py --demo` first"
         )
     with runtime.strategy.scope():
-        (stage1_gen,), stage1 = sampling.load_generators(config.results_dir, 1, "stage2.py")
+        (stage1_gen,), stage1 = api.load_generators(config.results_dir, 1, "stage2.py")
     stage1_gen.trainable = False
     if stage1.get("dataset", config.dataset) != config.dataset:
         raise UserError(
@@ -260,11 +244,11 @@ def write_sample_grid(ctx, step):
     Returns the per-stage images."""
     import tensorflow as tf
 
-    from stackgan import sampling
+    from stackgan import api
 
     with ctx.trainer.sampling_generator() as gen:
         generators = ([ctx.trainer.stage1_gen] if ctx.trainer.stage1_gen is not None else []) + [gen]
-        images = sampling.sample_images(generators, ctx.sample_embeddings, ctx.sample_z)
+        images = api.sample_images(generators, ctx.sample_embeddings, ctx.sample_z)
     grid = io.stage_grid(images)
     io.save_rgb_img(
         grid, os.path.join(layout.samples_dir(ctx.config.results_dir, ctx.config.stage), f"epoch_{step:04d}.png")

@@ -10,6 +10,7 @@ batches together. Gradients come from tf.GradientTape.
 import contextlib
 
 from stackgan.layers import Kernels
+from stackgan.training.input import TrainingInput, check_fits, plan_input
 
 LOSS_KEYS = (
     "d_loss",
@@ -84,11 +85,13 @@ class StackGANTrainer:
     and in Stage-II's frozen Stage-I generator in front of the Stage-II generator.
     """
 
-    def __init__(self, config, runtime=None, stage1_gen=None, source=None):
-        """config: a StageConfig (stage, widths, learning rates, beta1, kl_coef, batch_size, seed, g_ema); runtime:
-        a Runtime (default: float32, no XLA, this machine's kernels); stage1_gen: Stage-II's frozen Stage-I
-        generator; source: the DeviceSplit or HostSplit (stackgan.training.input) whose assemble turns a dict batch into
-        the training batch."""
+    def __init__(self, config, runtime=None, stage1_gen=None, split=None, source=None):
+        """config: a StageConfig (stage, widths, learning rates, beta1, kl_coef, batch_size, seed, g_ema, input,
+        steps_per_epoch); runtime: a Runtime (default: float32, no XLA, this machine's kernels); stage1_gen: Stage-II's
+        frozen Stage-I generator. The input: a training split, from which the trainer makes its TrainingInput where
+        --input and the memory the run needs say (`input`, and `plan`: placement, reason, Estimate; a run that
+        cannot fit is refused in one line before the images are placed), or a source (a DeviceSplit or HostSplit of
+        stackgan.training.input) whose assemble turns a dict batch into the training batch."""
         import keras
         import tensorflow as tf
 
@@ -116,6 +119,20 @@ class StackGANTrainer:
         # Per-epoch sums of the losses, kept on the device: read once an epoch, not once a step.
         self.loss_sums = {k: tf.Variable(0.0, trainable=False, name=f"sum_{k}") for k in LOSS_KEYS}
         self.steps_summed = tf.Variable(0, dtype=tf.int64, trainable=False, name="steps_summed")
+        self.input, self.plan = None, None
+        if split is not None:
+            self.plan = plan_input(config.input, self, split, self.runtime.memory, self.runtime.replicas)
+            check_fits(self.plan[2], self.runtime.memory)
+            self.input = TrainingInput(
+                split,
+                config.image_size,
+                config.batch_size,
+                config.augment,
+                config.seed,
+                steps_per_epoch=config.steps_per_epoch,
+                placement=self.plan[0],
+            )
+            source = self.input.source
         self.source = source  # a DeviceSplit or HostSplit, when batches are dicts
         self.fp16 = precision == "fp16"
         self.g_ema = config.g_ema
