@@ -6,11 +6,11 @@ python stage2.py --help
 """
 
 from stackgan.cli import run_main
-from stackgan.training.command import main_for_stage
+from stackgan.training import loop
 
 
 def main(argv=None):
-    return main_for_stage(2, argv)
+    return loop.main(2, argv)
 
 
 if __name__ == "__main__":

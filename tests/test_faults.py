@@ -16,7 +16,7 @@ import pytest
 import stage1
 from helpers import REPO, TINY, common, last_error_line, one_line_error
 from stackgan import checkpointing, cli, io, layout
-from stackgan.training import checkpoints as run_checkpoints
+from stackgan.training import records as run_checkpoints
 
 TINY_RUN = TINY + ["--mixed-precision", "off"]
 

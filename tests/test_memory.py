@@ -18,7 +18,8 @@ from stackgan.config import StageConfig
 from stackgan.datasets.cache import load_dataset
 from stackgan.runtime import GIB, MIB, DeviceMemory
 from stackgan.runtime import Runtime
-from stackgan.training import command, loop
+from stackgan import config as command
+from stackgan.training import loop
 from stackgan.training import input as memory
 from stackgan.training.step import StackGANTrainer
 

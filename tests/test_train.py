@@ -14,7 +14,8 @@ from stackgan import api, io
 from stackgan.cli import run_main
 from stackgan.config import StageConfig
 from stackgan.datasets.cache import load_dataset
-from stackgan.training import command, loop
+from stackgan import config as command
+from stackgan.training import loop
 from stackgan.training import input as training_input
 from stackgan.config import learning_rate_at
 from stackgan.training.step import LOSS_KEYS, StackGANTrainer, stackgan_losses

@@ -24,6 +24,10 @@ class Dataset:
     title = ""  # the dataset's own name, for start-up lines: 'CUB-200-2011 birds'
     thing = ""
     example_captions = ()  # for the page and the notebook
+    # Paths inside the data folder, as data: folders end in "/".
+    markers = ()  # folders only this dataset's layout has (how a data folder's dataset is found)
+    layout_names = ()  # what training needs beside the split files
+    key_names = ()  # files whose contents decide how the images are cropped: a change rebuilds the image cache
 
     @property
     def default_dir(self):
@@ -48,15 +52,14 @@ class Dataset:
 
     def layout_files(self, data_dir):
         """Files and folders (ending in os.sep) beside the split files that training needs."""
-        return []
+        return [_path(data_dir, name) for name in self.layout_names]
 
     def key_files(self, data_dir):
-        """Files whose contents decide how the images are cropped: a change to them rebuilds the image cache."""
-        return []
+        return [_path(data_dir, name) for name in self.key_names]
 
     def looks_like(self, data_dir):
-        """True when data_dir holds this dataset's layout (a folder or file only it has)."""
-        raise NotImplementedError
+        """True when data_dir holds this dataset's layout (a folder only it has)."""
+        return any(os.path.isdir(os.path.join(data_dir, name)) for name in self.markers)
 
     def data_hint(self, data_dir):
         """How to get the data into data_dir, for a message about missing files."""
@@ -65,6 +68,11 @@ class Dataset:
     def captions_hint(self, data_dir):
         """How to get the captions into data_dir."""
         raise NotImplementedError
+
+
+def _path(data_dir, name):
+    """data_dir/name in the system's spelling, a folder keeping its trailing separator."""
+    return os.path.join(data_dir, *name.rstrip("/").split("/")) + (os.sep if name.endswith("/") else "")
 
 
 def get_dataset(name):

@@ -23,6 +23,9 @@ class Birds(Dataset):
     name = "birds"
     title = "CUB-200-2011 birds"
     thing = "bird"
+    markers = (CUB_DIR,)
+    layout_names = tuple(f"{CUB_DIR}/{name}" for name in TABLES) + (f"{CUB_DIR}/images/",)
+    key_names = tuple(f"{CUB_DIR}/{name}" for name in TABLES)
     example_captions = (
         "this bird has a bright yellow body with black wings and a short pointed beak",
         "a small red bird with dark wings and a black crown",
@@ -50,15 +53,6 @@ class Birds(Dataset):
 
     def caption_path(self, data_dir, name, class_id=None):
         return os.path.join(self.text_dir(data_dir), name.strip() + ".txt")
-
-    def layout_files(self, data_dir):
-        return list(self.tables(data_dir)) + [self.images_dir(data_dir) + os.sep]
-
-    def key_files(self, data_dir):
-        return list(self.tables(data_dir))
-
-    def looks_like(self, data_dir):
-        return os.path.isdir(self.cub_dir(data_dir))
 
     def data_hint(self, data_dir=None):
         d = data_dir or self.default_dir

@@ -21,6 +21,8 @@ class Flowers(Dataset):
     name = "flowers"
     title = "Oxford-102 flowers"
     thing = "flower"
+    markers = (IMAGES_DIR, TEXT_DIR)
+    layout_names = (f"{IMAGES_DIR}/",)
     example_captions = (
         "this flower has large pink petals with a yellow center",
         "a flower with white petals and a bright yellow stamen",
@@ -38,12 +40,6 @@ class Flowers(Dataset):
     def caption_path(self, data_dir, name, class_id):
         image = os.path.basename(name.strip())
         return os.path.join(self.text_dir(data_dir), f"class_{int(class_id):05d}", image + ".txt")
-
-    def layout_files(self, data_dir):
-        return [os.path.join(data_dir, IMAGES_DIR) + os.sep]
-
-    def looks_like(self, data_dir):
-        return os.path.isdir(os.path.join(data_dir, IMAGES_DIR)) or os.path.isdir(self.text_dir(data_dir))
 
     def data_hint(self, data_dir=None):
         d = data_dir or self.default_dir

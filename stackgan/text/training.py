@@ -31,7 +31,7 @@ from stackgan.text.encoder import (
 )
 from stackgan.text.evaluation import retrieval_metrics
 from stackgan.text.pairs import caption_rows, training_pairs
-from stackgan.training.history import flush_log, log_writer, writing_to
+from stackgan.training.records import flush_log, log_writer, writing_to
 
 # Settings a resumed run must share with its checkpoint (the learning rate may change, and is announced).
 RECIPE_KEYS = ("batch_size", "augment", "seed")

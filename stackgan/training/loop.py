@@ -12,7 +12,7 @@ import time
 
 from stackgan import cli, io, layout
 from stackgan.cli import UserError
-from stackgan.training.history import log_epoch, log_writer, write_log, writing_to
+from stackgan.training.records import log_epoch, log_writer, write_log, writing_to
 
 SAMPLE_GRID_SIZE = 64
 
@@ -46,7 +46,7 @@ def run(config, runtime=None):
     write (cli.safe_points)."""
     from stackgan.runtime import Runtime
 
-    from stackgan.training.checkpoints import stage_folder
+    from stackgan.training.records import stage_folder
 
     runtime = runtime or Runtime.choose(config.mixed_precision, config.xla, config.distribute)
     folder = stage_folder(config, runtime)
@@ -84,12 +84,12 @@ def stop_message(ctx, where):
     return ctx.checkpoints.stop_message(where)
 
 
-def setup(config, runtime, folder):
+def setup(config, runtime, folder=None):
     """Everything a run needs: data, networks, where the images go (--input), the start-up and memory lines (or a
     refusal where the run cannot fit), the restored checkpoint, input and logs."""
     import numpy as np
 
-    from stackgan.training.checkpoints import RunCheckpoint
+    from stackgan.training.records import RunCheckpoint, stage_folder
     from stackgan.training.step import StackGANTrainer
 
     os.makedirs(config.results_dir, exist_ok=True)
@@ -103,7 +103,7 @@ def setup(config, runtime, folder):
         print(estimate.line(runtime.memory), flush=True)
         for note in runtime.warnings(config.gf_dim, config.df_dim):
             print(f"warning: {note}", file=sys.stderr, flush=True)
-    checkpoints = RunCheckpoint(trainer, config, folder)
+    checkpoints = RunCheckpoint(trainer, config, folder or stage_folder(config, runtime))
     history = checkpoints.restore()
     # Fixed test embeddings and noise, spread over the (class-sorted) test split: the grids of successive
     # epochs are comparable and show every class.
@@ -267,3 +267,16 @@ def evaluate_samples(ctx, images, step):
     accuracy = attribute_accuracy(images[-1], ctx.sample_embeddings)
     write_log(ctx.writer, "eval/attribute_accuracy", accuracy, step)
     return accuracy
+
+
+def main(stage, argv=None):
+    """stage1.py / stage2.py: the command line -> one StageConfig -> a training run (and, with --demo, the demo's
+    report and caption encoder)."""
+    from stackgan import demo
+    from stackgan.config import parse_args
+
+    config = parse_args(stage, argv)
+    ctx = run(config)
+    if config.demo:
+        demo.after_training(ctx)
+    return 0
