@@ -3,6 +3,7 @@
 same server. The server runs the trained Stage-I demo, so that "a small yellow bird with dark wings" really gives
 yellow birds. Without a browser the browser test skips, saying how to get one; under CI (CI=true) it fails."""
 
+import json
 import os
 import re
 import select
@@ -87,25 +88,60 @@ def test_a_bad_caption_gets_the_command_lines_message(tiny, tiny_results, captio
     with pytest.raises(UserError) as plain:
         page.draw(tiny, caption, 1, 0, 0)
     assert command_line == "error: " + str(plain.value).replace(page.CAPTION_LABEL, "--caption 1", 1)
-    with pytest.raises(gr.Error) as shown:  # what the page shows
-        page._on_page(page.draw, tiny)(caption, 1, 0, 0)
+    capsys.readouterr()
+    with pytest.raises(gr.Error) as shown:  # what the page shows, and one line in the server's log
+        page._on_page(page.draw, tiny, "generate")(caption, 1, 0, 0)
     assert shown.value.message == str(plain.value) and not shown.value.print_exception
+    assert capsys.readouterr().err == f"refused /generate: {plain.value}\n"
 
 
 def test_bad_settings_are_named(tiny):
-    cases = {
-        (0, 0, 0): "samples must be from 1 to 8, got 0",
-        (9, 0, 0): "samples must be from 1 to 8, got 9",
-        (2.5, 0, 0): "samples must be a whole number, got 2.5",
-        (1, -1, 0): "the noise seed must be from 0 to 2147483647, got -1",
-        (1, None, 0): "the noise seed must be a whole number, got None",
-        (1, 0, 2**31): "the conditioning seed must be from 0 to 2147483647, got 2147483648",
-        (1, 0, "3"): "the conditioning seed must be a whole number, got '3'",
-    }
-    for (samples, seed, condition_seed), message in cases.items():
+    cases = [
+        ((CAPTION, 0, 0, 0), "samples must be from 1 to 8, got 0"),
+        ((CAPTION, 9, 0, 0), "samples must be from 1 to 8, got 9"),
+        ((CAPTION, 100000, 0, 0), "samples must be from 1 to 8, got 100000"),
+        ((CAPTION, -3, 0, 0), "samples must be from 1 to 8, got -3"),
+        ((CAPTION, 2.5, 0, 0), "samples must be a whole number, got 2.5"),
+        ((CAPTION, "8", 0, 0), "samples must be a whole number, got '8'"),
+        ((CAPTION, True, 0, 0), "samples must be a whole number, got True"),
+        ((CAPTION, float("nan"), 0, 0), "samples must be a whole number, got nan"),
+        ((CAPTION, 1, float("inf"), 0), "the noise seed must be a whole number, got inf"),
+        ((CAPTION, 1, -1, 0), "the noise seed must be from 0 to 2147483647, got -1"),
+        ((CAPTION, 1, None, 0), "the noise seed must be a whole number, got None"),
+        ((CAPTION, 1, [1], 0), "the noise seed must be a whole number, got [1]"),
+        ((CAPTION, 1, 0, 2**31), "the conditioning seed must be from 0 to 2147483647, got 2147483648"),
+        ((CAPTION, 1, 0, "3"), "the conditioning seed must be a whole number, got '3'"),
+        ((CAPTION, 1, 0, "9" * 100), "the conditioning seed must be a whole number, got '" + "9" * 38 + "…"),
+        ((None, 1, 0, 0), "the caption must be text, got None"),
+        ((42, 1, 0, 0), "the caption must be text, got 42"),
+        (({"text": CAPTION}, 1, 0, 0), "the caption must be text, got {'text': 'a small yellow bird with dark…"),
+    ]
+    for args, message in cases:
         with pytest.raises(UserError) as info:
-            page.draw(tiny, CAPTION, samples, seed, condition_seed)
+            page.draw(tiny, *args)
         assert str(info.value) == message
+    for button in (page.new_noise, page.new_condition):  # the caption is checked before a seed moves
+        with pytest.raises(UserError, match="^the caption must be text, got None$"):
+            button(tiny, None, 1, 0, 0)
+    with pytest.raises(UserError, match="^the noise seed must be from 0 to 2147483646, got 2147483647$"):
+        page.new_noise(tiny, CAPTION, 1, page.MAX_SEED, 0)
+    assert page.one_line("a\nlong\t message " + "x" * 400) == "a long message " + "x" * 284 + "…"
+
+
+def test_example_numbers_are_checked():
+    examples = ["a red bird", "a blue bird"]
+    assert page.example(examples, 1) == "a blue bird" and page.example(examples, 0.0) == "a red bird"
+    for index, message in {
+        2: "the example's number must be from 0 to 1, got 2",
+        -1: "the example's number must be from 0 to 1, got -1",
+        "0": "the example's number must be a whole number, got '0'",
+        None: "the example's number must be a whole number, got None",
+    }.items():
+        with pytest.raises(UserError) as info:
+            page.example(examples, index)
+        assert str(info.value) == message
+    with pytest.raises(UserError, match="^this page has no example captions$"):
+        page.example([], 0)
 
 
 def test_examples_are_test_captions_of_different_classes(tiny):
@@ -181,7 +217,7 @@ def first_line(proc, timeout):
 @pytest.fixture(scope="module")
 def server(trained_demo, tmp_path_factory):
     """`python app.py` serving the trained demo on 127.0.0.1: .url, .results (its folder), .started (seconds from
-    its start to the URL line). Stopped with SIGTERM afterwards, which must end it as every command ends: one line,
+    its start to the URL line), .log (its stderr, a file). Stopped with SIGTERM afterwards, which must end it as every command ends: one line,
     exit status 143, no traceback."""
     _, results = trained_demo
     folder = tmp_path_factory.mktemp("server")
@@ -202,7 +238,7 @@ def server(trained_demo, tmp_path_factory):
         line = first_line(proc, timeout=240)
         started = time.monotonic() - start
         assert line == f"StackGAN page on http://127.0.0.1:{port}/ (Ctrl-C stops it)\n", log_path.read_text()[-3000:]
-        yield SimpleNamespace(url=f"http://127.0.0.1:{port}/", results=results, started=started)
+        yield SimpleNamespace(url=f"http://127.0.0.1:{port}/", results=results, started=started, log=log_path)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 143
     finally:
@@ -248,6 +284,79 @@ def test_http_round_trip(server, tmp_path):
         with pytest.raises(AppError) as shown:
             client.predict(caption, 1, 0, 0, api_name="/generate")
         assert str(shown.value) == str(plain.value)
+
+
+def raw_call(url, endpoint, body):
+    """POST body (JSON text, sent as is) to the page's /gradio_api/call/endpoint, as any HTTP client can: the
+    error message it gets back, or None when the call succeeded."""
+    import httpx
+
+    posted = httpx.post(f"{url}gradio_api/call/{endpoint}", content=body, headers={"content-type": "application/json"})
+    events = httpx.get(f"{url}gradio_api/call/{endpoint}/{posted.json()['event_id']}", timeout=120).text
+    kind, data = re.search(r"event: (\w+)\ndata: (.*)", events).groups()
+    return json.loads(data)["error"] if kind == "error" else None
+
+
+def test_hostile_values_are_refused_in_one_line_each(server, tmp_path):
+    """Values no page sends (None, text for numbers, numbers out of range, floats, bools, NaN, long text, too few
+    values), straight to the API: one line back to the client, one line in the server's log, no traceback."""
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    client = Client(server.url, verbose=False, download_files=str(tmp_path))
+    with open(layout.text_encoder_config_path(server.results)) as f:
+        longest = json.load(f)["max_length"]
+    log_start = server.log.stat().st_size
+    sent = {
+        "/generate": [
+            ((None, 1, 0, 0), "the caption must be text, got None"),
+            ((["a red bird"], 1, 0, 0), "the caption must be text, got ['a red bird']"),
+            ((CAPTION, 100000, 0, 0), "samples must be from 1 to 8, got 100000"),
+            ((CAPTION, -3, 0, 0), "samples must be from 1 to 8, got -3"),
+            ((CAPTION, "8", 0, 0), "samples must be a whole number, got '8'"),
+            ((CAPTION, 2.5, 0, 0), "samples must be a whole number, got 2.5"),
+            ((CAPTION, True, 0, 0), "samples must be a whole number, got True"),
+            ((CAPTION, None, 0, 0), "samples must be a whole number, got None"),
+            ((CAPTION, 1, "x", 0), "the noise seed must be a whole number, got 'x'"),
+            (
+                (CAPTION, 1, 0, 1e30),
+                "the conditioning seed must be from 0 to 2147483647, got 1000000000000000019884624838656",
+            ),
+            (
+                ("a" * 100_000, 1, 0, 0),
+                f"the caption has 100000 characters but the text encoder reads at most {longest}; shorten it",
+            ),
+        ],
+        "/new_noise": [((CAPTION, 1, 2**31 - 1, 0), "the noise seed must be from 0 to 2147483646, got 2147483647")],
+        "/new_condition": [((CAPTION, 1, 0, {"a": 1}), "the conditioning seed must be a whole number, got {'a': 1}")],
+    }
+    expected_log = []
+    for endpoint, cases in sent.items():
+        for args, message in cases:
+            with pytest.raises(AppError) as shown:
+                client.predict(*args, api_name=endpoint)
+            assert str(shown.value) == message
+            expected_log.append(f"refused {endpoint}: {message}")
+    # What gradio_client cannot send: too few values, NaN, a bad example number.
+    names = "Caption, Samples, Noise seed (z), Conditioning seed"
+    raw = [
+        ("generate", '{"data": ["a red bird", 1, 0]}', f"/generate takes 4 values ({names}), got 3"),
+        ("generate", '{"data": []}', f"/generate takes 4 values ({names}), got 0"),
+        ("generate", '{"data": ["a red bird", NaN, 0, 0]}', "samples must be a whole number, got nan"),
+        ("example", '{"data": [99999]}', "the example's number must be from 0 to 7, got 99999"),
+        ("example", '{"data": ["x"]}', "the example's number must be a whole number, got 'x'"),
+    ]
+    for endpoint, body, message in raw:
+        assert raw_call(server.url, endpoint, body) == message
+        expected_log.append(f"refused /{endpoint}: {message}")
+    assert raw_call(server.url, "example", '{"data": [0]}') is None  # a good one still works
+    gallery, _ = client.predict(CAPTION, 1, 0, 0, api_name="/generate")  # and so does the page
+    assert len(gallery) == 1
+    with open(server.log) as f:
+        f.seek(log_start)
+        log = f.read()
+    assert "Traceback" not in log, log[-3000:]
+    assert log.splitlines() == expected_log
 
 
 # -- finding a browser -------------------------------------------------------------------------------------------
