@@ -539,6 +539,9 @@ def test_in_a_real_browser(browser_executable, server, tmp_path):
             arg=images,
         )
         demo = StackGAN.from_preset(server.results)
+        examples = page.example_captions(demo.data_dir)  # a click on an example puts it in the caption box
+        tab.locator("#examples button").nth(2).click()
+        tab.wait_for_function("text => document.querySelector('#caption textarea').value === text", arg=examples[2])
         with pytest.raises(UserError) as plain:
             demo.heard("   ", label=page.CAPTION_LABEL)
         assert browser.error_shown(tab, "   ") == str(plain.value)
