@@ -70,15 +70,14 @@ def read_history(results_dir, stage, epochs_done):
 
 
 def write_history(results_dir, stage, history):
-    """stageN_history.json and the loss-curve PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """stageN_history.json and the loss-curve PNG (a matplotlib Figure of its own: pyplot's backend, which a
+    notebook's inline plots use, is left as it is)."""
+    from matplotlib.figure import Figure
 
     io.write_json(layout.history_path(results_dir, stage), history)
     epochs = [row["epoch"] for row in history]
-    fig, (losses, probabilities) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig = Figure(figsize=(10, 3.5))
+    losses, probabilities = fig.subplots(1, 2)
     for key in ("d_loss", "g_loss_adv", "kl_loss"):
         losses.plot(epochs, [row[key] for row in history], label=key)
     for key in ("d_real", "d_wrong", "d_fake"):
@@ -90,4 +89,3 @@ def write_history(results_dir, stage, history):
     fig.tight_layout()
     with io.atomic_path(layout.loss_plot_path(results_dir, stage), ".png") as tmp:
         fig.savefig(tmp, dpi=80)
-    plt.close(fig)
