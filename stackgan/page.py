@@ -196,6 +196,8 @@ def _on_page(callback, birds, endpoint):
 
 
 def _examples_on_page(examples):
+    """example() for gradio: the caption of the example clicked; a bad number is a refusal."""
+
     def example_caption(index):
         try:
             return example(examples, index)
@@ -223,7 +225,8 @@ def _page_blocks():
                 needed, got = block_fn.inputs, len(inputs) if isinstance(inputs, list) else None
                 if got is not None and got < len(needed):
                     names = ", ".join(str(getattr(block, "label", None) or type(block).__name__) for block in needed)
-                    message = f"/{endpoint} takes {len(needed)} values ({names}), got {got}"
+                    values = "value" if len(needed) == 1 else "values"
+                    message = f"/{endpoint} takes {len(needed)} {values} ({names}), got {got}"
                 else:
                     message = (str(err).splitlines() or [type(err).__name__])[0]
                 raise refusal(endpoint, message) from None

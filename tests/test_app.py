@@ -345,6 +345,7 @@ def test_hostile_values_are_refused_in_one_line_each(server, tmp_path):
         ("generate", '{"data": ["a red bird", NaN, 0, 0]}', "samples must be a whole number, got nan"),
         ("example", '{"data": [99999]}', "the example's number must be from 0 to 7, got 99999"),
         ("example", '{"data": ["x"]}', "the example's number must be a whole number, got 'x'"),
+        ("example", '{"data": []}', "/example takes 1 value (Captions of test birds), got 0"),
     ]
     for endpoint, body, message in raw:
         assert raw_call(server.url, endpoint, body) == message
