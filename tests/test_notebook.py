@@ -1,9 +1,11 @@
-"""notebooks/stackgan.ipynb runs top to bottom in a real Jupyter kernel (nbclient + ipykernel), small
-(STACKGAN_NOTEBOOK_SMALL=1: 48 + 16 birds, 2 epochs) and without its pip install (this environment is installed),
-writing into a folder of the test's own; the kernel starts in notebooks/, as Jupyter starts it. The notebook is
-committed without outputs."""
+"""notebooks/stackgan.ipynb runs top to bottom in a real Jupyter kernel (nbclient + ipykernel, on this Python),
+small (STACKGAN_NOTEBOOK_SMALL=1: 48 + 16 birds, 2 epochs) and without its pip install (this environment is
+installed), writing into a folder of the test's own; the kernel starts in notebooks/, as Jupyter starts it. The
+notebook is committed without outputs."""
 
+import json
 import os
+import sys
 
 import nbformat
 from nbclient import NotebookClient
@@ -39,9 +41,18 @@ def test_the_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     monkeypatch.setenv("STACKGAN_NOTEBOOK_INSTALL", "0")
     monkeypatch.setenv("STACKGAN_NOTEBOOK_WORK", str(tmp_path))
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+    # The kernel runs this test's Python (the installed "python3" kernel runs whichever `python` is on PATH).
+    spec = tmp_path / "jupyter" / "kernels" / "stackgan-tests"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps(dict(argv=argv, display_name="stackgan tests", language="python")))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     notebook = read_notebook()
     client = NotebookClient(
-        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": os.path.dirname(NOTEBOOK)}}
+        notebook,
+        timeout=600,
+        kernel_name="stackgan-tests",
+        resources={"metadata": {"path": os.path.dirname(NOTEBOOK)}},
     )
     client.execute()  # a cell that raises fails the test (CellExecutionError), naming the cell
     by_heading = {}
