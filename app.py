@@ -3,7 +3,7 @@
     pip install -r requirements-app.txt
     python app.py --demo                               # the demo's models (results/demo) on http://127.0.0.1:7860
     python app.py --results-dir results --port 8000    # your own trained models
-    python app.py --demo --screenshot docs/app.png     # draw the default caption in headless chromium, save, stop
+    python app.py --demo --screenshot docs/app.png     # draw the default caption in a headless browser, save, stop
 
 The page (stackgan/page.py) runs the Python API stackgan.StackGAN: Stage-I, and Stage-II beside it when its weights
 are in the results folder, with the caption encoder trained there. It serves on 127.0.0.1 unless --host says
@@ -53,8 +53,9 @@ def build_parser():
         "--screenshot",
         default=None,
         metavar="PNG",
-        help="instead of serving until Ctrl-C: open the page in headless chromium, draw the default caption, save "
-        "a screenshot to PNG and stop (needs playwright and /usr/bin/chromium)",
+        help="instead of serving until Ctrl-C: open the page in a headless Chromium-family browser, draw the default "
+        "caption, save a screenshot to PNG and stop (needs playwright and chromium or Chrome on this machine; "
+        "STACKGAN_BROWSER=PATH names one)",
     )
     return p
 
@@ -109,6 +110,10 @@ def serve(page, args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.screenshot:  # a missing browser is said at once, not after loading the models
+        from stackgan.browser import require_browser
+
+        executable = require_browser().path
     birds = load(args)
     from stackgan.page import build_page
 
@@ -118,7 +123,7 @@ def main(argv=None):
         if args.screenshot:
             from stackgan.browser import screenshot
 
-            screenshot(url, args.screenshot)
+            screenshot(url, args.screenshot, executable=executable)
             print(f"saved {args.screenshot} (the page at {url})")
             return 0
         print(f"StackGAN page on {url}" + (f" and {share_url}" if share_url else "") + " (Ctrl-C stops it)", flush=True)

@@ -7,8 +7,15 @@ buttons keep the caption and change one seed each, so that a user sees what each
 The callbacks are plain functions of a stackgan.StackGAN (draw, new_noise, new_condition, heard_markdown): every
 loading, encoding and sampling step is the API's. They raise UserError with the messages generate.py prints;
 build_page() shows those on the page as gr.Error. Only the page's builders (build_page, theme) import gradio.
+
+Every value of a request reaches the callbacks as the client sent it (the events do not let gradio preprocess it),
+so that the callbacks check all of them: None, text where a number belongs, floats, bools, out-of-range numbers,
+long captions. A refusal is one line on the page (and for an API client), and one line `refused /NAME: ...` in the
+server's log, never a traceback; what gradio itself refuses before the callbacks run (too few values) too.
 """
 
+import math
+import sys
 import warnings
 
 from stackgan.cli import UserError
@@ -21,23 +28,41 @@ EXAMPLES = 8
 NEIGHBOURS = 3
 TITLE = "StackGAN: type a sentence, see a bird"
 MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|~")
+SHOWN_CHARACTERS = 40  # of a refused value, in its message
+MESSAGE_CHARACTERS = 300  # of a refusal, on the page and in the log
 
 
 # -- the callbacks ------------------------------------------------------------------------------------------------
+def shown(value):
+    """A value as a message shows it: its repr, cut to SHOWN_CHARACTERS."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARACTERS else text[: SHOWN_CHARACTERS - 1] + "…"
+
+
 def whole_number(value, what, low, high=None):
-    """value (an int, or a float with no fraction, as a number box sends it) as an int from low to high."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
-        raise UserError(f"{what} must be a whole number, got {value!r}")
+    """value (an int, or a float with no fraction, as a number box sends it) as an int from low to high; a
+    UserError for anything else (None, text, bools, fractions, NaN, infinities, numbers out of range)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or (isinstance(value, float) and not (math.isfinite(value) and value.is_integer())):
+        raise UserError(f"{what} must be a whole number, got {shown(value)}")
     value = int(value)
     if value < low or (high is not None and value > high):
         bound = f"from {low} to {high}" if high is not None else f"{low} or more"
-        raise UserError(f"{what} must be {bound}, got {value}")
+        raise UserError(f"{what} must be {bound}, got {shown(value)}")
+    return value
+
+
+def checked_text(value, what):
+    """value if it is a string, else a UserError naming what it is."""
+    if not isinstance(value, str):
+        raise UserError(f"{what} must be text, got {shown(value)}")
     return value
 
 
 def draw(birds, caption, samples=4, seed=0, condition_seed=0):
     """(one gallery per stage: a list of `samples` uint8 images, the "What the model heard" Markdown) for a caption.
     UserError for a bad caption (generate.py's message, the caption named CAPTION_LABEL) or a bad setting."""
+    caption = checked_text(caption, CAPTION_LABEL)
     samples = whole_number(samples, "samples", 1, MAX_SAMPLES)
     seed = whole_number(seed, "the noise seed", 0, MAX_SEED)
     condition_seed = whole_number(condition_seed, "the conditioning seed", 0, MAX_SEED)
@@ -49,12 +74,14 @@ def draw(birds, caption, samples=4, seed=0, condition_seed=0):
 
 def new_noise(birds, caption, samples, seed, condition_seed):
     """The next noise seed, then draw(): the same caption and conditioning sample, new z."""
+    checked_text(caption, CAPTION_LABEL)
     seed = whole_number(seed, "the noise seed", 0, MAX_SEED - 1) + 1
     return seed, *draw(birds, caption, samples, seed, condition_seed)
 
 
 def new_condition(birds, caption, samples, seed, condition_seed):
     """The next conditioning seed, then draw(): the same caption and z, a new conditioning-augmentation sample."""
+    checked_text(caption, CAPTION_LABEL)
     condition_seed = whole_number(condition_seed, "the conditioning seed", 0, MAX_SEED - 1) + 1
     return condition_seed, *draw(birds, caption, samples, seed, condition_seed)
 
@@ -85,6 +112,13 @@ def heard_markdown(heard):
 def _plain(text):
     """text shown as itself in Markdown (no emphasis, links or HTML from a caption file)."""
     return "".join("\\" + ch if ch in MARKDOWN_SPECIAL else ch for ch in " ".join(text.split()))
+
+
+def example(examples, index):
+    """The example caption at index (what a click on the examples sends)."""
+    if not examples:
+        raise UserError("this page has no example captions")
+    return examples[whole_number(index, "the example's number", 0, len(examples) - 1)]
 
 
 def example_captions(data_dir, count=EXAMPLES):
@@ -126,24 +160,78 @@ def warm_up(birds):
 
 
 # -- the page -----------------------------------------------------------------------------------------------------
-def _on_page(callback, birds):
-    """callback(birds, ...) for gradio: a UserError becomes gr.Error (shown on the page, no traceback logged);
-    the galleries are unpacked into one output each."""
+def one_line(message):
+    """message on one line of at most MESSAGE_CHARACTERS."""
+    message = " ".join(str(message).split())
+    return message if len(message) <= MESSAGE_CHARACTERS else message[: MESSAGE_CHARACTERS - 1] + "…"
+
+
+def refusal(endpoint, message):
+    """A gr.Error for a refused request: one line shown on the page and returned to an API client, one line
+    `refused /endpoint: message` in the server's log, no traceback."""
     import gradio as gr
 
-    def run(*args):
+    message = one_line(message)
+    print(f"refused /{endpoint}: {message}", file=sys.stderr, flush=True)
+    return gr.Error(message, print_exception=False)
+
+
+def _on_page(callback, birds, endpoint):
+    """callback(birds, caption, samples, seed, condition_seed) for gradio: a UserError becomes a refusal
+    (endpoint names it in the log); the galleries are unpacked into one output each."""
+
+    def run(caption, samples, seed, condition_seed):
         try:
-            result = callback(birds, *args)
+            result = callback(birds, caption, samples, seed, condition_seed)
         except UserError as err:
-            raise gr.Error(str(err), print_exception=False) from None
+            raise refusal(endpoint, err) from None
         if callback is draw:
             galleries, panel = result
             return *galleries, panel
         changed, galleries, panel = result
         return changed, *galleries, panel
 
-    run.__name__ = callback.__name__  # gradio names the event's function after it; the signature stays run's
+    run.__name__ = callback.__name__  # gradio names the event's function after it
     return run
+
+
+def _examples_on_page(examples):
+    """example() for gradio: the caption of the example clicked; a bad number is a refusal."""
+
+    def example_caption(index):
+        try:
+            return example(examples, index)
+        except UserError as err:
+            raise refusal("example", err) from None
+
+    return example_caption
+
+
+def _page_blocks():
+    """gr.Blocks whose own refusals of a request, before the callbacks see its values (fewer values than the event
+    takes), are refusals too: one line, no traceback."""
+    import gradio as gr
+
+    class Page(gr.Blocks):
+        async def preprocess_data(self, block_fn, inputs, state, explicit_call=False):
+            try:
+                return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+            except gr.Error as err:
+                if not err.print_exception:
+                    raise
+                raise refusal(block_fn.api_name or block_fn.name, err.message) from None
+            except Exception as err:  # noqa: BLE001 - whatever gradio raises here is about the request's values
+                endpoint = block_fn.api_name or block_fn.name
+                needed, got = block_fn.inputs, len(inputs) if isinstance(inputs, list) else None
+                if got is not None and got < len(needed):
+                    names = ", ".join(str(getattr(block, "label", None) or type(block).__name__) for block in needed)
+                    values = "value" if len(needed) == 1 else "values"
+                    message = f"/{endpoint} takes {len(needed)} {values} ({names}), got {got}"
+                else:
+                    message = (str(err).splitlines() or [type(err).__name__])[0]
+                raise refusal(endpoint, message) from None
+
+    return Page
 
 
 CSS = """
@@ -164,7 +252,7 @@ def build_page(birds, examples=None):
 
     examples = example_captions(birds.data_dir) if examples is None else examples
     # Gradio keeps every image it sent in its temporary folder: files older than an hour go, checked hourly.
-    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600)) as page:
+    with _page_blocks()(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600)) as page:
         gr.Markdown(
             f"# {TITLE}\n{describe(birds)}. The noise seed draws z; the conditioning seed draws the "
             "conditioning-augmentation sample of the caption's embedding."
@@ -175,7 +263,13 @@ def build_page(birds, examples=None):
                     label="Caption", value=DEFAULT_CAPTION, placeholder=DEFAULT_CAPTION, lines=2, elem_id="caption"
                 )
                 if examples:
-                    gr.Examples(examples=[[e] for e in examples], inputs=[caption], label="Captions of test birds")
+                    chooser = gr.Dataset(
+                        components=[caption],
+                        samples=[[e] for e in examples],
+                        type="index",
+                        label="Captions of test birds",
+                        elem_id="examples",
+                    )
                 samples = gr.Slider(1, MAX_SAMPLES, value=4, step=1, label="Samples", elem_id="samples")
                 with gr.Row():
                     # No minimum here: draw() checks the seeds and says what is wrong in one line.
@@ -207,17 +301,29 @@ def build_page(birds, examples=None):
                 gr.Markdown("### What the model heard")
                 panel = gr.Markdown(elem_id="heard")
         inputs = [caption, samples, seed, condition_seed]
-        shared = dict(concurrency_id="draw", concurrency_limit=1)  # one drawing at a time: the API reseeds its layers
-        generate.click(_on_page(draw, birds), inputs, [*galleries, panel], api_name="generate", **shared)
-        caption.submit(_on_page(draw, birds), inputs, [*galleries, panel], api_name=False, **shared)
+        # preprocess=False: the callbacks get each value as sent and check it themselves (gradio's own checks
+        # print tracebacks); one drawing at a time: the API reseeds its layers.
+        shared = dict(preprocess=False, concurrency_id="draw", concurrency_limit=1)
+        outputs = [*galleries, panel]
+        generate.click(_on_page(draw, birds, "generate"), inputs, outputs, api_name="generate", **shared)
+        caption.submit(_on_page(draw, birds, "generate"), inputs, outputs, api_name=False, **shared)
         noise_button.click(
-            _on_page(new_noise, birds), inputs, [seed, *galleries, panel], api_name="new_noise", **shared
+            _on_page(new_noise, birds, "new_noise"), inputs, [seed, *outputs], api_name="new_noise", **shared
         )
         condition_button.click(
-            _on_page(new_condition, birds),
+            _on_page(new_condition, birds, "new_condition"),
             inputs,
-            [condition_seed, *galleries, panel],
+            [condition_seed, *outputs],
             api_name="new_condition",
             **shared,
         )
+        if examples:
+            chooser.click(
+                _examples_on_page(examples),
+                [chooser],
+                [caption],
+                api_name="example",
+                api_visibility="undocumented",
+                preprocess=False,
+            )
     return page
