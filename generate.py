@@ -13,7 +13,6 @@ Writes OUT/{index:05d}_{sample}.png in the order of the embeddings or captions, 
 captions also OUT/captions.png (each caption under its images) and OUT/captions.txt.
 """
 
-import argparse
 import os
 import sys
 import textwrap
@@ -24,24 +23,12 @@ from PIL import Image
 import data
 from stackgan import io
 from stackgan.api import StackGAN
-from stackgan.cli import ArgumentParser, UserError, non_negative_int, positive_int, run_main
+from stackgan.cli import ArgumentParser, UserError, caption_index, non_negative_int, positive_int, run_main
 from stackgan.config import DEMO_DIRS, DEMO_SAMPLES_DIR, IMAGE_SIZE
 from stackgan.layout import DATA_DIR, EMBEDDINGS_FILE, SYNTHETIC_DATA_DIR
 
 GRID_IMAGES = 64
 SHEET_ROWS, SHEET_COLUMNS = 32, 8  # captions and samples shown in captions.png
-
-
-def caption_index_arg(text):
-    if text == "mean":
-        return "mean"
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither a caption number (0, 1, ...) nor 'mean'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative; caption numbers start at 0")
-    return value
 
 
 def build_parser():
@@ -104,7 +91,7 @@ def build_parser():
     p.add_argument("--out", default=None, help=f"output folder (created if missing; with --demo: {DEMO_SAMPLES_DIR})")
     p.add_argument(
         "--caption-index",
-        type=caption_index_arg,
+        type=caption_index,
         default=None,
         help="which of the captions per image to use: a number (default 0) or 'mean' to average "
         "them; an (N,1024) file has one caption per row",
