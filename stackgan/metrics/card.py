@@ -181,13 +181,13 @@ def write_card(
     from stackgan.runtime import cpu_info, device_description, import_tensorflow, visible_gpus
     from stackgan.sampling import read_config
 
+    out = out or layout.card_path(results_dir)
+    if not out.endswith(".md") or os.path.isdir(out):
+        raise UserError(f"--out {out}: give the path of a Markdown page ending in .md (its images go beside it)")
     config = read_config(results_dir, 1, "evaluate.py card")  # one line when there is no trained Stage-I
     stage = 2 if has_stage(results_dir, 2) else 1
     data_dir = data_dir or config.get("data_dir") or layout.DATA_DIR
     filenames, _, embeddings = load_split_lists(data_dir, "test")
-    out = out or layout.card_path(results_dir)
-    if not out.endswith(".md") or os.path.isdir(out):
-        raise UserError(f"--out {out}: give the path of a Markdown page ending in .md (its images go beside it)")
     folder = os.path.splitext(out)[0]
     page_dir = os.path.dirname(out) or "."
     rows = list(range(min(len(filenames), limit or len(filenames))))

@@ -53,13 +53,14 @@ def ranked_first(image_features, true_text, text_table, negative_rows, negative_
 
 
 def fold_statistics(hits, folds=FOLDS, seed=0):
-    """(mean, std, folds used) of the hit rate over `folds` parts of equal size (images in a random order), as the
-    papers report it; fewer folds when there are fewer images."""
+    """(mean, std, folds used): the hit rate over all images, and the standard deviation of the hit rates of `folds`
+    parts of (nearly) equal size, the images in a random order, as the papers report it; fewer folds when there are
+    fewer images."""
     hits = np.asarray(hits, np.float64)
     folds = max(1, min(int(folds), len(hits)))
     order = np.random.default_rng([seed, 41]).permutation(len(hits))
     scores = [part.mean() for part in np.array_split(hits[order], folds)]
-    return float(np.mean(scores)), float(np.std(scores)), folds
+    return float(hits.mean()), float(np.std(scores)), folds
 
 
 def read_generated(images_dir, n_rows, split, data_dir):
