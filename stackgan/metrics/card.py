@@ -124,17 +124,23 @@ def keras_cached_weights():
 
 
 def inception_models(inception_weights, model_factory):
-    """(pool-feature model, classifier) or (None, None, why) when no weights are at hand."""
+    """{False: pool-feature model, True: classifier}, each a model or the reason (str) why there is none."""
     from stackgan.metrics import inception
 
+    path = inception_weights
     if model_factory is None:
         path = inception_weights or keras_cached_weights()
         if path is None:
-            return None, None, "no InceptionV3 weights here (pass --inception-weights, or run the command online once)"
+            reason = "no InceptionV3 weights here (pass --inception-weights, or run the command online once)"
+            return {False: reason, True: reason}
         model_factory = inception.build_inception
-    else:
-        path = inception_weights
-    return model_factory(False, path), model_factory(True, path), None
+    models = {}
+    for include_top in (False, True):
+        try:
+            models[include_top] = model_factory(include_top, path)
+        except UserError as err:  # e.g. pool-only weights: FID works, IS does not
+            models[include_top] = str(err)
+    return models
 
 
 # ---------------------------------------------------------------------------
@@ -144,8 +150,8 @@ def _fmt(value, std=None):
     return f"{value:.3f}" + (f" ± {std:.3f}" if std is not None else "")
 
 
-class Card:
-    """Rows of the numbers table and the text around them."""
+class Table:
+    """The numbers: one row per metric and set of images."""
 
     def __init__(self):
         self.rows = []
@@ -153,10 +159,16 @@ class Card:
     def add(self, metric, images, value, reference, cmd):
         self.rows.append((metric, images, value, reference, f"`{cmd}`"))
 
-    def table(self):
+    def markdown(self):
         lines = ["| metric | images | value | real-image ceiling / reference | command |", "|---|---|---|---|---|"]
         lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in self.rows]
         return "\n".join(lines)
+
+
+def _stderr(line):
+    import sys
+
+    print(line, file=sys.stderr, flush=True)
 
 
 def write_card(
@@ -168,17 +180,15 @@ def write_card(
     inception_weights=None,
     evaluator_options=None,
     model_factory=None,
-    log=print,
+    log=_stderr,
 ):
-    """Generate, measure and write the card; returns its path. evaluator_options: preset, epochs, width, image_size,
-    evaluator_dir, retrain (see stackgan.metrics.evaluator). model_factory(include_top, weights) replaces
-    InceptionV3 (tests)."""
-    import sys
-
+    """Generate, measure and write the card; returns its path. data_dir: the test split's dataset (default: the one
+    the generators were trained on). evaluator_options: preset, epochs, width, image_size, evaluator_dir, retrain
+    (stackgan.metrics.evaluator). model_factory(include_top, weights) replaces InceptionV3 (tests)."""
     from stackgan.api import has_stage
     from stackgan.datasets.cache import load_split_lists
-    from stackgan.metrics import evaluator, inception, rprecision
-    from stackgan.runtime import cpu_info, device_description, import_tensorflow, visible_gpus
+    from stackgan.metrics import evaluator
+    from stackgan.runtime import import_tensorflow
     from stackgan.sampling import read_config
 
     out = out or layout.card_path(results_dir)
@@ -188,10 +198,6 @@ def write_card(
     stage = 2 if has_stage(results_dir, 2) else 1
     data_dir = data_dir or config.get("data_dir") or layout.DATA_DIR
     filenames, _, embeddings = load_split_lists(data_dir, "test")
-    folder = os.path.splitext(out)[0]
-    page_dir = os.path.dirname(out) or "."
-    rows = list(range(min(len(filenames), limit or len(filenames))))
-    synthetic = layout.is_synthetic(data_dir)
     options = dict(evaluator_options or {})
     settings = evaluator.settings_for(
         data_dir,
@@ -201,91 +207,41 @@ def write_card(
         image_size=options.get("image_size"),
     )
     import_tensorflow()
-    err = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731 - stdout keeps the result
 
-    err(f"Drawing caption {CAPTION_INDEX} of {len(rows)} test rows of {data_dir} with Stage-I{'+II' * (stage == 2)}")
+    folder = os.path.splitext(out)[0]
+    rows = list(range(min(len(filenames), limit or len(filenames))))
+    synthetic = layout.is_synthetic(data_dir)
+    log(f"Drawing caption {CAPTION_INDEX} of {len(rows)} test rows of {data_dir} with Stage-I{'+II' * (stage == 2)}")
     stage_dirs = generate_stages(results_dir, stage, np.asarray(embeddings[rows, CAPTION_INDEX]), folder)
     sizes = [64, 256][:stage]
+    labels = [f"Stage-{'I' * s} {size}×{size}" for s, size in zip((1, 2), sizes)]
     real_dir = os.path.join(folder, "real")
     shown = sorted({rows[int(i)] for i in np.linspace(0, len(rows) - 1, min(grid, len(rows)))})  # across classes
     write_real(data_dir, rows if synthetic else shown, sizes[-1], real_dir)
 
-    card = Card()
-    data_flag = ["--data-dir", data_dir]
-    labels = [f"Stage-{'I' * s} {size}×{size}" for s, size in zip((1, 2), sizes)]
+    table = Table()
+    images = list(zip(labels, stage_dirs))
     if synthetic:
-        real_scores = attribute_scores(real_dir, data_dir)
-        for label, d in zip(labels, stage_dirs):
-            for (name, value, chance), (_, real_value, _) in zip(attribute_scores(d, data_dir), real_scores):
-                card.add(
-                    f"attributes: {name}",
-                    label,
-                    _fmt(value),
-                    f"{_fmt(real_value)} (real test images: `{command('python', 'evaluate.py', 'attributes', '--images', real_dir, *data_flag)}`); chance {chance:.3f}",
-                    command("python", "evaluate.py", "attributes", "--images", d, *data_flag),
-                )
-
+        _attribute_rows(table, images, real_dir, data_dir)
     ev_flags = _evaluator_flags(options)
-    ev_cache = []
-
-    def get_evaluator():
-        if not ev_cache:
-            ev_cache.append(
-                evaluator.load_or_train(
-                    data_dir, settings, options.get("evaluator_dir"), bool(options.get("retrain")), err
-                )
-            )
-        return ev_cache[0]
-
-    rp = []
-    for label, d in zip(labels, stage_dirs):
-        r = rprecision.score_folder(d, data_dir, get_evaluator)
-        rp.append(r)
-        unrelated = f", unrelated image {r['unrelated']:.3f}" if r["unrelated"] is not None else ""
-        card.add(
-            "R-precision (1 caption in 100)",
-            label,
-            f"{_fmt(r['r_precision'], r['std'])} ({r['images']} images, {r['folds']} folds)",
-            f"{_fmt(r['real_r_precision'], r['real_std'])} (real test images, the ceiling); chance {r['chance']:.3f}"
-            f"{unrelated}; {PUBLISHED['rprecision'] if not synthetic else 'evaluator trained on the real images only'}",
-            command("python", "evaluate.py", "rprecision", "--images", d, *data_flag, *ev_flags),
-        )
-
-    pool, classifier, missing = inception_models(inception_weights, model_factory)
+    ev = _rprecision_rows(table, images, data_dir, settings, options, ev_flags, synthetic, log)
     weights_flag = ["--inception-weights", inception_weights] if inception_weights else []
-    splits = min(10, len(rows))
-    references = None
-    for label, d in zip(labels, stage_dirs):
-        fid_cmd = command("python", "evaluate.py", "fid", "--real", "test", "--fake", d, *data_flag, *weights_flag)
-        is_cmd = command("python", "evaluate.py", "is", "--images", d, "--splits", splits, *weights_flag)
-        if missing or len(rows) < 2:
-            why = missing or "fewer than 2 images"
-            card.add("FID", label, f"not measured: {why}", PUBLISHED["fid"], fid_cmd)
-            card.add("IS (ImageNet InceptionV3)", label, f"not measured: {why}", PUBLISHED["is"], is_cmd)
-            continue
-        if references is None:
-            references = _inception_references(pool, classifier, data_dir, rows, splits)
-        f = inception.fid("test", d, pool, data_dir, 32, os.path.join(data_dir, "fid_cache"))
-        card.add(
-            "FID",
-            label,
-            f"{f['fid']:.2f} ({f['fake']} images against {f['real']} real)",
-            f"{references['fid']:.2f} ({references['fid_images']} real training images against the same test "
-            f"images); {PUBLISHED['fid']}",
-            fid_cmd,
-        )
-        probs = inception.model_outputs(
-            classifier, io.folder_batches(io.list_images(d), 32, inception.input_size(classifier))
-        )
-        card.add(
-            "IS (ImageNet InceptionV3)",
-            label,
-            f"{_fmt(*inception.inception_score(probs, splits))} ({len(probs)} images, {splits} splits)",
-            f"{_fmt(*references['is'])} ({references['is_images']} real test images); {PUBLISHED['is']}",
-            is_cmd,
-        )
+    _inception_rows(
+        table, images, data_dir, len(rows), inception_models(inception_weights, model_factory), weights_flag
+    )
 
-    device = device_description(visible_gpus(), cpu_info())
+    card_cmd = command(
+        "python",
+        "evaluate.py",
+        "card",
+        results_dir,
+        "--data-dir",
+        data_dir,
+        *(["--out", out] if out != layout.card_path(results_dir) else []),
+        *(["--limit", limit] if limit else []),
+        *weights_flag,
+        *ev_flags,
+    )
     generate = [
         command(
             "python",
@@ -294,74 +250,129 @@ def write_card(
             s,
             "--results-dir",
             results_dir,
-            *data_flag,
+            "--data-dir",
+            data_dir,
             "--out",
             d,
             *(["--limit", len(rows)] if len(rows) < len(filenames) else []),
         )
         for s, d in zip((1, 2), stage_dirs)
     ]
-    card_cmd = command(
-        "python",
-        "evaluate.py",
-        "card",
-        results_dir,
-        *data_flag,
-        *(["--out", out] if out != layout.card_path(results_dir) else []),
-        *(["--limit", limit] if limit else []),
-        *weights_flag,
-        *ev_flags,
-    )
-    ev = ev_cache[0] if ev_cache else None
-    trained = (
-        f"trained by this command in {ev.trained_s:.0f} s"
-        if ev is not None and ev.trained_s is not None
-        else "read from its cache"
-    )
-    lines = [
-        f"# Metric card: {results_dir}",
-        "",
-        f"`{card_cmd}` on {datetime.date.today().isoformat()}, {device}. Test split of `{data_dir}`: caption "
-        f"{CAPTION_INDEX} of {len(rows)} of its {len(filenames)} rows, one sample each (seed {SEED}), drawn by "
-        f"Stage-I{' and Stage-II' if stage == 2 else ''} of `{results_dir}`.",
-        "",
-        "## Numbers",
-        "",
-        card.table(),
-        "",
-        "The images were drawn as these commands draw them:",
-        "",
-        *[f"    {g}" for g in generate],
-        "",
-        "What the numbers mean:",
-        "",
-    ]
-    if synthetic:
-        lines.append(
-            "- **attributes**: the share of generated test birds whose colours, read from the pixels, are the ones "
-            "their embedding asks for; the real test birds score the ceiling."
-        )
-    lines += [
-        f"- **R-precision**: for each image, its own caption ranked first by cosine score among {rprecision.CANDIDATES} "
-        f"captions, 99 from test images of other classes; mean ± std over folds. The evaluator "
-        f"({settings.image_size}×{settings.image_size} CNN + a projection of the caption embeddings, DAMSM's loss) "
-        f"was trained on the real training images and captions only, never on generated images ({trained}"
-        + (f": `{ev.path}`" if ev is not None and ev.path else "")
-        + "). The real test images of the same rows give the ceiling. Chance is 0.01 for a random ranking; a real "
-        "image scored against another row's caption reaches 'unrelated image', about 1 / classes, since the 99 "
-        "wrong captions all come from other classes.",
-        "- **FID / IS**: ImageNet InceptionV3; with fewer than 2,048 images FID is biased upward and compares only at "
-        "equal counts. The paper's IS used a CUB-fine-tuned Inception, so published IS numbers are context, not a "
-        "target.",
-        "",
-        "## Test captions and their images",
-        "",
-        _grid(shown, test_captions(data_dir, shown), real_dir, stage_dirs, labels, page_dir),
-        "",
-    ]
+    grid_table = _grid(shown, test_captions(data_dir, shown), real_dir, images, os.path.dirname(out) or ".")
+    page = _page(results_dir, data_dir, card_cmd, stage, len(rows), len(filenames), table, generate, grid_table, ev)
     with io.atomic_path(out, ".md") as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
+        f.write(page)
     return out
+
+
+def _attribute_rows(table, images, real_dir, data_dir):
+    real_cmd = command("python", "evaluate.py", "attributes", "--images", real_dir, "--data-dir", data_dir)
+    real_scores = attribute_scores(real_dir, data_dir)
+    for label, d in images:
+        for (name, value, chance), (_, real_value, _) in zip(attribute_scores(d, data_dir), real_scores):
+            table.add(
+                f"attributes: {name}",
+                label,
+                _fmt(value),
+                f"{_fmt(real_value)} (real test images: `{real_cmd}`); chance {chance:.3f}",
+                command("python", "evaluate.py", "attributes", "--images", d, "--data-dir", data_dir),
+            )
+
+
+def _rprecision_rows(table, images, data_dir, settings, options, ev_flags, synthetic, log):
+    """R-precision rows; returns the evaluator (trained once, when missing)."""
+    from stackgan.metrics import evaluator, rprecision
+
+    trained = []
+
+    def get_evaluator():
+        if not trained:
+            retrain = bool(options.get("retrain"))
+            trained.append(evaluator.load_or_train(data_dir, settings, options.get("evaluator_dir"), retrain, log))
+        return trained[0]
+
+    context = "evaluator trained on the real images only" if synthetic else PUBLISHED["rprecision"]
+    for label, d in images:
+        r = rprecision.score_folder(d, data_dir, get_evaluator)
+        unrelated = f", unrelated image {r['unrelated']:.3f}" if r["unrelated"] is not None else ""
+        table.add(
+            "R-precision (1 caption in 100)",
+            label,
+            f"{_fmt(r['r_precision'], r['std'])} ({r['images']} images, {r['folds']} folds)",
+            f"{_fmt(r['real_r_precision'], r['real_std'])} (real test images, the ceiling); "
+            f"chance {r['chance']:.3f}{unrelated}; {context}",
+            command("python", "evaluate.py", "rprecision", "--images", d, "--data-dir", data_dir, *ev_flags),
+        )
+    return trained[0] if trained else None
+
+
+def _inception_rows(table, images, data_dir, n, models, weights_flag):
+    """FID and IS rows: measured with the models given, else 'not measured' with the command that measures them."""
+    from stackgan.metrics import inception
+
+    pool, classifier = models[False], models[True]
+    splits = min(10, n)
+    references = {}
+    for label, d in images:
+        fid_cmd = command(
+            "python", "evaluate.py", "fid", "--real", "test", "--fake", d, "--data-dir", data_dir, *weights_flag
+        )
+        if isinstance(pool, str) or n < 2:
+            table.add(
+                "FID", label, f"not measured: {pool if n > 1 else 'fewer than 2 images'}", PUBLISHED["fid"], fid_cmd
+            )
+        else:
+            if "fid" not in references:
+                references.update(_fid_reference(pool, data_dir, n))
+            f = inception.fid("test", d, pool, data_dir, 32, os.path.join(data_dir, "fid_cache"))
+            table.add(
+                "FID",
+                label,
+                f"{f['fid']:.2f} ({f['fake']} images against {f['real']} real)",
+                f"{references['fid']:.2f} ({references['fid_images']} real training images against the same test "
+                f"images); {PUBLISHED['fid']}",
+                fid_cmd,
+            )
+        is_cmd = command("python", "evaluate.py", "is", "--images", d, "--splits", splits, *weights_flag)
+        if isinstance(classifier, str):
+            table.add("IS (ImageNet InceptionV3)", label, f"not measured: {classifier}", PUBLISHED["is"], is_cmd)
+            continue
+        if "is" not in references:
+            references.update(_is_reference(classifier, data_dir, n, splits))
+        probs = inception.model_outputs(
+            classifier, io.folder_batches(io.list_images(d), 32, inception.input_size(classifier))
+        )
+        table.add(
+            "IS (ImageNet InceptionV3)",
+            label,
+            f"{_fmt(*inception.inception_score(probs, splits))} ({len(probs)} images, {splits} splits)",
+            f"{_fmt(*references['is'])} ({references['is_images']} real test images); {PUBLISHED['is']}",
+            is_cmd,
+        )
+
+
+def _fid_reference(pool, data_dir, n):
+    """FID of n real training images against the test split: what a perfect generator gets at this count."""
+    from stackgan.datasets.cache import load_split
+    from stackgan.metrics import inception
+
+    train = load_split(data_dir, "train", inception.INCEPTION_SIZE)
+    pick = np.linspace(0, len(train.images) - 1, min(n, len(train.images))).astype(int)
+    mu_t, sigma_t = inception.activation_statistics(
+        inception.model_outputs(pool, io.array_batches(train.images[pick], 32))
+    )
+    mu_r, sigma_r, _, _ = inception.real_statistics("test", data_dir, pool, 32, os.path.join(data_dir, "fid_cache"))
+    return {"fid": inception.frechet_distance(mu_r, sigma_r, mu_t, sigma_t), "fid_images": len(pick)}
+
+
+def _is_reference(classifier, data_dir, n, splits):
+    """IS of the first n real test images."""
+    from stackgan.datasets.cache import load_split
+    from stackgan.metrics import inception
+
+    test = load_split(data_dir, "test", inception.INCEPTION_SIZE).images[:n]
+    probs = inception.model_outputs(classifier, io.array_batches(test, 32))
+    return {"is": inception.inception_score(probs, min(splits, len(probs))), "is_images": len(probs)}
 
 
 def _evaluator_flags(options):
@@ -379,37 +390,67 @@ def _evaluator_flags(options):
     return flags
 
 
-def _inception_references(pool, classifier, data_dir, rows, splits):
-    """The real-image references of FID and IS at the card's image count: FID of as many real training images
-    against the test split (what a perfect generator would get at that count), IS of the real test images of the
-    card's rows."""
-    from stackgan.datasets.cache import load_split
-    from stackgan.metrics import inception
+def _page(results_dir, data_dir, card_cmd, stage, n, total, table, generate, grid_table, ev):
+    from stackgan.metrics import rprecision
+    from stackgan.runtime import cpu_info, device_description, visible_gpus
 
-    size = inception.INCEPTION_SIZE
-    train = load_split(data_dir, "train", size)
-    pick = np.linspace(0, len(train.images) - 1, min(len(rows), len(train.images))).astype(int)
-    mu_t, sigma_t = inception.activation_statistics(
-        inception.model_outputs(pool, io.array_batches(train.images[pick], 32))
-    )
-    mu_r, sigma_r, _, _ = inception.real_statistics("test", data_dir, pool, 32, os.path.join(data_dir, "fid_cache"))
-    test = load_split(data_dir, "test", size).images[: len(rows)]
-    probs = inception.model_outputs(classifier, io.array_batches(test, 32))
-    return {
-        "fid": inception.frechet_distance(mu_r, sigma_r, mu_t, sigma_t),
-        "fid_images": len(pick),
-        "is": inception.inception_score(probs, min(splits, len(probs))),
-        "is_images": len(probs),
-    }
+    if ev is None:
+        how = ""
+    elif ev.trained_s is not None:
+        how = f" It was trained by this command in {ev.trained_s:.0f} s" + (
+            f" and cached in `{ev.path}`." if ev.path else "."
+        )
+    else:
+        how = f" It was read from `{ev.path}`."
+    lines = [
+        f"# Metric card: {results_dir}",
+        "",
+        f"`{card_cmd}` on {datetime.date.today().isoformat()}, {device_description(visible_gpus(), cpu_info())}. "
+        f"Caption {CAPTION_INDEX} of {n} of the {total} test rows of `{data_dir}`, one sample each (seed {SEED}), "
+        f"drawn by Stage-I{' and Stage-II' if stage == 2 else ''} of `{results_dir}` as these commands draw them:",
+        "",
+        *[f"    {g}" for g in generate],
+        "",
+        "## Numbers",
+        "",
+        table.markdown(),
+        "",
+        "What the numbers mean:",
+        "",
+    ]
+    if layout.is_synthetic(data_dir):
+        lines.append(
+            "- **attributes**: the share of generated test birds whose colours, read from the pixels, are the ones "
+            "their embedding asks for; the real test birds give the ceiling."
+        )
+    lines += [
+        f"- **R-precision**: for each image, its own caption ranked first by cosine score among "
+        f"{rprecision.CANDIDATES} captions, 99 of them from test images of other classes; the hit rate, ± the std "
+        f"over folds. The evaluator (a CNN on the images, a projection of the caption embeddings, DAMSM's loss) was "
+        f"trained on the real training images and captions only, never on generated images.{how} The real test "
+        f"images of the same rows give the ceiling. Chance is 0.01 for a random ranking; a real image scored "
+        f"against another row's caption reaches 'unrelated image', about 1 / classes, because all 99 wrong captions "
+        f"come from other classes.",
+        "- **FID / IS**: ImageNet InceptionV3. FID with fewer than 2,048 images is biased upward and compares only "
+        "at equal counts. The paper's IS used a CUB-fine-tuned Inception, so published IS numbers are context, not "
+        "a target.",
+        "",
+        "## Test captions and their images",
+        "",
+        grid_table,
+        "",
+    ]
+    return "\n".join(lines)
 
 
-def _grid(rows, captions, real_dir, stage_dirs, labels, page_dir):
+def _grid(rows, captions, real_dir, images, page_dir):
     """A Markdown table: caption, real image, each stage's image."""
     link = lambda path: f"![]({os.path.relpath(path, page_dir)})" if os.path.isfile(path) else "—"  # noqa: E731
+    labels = [label for label, _ in images]
     lines = ["| row | caption | real | " + " | ".join(labels) + " |", "|---|---|---|" + "---|" * len(labels)]
     for row, caption in zip(rows, captions):
         name = io.image_name(row, 0)
         cells = [str(row), caption.replace("|", "\\|"), link(os.path.join(real_dir, name))]
-        cells += [link(os.path.join(d, name)) for d in stage_dirs]
+        cells += [link(os.path.join(d, name)) for _, d in images]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
