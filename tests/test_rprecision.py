@@ -137,7 +137,12 @@ def test_the_cache_follows_the_data_and_refuses_damage(birds, folders, tmp_path,
     other = str(tmp_path / "other")  # another dataset: another key, so its own evaluator
     write_synthetic(other, n_train=16, n_test=8, seed=1)
     assert evaluator.data_key(other, settings) != evaluator.data_key(birds, settings)
-    assert evaluator.load_or_train(other, settings, folder, log=quiet).trained_s is not None
+    import keras
+
+    keras.config.set_dtype_policy("mixed_bfloat16")  # a bf16 run's process: the evaluator still trains in float32
+    trained = evaluator.load_or_train(other, settings, folder, log=quiet)
+    keras.config.set_dtype_policy("float32")
+    assert trained.trained_s is not None and {w.dtype for w in trained.model.weights} == {"float32"}
     assert len([n for n in os.listdir(folder) if n.endswith(".json")]) == 2
     assert evaluator.data_key(birds, settings.replace(width=8)) != evaluator.data_key(birds, settings)
 
