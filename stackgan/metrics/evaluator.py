@@ -318,7 +318,12 @@ def _train_and_cache(data_dir, settings, weights, meta_path, key, log):
             classes = np.asarray(train.class_ids[rows], np.int64)
             losses.append(float(step(images, evaluator.standardise(captions), classes)))
         if epoch == 0 or (epoch + 1) % max(1, s.epochs // 5) == 0 or epoch + 1 == s.epochs:
-            log(f"  evaluator epoch {epoch + 1}/{s.epochs}: loss {np.mean(losses):.3f} ({time.time() - started:.0f} s)")
+            took = time.time() - started
+            left = took / (epoch + 1) * (s.epochs - epoch - 1)
+            log(
+                f"  evaluator epoch {epoch + 1}/{s.epochs}: loss {np.mean(losses):.3f} ({took:.0f} s"
+                + (f", about {left:.0f} s to go)" if left else ")")
+            )
     evaluator.trained_s = time.time() - started
     try:
         io.save_weights(model, weights)
