@@ -148,10 +148,10 @@ def build_parser():
         "card",
         help="one Markdown page of every number, its reference and its command, with test captions and images",
         description="Generate the test split's images (caption 0, seed 0) with every trained stage of RESULTS_DIR "
-        "into the folder beside the page (RESULTS_DIR/card/stage{1,2}/) and write a Markdown page: attribute accuracy (synthetic birds), R-precision, FID "
-        "and IS, each with its real-image ceiling or reference and the command that gives it (FID and IS only "
-        "with Inception weights: --inception-weights or Keras' cache; else listed as not measured), and a grid "
-        "of test captions with the images of both stages.",
+        "into the folder beside the page (RESULTS_DIR/card/stage{1,2}/) and write a Markdown page: attribute "
+        "accuracy (synthetic birds), R-precision, FID and IS, each with its real-image ceiling or reference and the "
+        "command that gives it (FID and IS only with Inception weights: --inception-weights or Keras' cache; else "
+        "listed as not measured), and a grid of test captions with the images of both stages.",
     )
     c.add_argument("results_dir", metavar="RESULTS_DIR", help="a results folder: stage1_config.json + weights")
     c.add_argument(
