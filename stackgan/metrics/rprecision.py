@@ -65,9 +65,11 @@ def fold_statistics(hits, folds=FOLDS, seed=0):
     return float(hits.mean()), float(np.std(scores)), folds
 
 
-def read_generated(images_dir, n_rows, split, data_dir):
-    """(row indices (M,), uint8 images (M, H, W, 3)) of generate.py's OUT/{index:05d}_{sample}.png, checked: a folder,
-    such names, indices within the split, readable images of one size."""
+def list_generated(images_dir, n_rows, split, data_dir):
+    """(row indices (M,), paths, image size) of generate.py's OUT/{index:05d}_{sample}.png, checked without decoding
+    the pixels: a folder, such names, indices within the split, images of one size."""
+    from PIL import Image
+
     if not os.path.isdir(images_dir):
         raise UserError(f"--images {images_dir} is not a folder; give the --out folder of generate.py")
     found = io.generated_images(images_dir)
@@ -82,11 +84,30 @@ def read_generated(images_dir, n_rows, split, data_dir):
             f"{images_dir} has an image for row {indices.max()} but the {split} split of {data_dir} has only "
             f"{n_rows} rows; pass the --data-dir/--split that generate.py drew from"
         )
-    images = [io.load_image(p) for _, _, p in found]
-    shapes = sorted({im.shape for im in images})
-    if len(shapes) > 1:
-        raise UserError(f"{images_dir} mixes image sizes {shapes}; evaluate one generate.py run at a time")
-    return indices, np.stack(images)
+    sizes = {}
+    for _, _, path in found:
+        try:
+            with Image.open(path) as im:
+                sizes.setdefault(im.size, path)
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
+            raise UserError(f"{path} is not a readable image ({type(err).__name__}); remove or replace it") from None
+    if len(sizes) > 1:
+        shown = ", ".join(f"{w}x{h} ({os.path.basename(p)})" for (w, h), p in sorted(sizes.items()))
+        raise UserError(f"{images_dir} mixes image sizes {shown}; evaluate one generate.py run at a time")
+    (width, height), _ = sizes.popitem()
+    if width != height:
+        raise UserError(f"{images_dir} holds {width}x{height} images; generate.py writes square ones")
+    return indices, [p for _, _, p in found], width
+
+
+def image_features_of(paths, evaluator, batch_size=256):
+    """Unit features of image files, read batch by batch (a CUB-sized folder need not fit in memory)."""
+    return np.concatenate(
+        [
+            evaluator.image_features(np.stack([io.load_image(p) for p in paths[s : s + batch_size]]))
+            for s in range(0, len(paths), batch_size)
+        ]
+    )
 
 
 def check_caption_index(caption_index, captions_per_row, split, data_dir):
@@ -105,7 +126,7 @@ def score_folder(images_dir, data_dir, get_evaluator, split="test", caption_inde
 
     filenames, class_ids, embeddings = load_split_lists(data_dir, split)
     check_caption_index(caption_index, embeddings.shape[1], split, data_dir)
-    indices, images = read_generated(images_dir, len(filenames), split, data_dir)
+    indices, paths, size = list_generated(images_dir, len(filenames), split, data_dir)
     if len(np.unique(class_ids)) < 2:
         raise UserError(
             f"the {split} split of {data_dir} has a single class; R-precision draws wrong captions from others"
@@ -122,7 +143,7 @@ def score_folder(images_dir, data_dir, get_evaluator, split="test", caption_inde
         per_row = embeddings.shape[1]
     negative_rows, negative_captions = mismatched_captions(class_ids, indices, per_row, seed)
     true_text = text_table[indices, own_caption[indices]]
-    hits = ranked_first(evaluator.image_features(images), true_text, text_table, negative_rows, negative_captions)
+    hits = ranked_first(image_features_of(paths, evaluator), true_text, text_table, negative_rows, negative_captions)
     mean, std, used = fold_statistics(hits, folds, seed)
 
     real = load_split(data_dir, split, evaluator.image_size)  # rows whose image could not be read are left out
@@ -153,9 +174,9 @@ def score_folder(images_dir, data_dir, get_evaluator, split="test", caption_inde
         "r_precision": mean,
         "std": std,
         "folds": used,
-        "images": int(len(images)),
+        "images": len(paths),
         "rows": int(len(np.unique(indices))),
-        "image_size": int(images.shape[1]),
+        "image_size": int(size),
         "split": split,
         "caption_index": caption_index,
         "candidates": CANDIDATES,
