@@ -72,6 +72,11 @@ def list_generated(images_dir, n_rows, split, data_dir):
 
     if not os.path.isdir(images_dir):
         raise UserError(f"--images {images_dir} is not a folder; give the --out folder of generate.py")
+    if os.path.isfile(os.path.join(images_dir, "captions.txt")):  # generate.py --caption writes it
+        raise UserError(
+            f"{images_dir} was drawn from captions (it holds captions.txt), not from rows of the {split} split; "
+            f"R-precision needs `python generate.py --data-dir {data_dir} --out DIR` without --caption"
+        )
     found = io.generated_images(images_dir)
     if not found:
         raise UserError(
