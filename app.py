@@ -15,7 +15,7 @@ import sys
 import time
 
 from stackgan.cli import ArgumentParser, UserError, positive_int, run_main
-from stackgan.config import DEMO_DIRS
+from stackgan.layout import DEFAULT_DATASET, demo_dirs
 
 REQUIREMENTS = "requirements-app.txt"
 
@@ -30,9 +30,13 @@ def build_parser():
         "--results-dir",
         default=None,
         help="folder holding the trained stage{N}_config.json, stage{N}_gen.weights.h5 and text_encoder.* "
-        f"(default: results, with --demo {DEMO_DIRS['results_dir']})",
+        f"(default: results, with --demo {demo_dirs(DEFAULT_DATASET)['results_dir']})",
     )
-    p.add_argument("--demo", action="store_true", help=f"the demo's models: --results-dir {DEMO_DIRS['results_dir']}")
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help=f"the demo's models: --results-dir {demo_dirs(DEFAULT_DATASET)['results_dir']}",
+    )
     p.add_argument(
         "--stage",
         type=int,
@@ -70,7 +74,7 @@ def load(args):
     from stackgan import page
     from stackgan.api import StackGAN
 
-    results_dir = args.results_dir or (DEMO_DIRS["results_dir"] if args.demo else "results")
+    results_dir = args.results_dir or (demo_dirs(DEFAULT_DATASET)["results_dir"] if args.demo else "results")
     birds = StackGAN.from_preset(results_dir, args.stage, needed_by="app.py")  # configs only: fails fast
     import_gradio()
     birds.text_encoder  # noqa: B018 - a folder without a trained caption encoder fails here, naming its command

@@ -124,9 +124,9 @@ def main(argv=None):
 
 
 def train_split(args):
-    from stackgan.datasets.cache import load_split
+    from stackgan.datasets.cache import load_dataset
 
-    return load_split(args.data_dir, "train", stored_size(IMAGE_SIZE[args.stage], True))
+    return load_dataset(args.data_dir, "train", stored_size(IMAGE_SIZE[args.stage], True))
 
 
 def time_input(args, split):

@@ -32,7 +32,7 @@ import sys
 
 from stackgan import io, runtime
 from stackgan.cli import ArgumentParser, UserError, caption_index, non_negative_int, positive_int, run_main
-from stackgan.layout import DATA_DIR, SPLITS
+from stackgan.layout import DEFAULT_DATASET, SPLITS, dataset_dir
 from stackgan.metrics import attributes, evaluator, inception, rprecision
 
 
@@ -54,7 +54,11 @@ def build_parser():
         "'n/a' with one sample per embedding (use generate.py --samples-per-embedding).",
     )
     a.add_argument("--images", required=True, help="folder of {index:05d}_{sample}.png written by generate.py")
-    a.add_argument("--data-dir", default=DATA_DIR, help="dataset the embeddings came from (default: %(default)s)")
+    a.add_argument(
+        "--data-dir",
+        default=dataset_dir(DEFAULT_DATASET),
+        help="dataset the embeddings came from (default: %(default)s)",
+    )
     a.add_argument(
         "--split",
         default="test",
@@ -76,7 +80,9 @@ def build_parser():
         "--real", required=True, help="reference images: a folder, or 'test' for the cropped test split of --data-dir"
     )
     f.add_argument("--fake", required=True, help="folder of generated images (generate.py --out)")
-    f.add_argument("--data-dir", default=DATA_DIR, help="dataset for --real test (default: %(default)s)")
+    f.add_argument(
+        "--data-dir", default=dataset_dir(DEFAULT_DATASET), help="dataset for --real test (default: %(default)s)"
+    )
     f.add_argument(
         "--inception-weights",
         default=None,
@@ -123,7 +129,11 @@ def build_parser():
         "same protocol on the real test images of the same rows is the ceiling; chance is 0.01.",
     )
     r.add_argument("--images", required=True, help="folder of {index:05d}_{sample}.png written by generate.py")
-    r.add_argument("--data-dir", default=DATA_DIR, help="dataset the embeddings came from (default: %(default)s)")
+    r.add_argument(
+        "--data-dir",
+        default=dataset_dir(DEFAULT_DATASET),
+        help="dataset the embeddings came from (default: %(default)s)",
+    )
     r.add_argument(
         "--split",
         default="test",

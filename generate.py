@@ -20,12 +20,13 @@ import textwrap
 import numpy as np
 from PIL import Image
 
-import data
+from stackgan.datasets import loaders
 from stackgan import io
 from stackgan.api import StackGAN
 from stackgan.cli import ArgumentParser, UserError, caption_index, non_negative_int, positive_int, run_main
-from stackgan.config import DEMO_DIRS, DEMO_SAMPLES_DIR, IMAGE_SIZE
-from stackgan.layout import DATA_DIR, EMBEDDINGS_FILE, SYNTHETIC_DATA_DIR
+from stackgan.config import IMAGE_SIZE
+from stackgan.datasets import NAMES, get_dataset
+from stackgan.layout import DEFAULT_DATASET, demo_dirs, split_files
 
 GRID_IMAGES = 64
 SHEET_ROWS, SHEET_COLUMNS = 32, 8  # captions and samples shown in captions.png
@@ -45,11 +46,18 @@ def build_parser():
         help="1: 64x64 images from Stage-I; 2: 256x256 images from Stage-I followed by Stage-II "
         "(default: 2 when RESULTS_DIR holds Stage-II weights, else 1)",
     )
+    demo = demo_dirs(DEFAULT_DATASET)
     p.add_argument(
         "--demo",
         action="store_true",
-        help=f"the demo's models and data: --results-dir results/demo --data-dir {SYNTHETIC_DATA_DIR} "
-        f"--out {DEMO_SAMPLES_DIR} unless given",
+        help=f"the demo's models and data: --results-dir {demo['results_dir']} --data-dir {demo['data_dir']} "
+        f"--out {demo['samples_dir']} unless given (with --dataset flowers, the flowers demo's)",
+    )
+    p.add_argument(
+        "--dataset",
+        choices=NAMES,
+        default=None,
+        help="with --demo, whose demo (default: birds); else the generator's own dataset, as its config records",
     )
     p.add_argument(
         "--results-dir",
@@ -63,7 +71,7 @@ def build_parser():
         default=None,
         help="text embeddings to draw: a char-CNN-RNN pickle ((N,10,1024) array or list of arrays), "
         "or a .npy of shape (N,1024) or (N,10,1024). Default: the test split embeddings "
-        f"<data-dir>/test/{EMBEDDINGS_FILE}",
+        f"{split_files('<data-dir>', 'test').embeddings}",
     )
     source.add_argument(
         "--caption",
@@ -85,10 +93,12 @@ def build_parser():
     p.add_argument(
         "--data-dir",
         default=None,
-        help=f"dataset folder used when --embeddings is not given (default: {DATA_DIR}, with --demo "
-        f"{SYNTHETIC_DATA_DIR})",
+        help="dataset folder whose test embeddings are drawn when --embeddings is not given (default: the one the "
+        "generator was trained on, as its config records)",
     )
-    p.add_argument("--out", default=None, help=f"output folder (created if missing; with --demo: {DEMO_SAMPLES_DIR})")
+    p.add_argument(
+        "--out", default=None, help=f"output folder (created if missing; with --demo: {demo['samples_dir']})"
+    )
     p.add_argument(
         "--caption-index",
         type=caption_index,
@@ -128,13 +138,14 @@ def build_parser():
 
 def resolve_args(args):
     """Fill the defaults that depend on --demo and on what RESULTS_DIR holds; reject contradictory flags."""
-    args.results_dir = args.results_dir or (DEMO_DIRS["results_dir"] if args.demo else "results")
-    args.data_dir = args.data_dir or (SYNTHETIC_DATA_DIR if args.demo else DATA_DIR)
+    demo = demo_dirs(args.dataset or DEFAULT_DATASET) if args.demo else {}
+    args.results_dir = args.results_dir or demo.get("results_dir", "results")
+    args.data_dir = args.data_dir or demo.get("data_dir")
     args.encoder_dir = args.encoder_dir or args.results_dir
     if args.out is None:
         if not args.demo:
             raise UserError("--out is required (the folder for the images), unless --demo (samples/demo)")
-        args.out = DEMO_SAMPLES_DIR
+        args.out = demo["samples_dir"]
     if args.captions_file and args.embeddings:
         raise UserError("--captions-file and --embeddings exclude each other: give captions or embeddings")
     if (args.caption or args.captions_file) and args.caption_index is not None:
@@ -207,7 +218,7 @@ def read_embedding_file(path):
             ) from None
     else:
         try:
-            array = data.load_embeddings(path)
+            array = loaders.load_embeddings(path)
         except UserError:
             raise
         except Exception as err:  # noqa: BLE001 - a bad pickle raises many types
@@ -315,7 +326,8 @@ def main(argv=None):
         captions, labels = captions_of(args)
         vectors = birds.encode(captions, labels)
     else:
-        path = args.embeddings or os.path.join(args.data_dir, "test", EMBEDDINGS_FILE)
+        data_dir = args.data_dir or birds.data_dir or get_dataset(DEFAULT_DATASET).default_dir
+        path = args.embeddings or split_files(data_dir, "test").embeddings
         array = read_embedding_file(path)
         vectors = select_embeddings(array, path, birds.embedding_dim, args.caption_index, args.limit)
 

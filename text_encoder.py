@@ -27,14 +27,16 @@ from stackgan.cli import (
     run_main,
 )
 from stackgan.config import EncoderConfig, encoder_defaults
+from stackgan.datasets import NAMES, dataset_of
+from stackgan.layout import DEFAULT_DATASET
 from stackgan.datasets import synthetic
 from stackgan.text.encoder import LOSSES, TARGETS
 from stackgan.text.evaluation import evaluate_encoder, heldout_caption_accuracy
 from stackgan.text.training import train
 
 
-def build_parser(demo=False):
-    preset = dataclasses.asdict(encoder_defaults(demo))
+def build_parser(demo=False, dataset=DEFAULT_DATASET):
+    preset = dataclasses.asdict(encoder_defaults(demo, dataset))
     parser = ArgumentParser(
         prog="text_encoder.py",
         description="A Keras char-CNN-RNN text encoder: captions -> the 1024-d char-CNN-RNN embedding space "
@@ -44,7 +46,7 @@ def build_parser(demo=False):
     t = sub.add_parser(
         "train",
         help="train the encoder by regression onto the archive's embeddings",
-        description="Train on DATA_DIR/text captions and DATA_DIR/train embeddings; resumes from "
+        description="Train on the captions of DATA_DIR and its training embeddings; resumes from "
         "RESULTS_DIR/text_encoder_ckpt unless --fresh. --demo: the synthetic birds and small settings "
         "(explicit flags win).",
         formatter_class=DefaultsHelpFormatter,
@@ -52,7 +54,8 @@ def build_parser(demo=False):
     t.add_argument(
         "--demo", action="store_true", default=None, help="synthetic birds in data/synthetic, results/demo, logs/demo"
     )
-    t.add_argument("--data-dir", default=preset["data_dir"], help="dataset with text/ captions")
+    t.add_argument("--dataset", choices=NAMES, default=preset["dataset"], help="birds or flowers (found from DATA_DIR)")
+    t.add_argument("--data-dir", default=preset["data_dir"], help="dataset with captions")
     t.add_argument("--results-dir", default=preset["results_dir"], help="where the weights and config go")
     t.add_argument("--log-dir", default=preset["log_dir"], help="TensorBoard scalars go to LOG_DIR/text_encoder")
     t.add_argument("--epochs", type=positive_int, default=preset["epochs"], help="total epochs")
@@ -92,7 +95,8 @@ def build_parser(demo=False):
         formatter_class=DefaultsHelpFormatter,
     )
     e.add_argument("--demo", action="store_true", default=None, help="data/synthetic and results/demo")
-    e.add_argument("--data-dir", default=preset["data_dir"], help="dataset with text/ captions")
+    e.add_argument("--dataset", choices=NAMES, default=preset["dataset"], help="birds or flowers (found from DATA_DIR)")
+    e.add_argument("--data-dir", default=preset["data_dir"], help="dataset with captions")
     e.add_argument("--results-dir", default=preset["results_dir"], help="holds the trained encoder (and generators)")
     e.add_argument(
         "--generated-stage",
@@ -137,7 +141,10 @@ def print_report(report):
 def main(argv=None):
     first = argparse.ArgumentParser(add_help=False)
     first.add_argument("--demo", action="store_true")
-    args = build_parser(first.parse_known_args(argv)[0].demo).parse_args(argv)
+    first.add_argument("--dataset", choices=NAMES)
+    first.add_argument("--data-dir")
+    known = first.parse_known_args(argv)[0]
+    args = build_parser(known.demo, dataset_of(known.data_dir, known.dataset).name).parse_args(argv)
     runtime.import_tensorflow()
     if args.command == "train":
         if args.demo:

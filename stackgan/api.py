@@ -15,6 +15,7 @@ import numpy as np
 
 from stackgan import io, layout, sampling
 from stackgan.cli import UserError
+from stackgan.datasets import dataset_of
 
 # Seeds of the two stages' conditioning noise are this far apart, so that they draw different samples.
 _STAGE_SEED_STRIDE = 1_000_003
@@ -124,7 +125,7 @@ class StackGAN:
         """Yield (rows, per-stage float images in [-1, 1]) batch by batch for vectors (N, D): row k of the output is
         vector k // samples, sample k % samples. `seed` draws the noise z, `condition_seed` (default: seed) the
         conditioning-augmentation noise; the same seeds and batch_size give the same images."""
-        from models import ConditioningAugmentation
+        from stackgan.models import ConditioningAugmentation
 
         generators = self.generators
         condition_seed = seed if condition_seed is None else condition_seed
@@ -199,7 +200,7 @@ def has_stage(results_dir, stage):
 
 def _caption_index(data_dir):
     """(unit embeddings (M, D), caption texts, image names) of every training caption that has both, or None."""
-    if not data_dir or not os.path.isdir(layout.text_dir(data_dir)):
+    if not data_dir or not os.path.isdir(dataset_of(data_dir).text_dir(data_dir)):
         return None
     import warnings
 

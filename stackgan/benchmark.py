@@ -91,7 +91,7 @@ def time_each_step(step, batches, warmup, steps):
 
 
 def frozen_stage1(config, kernels=None):
-    import models
+    from stackgan import models
     from stackgan.layers import FAST_KERNELS
 
     stage1 = models.build_generator(1, config, kernels or FAST_KERNELS)
@@ -105,7 +105,7 @@ def chapter_loop_step(config, stage, batch_size, stage1_gen):
     import keras
     import numpy as np
 
-    import models
+    from stackgan import models
     from stackgan.layers import CHAPTER_KERNELS
 
     # The chapter's UpSampling2D + Conv2D layers, Keras' own gradients and batch norm.
@@ -151,7 +151,7 @@ def jax_step(config, stage, batch_size, stage1_gen, seed, kl_coef=2.0):
     import jax
     import keras
 
-    import models
+    from stackgan import models
     from stackgan.training.step import stackgan_losses
 
     gen = models.build_generator(stage, config)

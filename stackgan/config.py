@@ -6,8 +6,10 @@ first checkpoint; a resumed run compares the whole of it with the saved one (see
 """
 
 import dataclasses
+import os
 
-from stackgan.layout import DATA_DIR, SYNTHETIC_DATA_DIR
+from stackgan.datasets import NAMES
+from stackgan.layout import DEFAULT_DATASET, dataset_dir, demo_dirs
 
 EMBEDDING_DIM = 1024  # char-CNN-RNN sentence embeddings
 IMAGE_SIZE = {1: 64, 2: 256}
@@ -32,7 +34,8 @@ class StageConfig:
     """One stage's training run: data, networks, recipe, outputs and runtime. Defaults are the chapter's."""
 
     stage: int = 1
-    data_dir: str = DATA_DIR
+    dataset: str = DEFAULT_DATASET  # birds or flowers (stackgan.datasets)
+    data_dir: str = dataset_dir(DEFAULT_DATASET)
     results_dir: str = "results"
     log_dir: str = "logs"
     # networks: every layer width derives from gf_dim / df_dim (Stage-II takes z_dim, condition_dim and
@@ -122,12 +125,9 @@ _CHAPTER = {
     1: dict(stage=1, batch_size=64, epochs=1000),
     2: dict(stage=2, batch_size=8, epochs=10),
 }
-# The folders of every --demo (both stages and the caption encoder), which read each other's files.
-DEMO_DIRS = dict(data_dir=SYNTHETIC_DATA_DIR, results_dir="results/demo", log_dir="logs/demo")
-DEMO_SAMPLES_DIR = "samples/demo"
-# --demo: small networks on the synthetic birds, sized for an ordinary 2-core CPU: a high learning rate with a
-# generator weight average (g_ema) keeps the colours steady.
-_DEMO_COMMON = dict(DEMO_DIRS, gf_dim=16, df_dim=8, g_lr=1e-3, d_lr=1e-3, g_ema=0.99)
+# --demo: small networks on the synthetic birds (or flowers), sized for an ordinary 2-core CPU: a high learning rate
+# with a generator weight average (g_ema) keeps the colours steady. The folders are the dataset's demo_dirs.
+_DEMO_COMMON = dict(gf_dim=16, df_dim=8, g_lr=1e-3, d_lr=1e-3, g_ema=0.99)
 DEMO_PRESETS = {
     # Stage-I learns in under 4 minutes: batch 16 gives twice the updates of 32 for the same images.
     1: dict(
@@ -155,9 +155,24 @@ DEMO_PRESETS = {
 }
 
 
-def stage_defaults(stage, demo=False):
-    """The StageConfig of the chapter's settings for a stage, or of its --demo preset."""
-    return StageConfig(**dict(_CHAPTER[stage], **(DEMO_PRESETS[stage] if demo else {})), demo=demo)
+def demo_folders(dataset):
+    """The data, results and log folders of a dataset's --demo, which its commands share."""
+    return {k: v for k, v in demo_dirs(dataset).items() if k != "samples_dir"}
+
+
+def demo_flags(results_dir):
+    """'--demo' (or '--demo --dataset flowers') when results_dir is a dataset's demo folder, else None."""
+    for name in NAMES:
+        if os.path.normpath(results_dir) == os.path.normpath(demo_dirs(name)["results_dir"]):
+            return "--demo" if name == DEFAULT_DATASET else f"--demo --dataset {name}"
+    return None
+
+
+def stage_defaults(stage, demo=False, dataset=DEFAULT_DATASET):
+    """The StageConfig of the chapter's settings for a stage on a dataset, or of its --demo preset."""
+    folders = demo_folders(dataset) if demo else dict(data_dir=dataset_dir(dataset))
+    preset = DEMO_PRESETS[stage] if demo else {}
+    return StageConfig(**dict(_CHAPTER[stage], **preset, **folders), dataset=dataset, demo=demo)
 
 
 # ---------------------------------------------------------------------------
@@ -173,7 +188,8 @@ TEXT_MAX_LENGTH = 201  # Reed's doc_length
 class EncoderConfig:
     """One training run of the caption encoder."""
 
-    data_dir: str = DATA_DIR
+    dataset: str = DEFAULT_DATASET
+    data_dir: str = dataset_dir(DEFAULT_DATASET)
     results_dir: str = "results"
     log_dir: str = "logs"
     epochs: int = 60
@@ -195,7 +211,6 @@ class EncoderConfig:
 
 # --demo: the synthetic birds, a small encoder that learns their wording in about a minute on 2 CPU cores.
 ENCODER_DEMO = dict(
-    DEMO_DIRS,
     epochs=5,
     batch_size=64,
     lr=3e-3,
@@ -205,5 +220,6 @@ ENCODER_DEMO = dict(
 )
 
 
-def encoder_defaults(demo=False):
-    return EncoderConfig(**(ENCODER_DEMO if demo else {}))
+def encoder_defaults(demo=False, dataset=DEFAULT_DATASET):
+    folders = dict(ENCODER_DEMO, **demo_folders(dataset)) if demo else dict(data_dir=dataset_dir(dataset))
+    return EncoderConfig(dataset=dataset, **folders)

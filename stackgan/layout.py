@@ -1,27 +1,24 @@
-"""Where files live: the dataset layout that StackGAN reads (CUB-200-2011, StackGAN's birds.zip, Reed's captions)
-and the files that training writes into a results folder. Every module asks here; no path is spelled elsewhere.
+"""Where files live: the split files every StackGAN dataset has, the cache beside them, and the files that training
+writes into a results folder. A dataset's own files (images, boxes, captions) are its module's business
+(stackgan.datasets); every other path is spelled here.
 
-    data/birds/train/filenames.pickle                 list of 'class/image' names
-    data/birds/train/class_info.pickle                class ids, same order
-    data/birds/train/char-CNN-RNN-embeddings.pickle   (N, 10, 1024) float32
-    data/birds/test/...                               the same three files
-    data/birds/CUB_200_2011/images.txt, bounding_boxes.txt, images/<class>/<image>.jpg
-    data/birds/text/<class>/<image>.txt               ten captions per image (optional: the caption encoder)
-    data/birds/cache/                                 decoded crops, written on first use
+    <data_dir>/train/filenames.pickle                 list of image names
+    <data_dir>/train/class_info.pickle                class ids, same order
+    <data_dir>/train/char-CNN-RNN-embeddings.pickle   (N, 10, 1024) float32
+    <data_dir>/test/...                               the same three files
+    <data_dir>/cache/                                 decoded crops, written on first use
 """
 
 import os
 from typing import NamedTuple
 
-DATA_DIR = "data/birds"
-SYNTHETIC_DATA_DIR = "data/synthetic"
+DATA_ROOT = "data"
+DEFAULT_DATASET = "birds"  # the chapter's
 SPLITS = ("train", "test")
 FILENAMES_FILE = "filenames.pickle"
 CLASS_INFO_FILE = "class_info.pickle"
 EMBEDDINGS_FILE = "char-CNN-RNN-embeddings.pickle"
-CUB_DIR = "CUB_200_2011"
 CACHE_DIR = "cache"
-TEXT_DIR = "text"
 SYNTHETIC_MARKER = "SYNTHETIC.json"
 
 
@@ -38,34 +35,21 @@ def split_files(data_dir, split):
     return SplitFiles(*(os.path.join(directory, f) for f in (FILENAMES_FILE, CLASS_INFO_FILE, EMBEDDINGS_FILE)))
 
 
-def cub_dir(data_dir):
-    return os.path.join(data_dir, CUB_DIR)
+def dataset_dir(name):
+    """Where a dataset's data goes unless --data-dir says otherwise: data/birds, data/flowers."""
+    return os.path.join(DATA_ROOT, name)
 
 
-def cub_tables(data_dir):
-    """(images.txt, bounding_boxes.txt) of the CUB folder."""
-    return tuple(os.path.join(cub_dir(data_dir), f) for f in ("images.txt", "bounding_boxes.txt"))
-
-
-def images_dir(data_dir):
-    return os.path.join(cub_dir(data_dir), "images")
-
-
-def image_path(data_dir, name):
-    return os.path.join(images_dir(data_dir), name + ".jpg")
-
-
-def cache_dir(data_dir):
-    return os.path.join(data_dir, CACHE_DIR)
-
-
-def text_dir(data_dir):
-    return os.path.join(data_dir, TEXT_DIR)
-
-
-def caption_file(text_folder, name):
-    """<text folder>/<class>/<image>.txt for a filenames.pickle name."""
-    return os.path.join(text_folder, name.strip() + ".txt")
+def demo_dirs(name):
+    """The folders of a dataset's --demo (both stages, the caption encoder, generate.py): its synthetic set, results,
+    logs and samples; the birds' are data/synthetic, results/demo, logs/demo and samples/demo."""
+    suffix = "" if name == DEFAULT_DATASET else f"_{name}"
+    return dict(
+        data_dir=os.path.join(DATA_ROOT, f"synthetic{suffix}"),
+        results_dir=f"results/demo{suffix}",
+        log_dir=f"logs/demo{suffix}",
+        samples_dir=f"samples/demo{suffix}",
+    )
 
 
 def synthetic_marker(data_dir):
@@ -77,36 +61,14 @@ def is_synthetic(data_dir):
     return os.path.isfile(synthetic_marker(data_dir))
 
 
-def missing_files(data_dir):
-    """Paths of the layout above that data_dir lacks (captions are optional)."""
-    need = [path for split in SPLITS for path in split_files(data_dir, split)] + list(cub_tables(data_dir))
-    missing = [p for p in need if not os.path.isfile(p)]
-    if not os.path.isdir(images_dir(data_dir)):
-        missing.append(images_dir(data_dir) + os.sep)
-    return missing
+def cache_dir(data_dir):
+    return os.path.join(data_dir, CACHE_DIR)
 
 
-CAPTIONS_DRIVE_ID = "1O_LtUP9sch09QH3s_EBAgLEctBQ5JBSJ"  # AttnGAN's birds metadata archive, holds birds/text/
-
-
-def data_hint(data_dir=None):
-    """How to get a dataset into data_dir, for messages about missing files."""
-    d = data_dir if data_dir is not None else DATA_DIR
-    return (
-        f"get the data with `python data.py download --data-dir {d}` (or `python data.py prepare "
-        f"--cub-archive CUB_200_2011.tgz --embeddings-archive birds.zip --data-dir {d}` from local files, "
-        f"or `python data.py synthetic --out {d}` for the synthetic birds)"
-    )
-
-
-def captions_hint(data_dir=None):
-    """How to get the captions into data_dir."""
-    d = data_dir if data_dir is not None else DATA_DIR
-    return (
-        f"get the captions with `python data.py prepare --captions-archive birds.zip --data-dir {d}` (AttnGAN's "
-        f"birds.zip, https://drive.google.com/uc?id={CAPTIONS_DRIVE_ID}, or Reed's CUB archive with text_c10/), "
-        f"or `python data.py synthetic --out {d}` for the synthetic birds"
-    )
+def missing_files(data_dir, dataset):
+    """Paths that data_dir lacks of the split files and of `dataset`'s own layout (captions are optional)."""
+    need = [path for split in SPLITS for path in split_files(data_dir, split)] + dataset.layout_files(data_dir)
+    return [p for p in need if not (os.path.isdir(p) if p.endswith(os.sep) else os.path.isfile(p))]
 
 
 # ---------------------------------------------------------------------------

@@ -8,14 +8,13 @@ import warnings
 import numpy as np
 
 from stackgan.cli import UserError
-from stackgan.config import DEMO_DIRS
+from stackgan.config import demo_flags
 from stackgan.layout import config_path, generator_files, weights_path
 
 
 def demo_or_results_flag(results_dir, stage):
-    """The flag that trains into results_dir: --demo for the demo's folder."""
-    same = os.path.normpath(results_dir) == os.path.normpath(DEMO_DIRS["results_dir"])
-    return "--demo" if same else f"--results-dir {results_dir}"
+    """The flags that train into results_dir: --demo (and its --dataset) for a demo's folder."""
+    return demo_flags(results_dir) or f"--results-dir {results_dir}"
 
 
 def read_config(results_dir, stage, needed_by="this command"):
@@ -37,7 +36,7 @@ def read_config(results_dir, stage, needed_by="this command"):
 def load_generator_weights(model, path, stage, config=None):
     """Load a generator's weights file; one saved before the up-sampling blocks became one UpSampleConv2D
     layer (separate UpSampling2D + Conv2D, the same variables in the same order) loads too."""
-    import models
+    from stackgan import models
     from stackgan.layers import CHAPTER_KERNELS
 
     with warnings.catch_warnings():  # Keras warns about each group a file of the other layout lacks
@@ -64,7 +63,7 @@ def load_generator_weights(model, path, stage, config=None):
 def load_generators(results_dir, stage, needed_by="this command", configs=None):
     """Trained generators up to `stage`: ([stage1_gen] or [stage1_gen, stage2_gen], config of the last stage).
     `configs`, one per stage as read_config gave them, saves reading them again."""
-    import models
+    from stackgan import models
 
     configs = configs or [read_config(results_dir, s, needed_by) for s in range(1, stage + 1)]
     generators = []

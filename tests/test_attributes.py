@@ -14,7 +14,7 @@ from helpers import one_line_error
 from stackgan import layout
 from stackgan.cli import run_main
 from stackgan.datasets import synthetic
-from stackgan.datasets.cache import load_split
+from stackgan.datasets.cache import load_dataset
 from stackgan.metrics import attributes
 
 
@@ -30,7 +30,7 @@ def hue_rotated(images):
 def test_colour_metric(birds):
     assert len(synthetic.PALETTE) == 8 and len({rgb for _, rgb in synthetic.PALETTE}) == 8
     for split in ("train", "test"):
-        s64 = load_split(birds, split, 64)
+        s64 = load_dataset(birds, split, 64)
         assert attributes.attribute_accuracy(s64.images, s64.embeddings) >= 0.95
         floats = np.asarray(s64.images, np.float32) / 127.5 - 1.0
         np.testing.assert_array_equal(attributes.image_colours(floats), attributes.image_colours(s64.images))
@@ -38,7 +38,7 @@ def test_colour_metric(birds):
         wrong = np.roll(s64.embeddings, len(s64.embeddings) // 8 + 1, axis=0)  # another colour's captions
         assert (attributes.embedding_colours(wrong) != attributes.embedding_colours(s64.embeddings)).all()
         assert attributes.attribute_accuracy(s64.images, wrong) < 0.3
-    s256 = load_split(birds, "test", 256)
+    s256 = load_dataset(birds, "test", 256)
     assert attributes.attribute_accuracy(s256.images, s256.embeddings[:, 0]) >= 0.95
     gray = np.full((4, 64, 64, 3), 128, np.uint8)
     assert (attributes.image_colours(gray) == -1).all()
@@ -47,7 +47,7 @@ def test_colour_metric(birds):
 
 
 def test_attribute_report_names_the_most_frequent_mistakes(birds):
-    train = load_split(birds, "train", 64)
+    train = load_dataset(birds, "train", 64)
     colours = attributes.embedding_colours(train.embeddings)
     one_of = {k: train.embeddings[np.flatnonzero(colours == k)[0], 0] for k in range(len(synthetic.PALETTE))}
     flat = {k: np.full((16, 16, 3), rgb, np.uint8) for k, (_, rgb) in enumerate(synthetic.PALETTE)}

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-import data
+from stackgan.datasets import loaders
 from stackgan.cli import UserError
 from stackgan.datasets import captions
 
@@ -38,11 +38,11 @@ def test_load_captions_aligned_whitespace_names_and_missing_file(tmp_path):
     (text / "001.A" / "a_1.txt").write_text("first one\nsecond one\n")
     (text / "001.A" / "a_3.txt").write_text("third image")
     names = [" 001.A/a_1\r", "001.A/a_2", "001.A/a_3 "]  # stray whitespace from a CRLF copy; a_2 has no file
-    with pytest.warns(data.DataWarning, match=r"no caption file for 1 of 3 images .*a_2\.txt"):
-        loaded = captions.load_captions(str(text), names)
+    with pytest.warns(loaders.DataWarning, match=r"no caption file for 1 of 3 images .*a_2\.txt"):
+        loaded = captions.load_captions(str(tmp_path), names, [1, 1, 1], "birds")
     assert loaded == [["first one", "second one"], [], ["third image"]]
-    with pytest.raises(UserError, match=r"caption folder .*nothere not found.*--captions-archive"):
-        captions.load_captions(str(tmp_path / "nothere"), names)
+    with pytest.raises(UserError, match=r"caption folder .*nothere.text not found.*--captions-archive"):
+        captions.load_captions(str(tmp_path / "nothere"), names, [1, 1, 1], "birds")
 
 
 def test_load_caption_split_needs_some_captions(birds, tmp_path):
@@ -52,5 +52,5 @@ def test_load_caption_split_needs_some_captions(birds, tmp_path):
     empty = tmp_path / "birds"
     shutil.copytree(birds, empty, ignore=shutil.ignore_patterns("cache", "text"))
     (empty / "text").mkdir()
-    with pytest.warns(data.DataWarning), pytest.raises(UserError, match="holds no caption file of the train split"):
+    with pytest.warns(loaders.DataWarning), pytest.raises(UserError, match="holds no caption file of the train split"):
         captions.load_caption_split(str(empty), "train")

@@ -12,10 +12,12 @@ import pytest
 from PIL import Image
 
 import data
+from stackgan.datasets import loaders
 from helpers import PICKLES, REPO, dump, split_paths
 from stackgan import layout, safe_pickle
 from stackgan.cli import UserError
-from stackgan.datasets.cache import load_split
+from stackgan.datasets.birds import DATASET
+from stackgan.datasets.cache import load_dataset
 
 PY2 = os.path.join(REPO, "tests", "fixtures", "py2")
 
@@ -108,7 +110,7 @@ def coordinate_image(path, width=200, height=150):
     ],
 )
 def test_crop_rectangle(tmp_path, bbox, rect):
-    assert data.crop_box(bbox, 200, 150) == rect
+    assert loaders.crop_box(bbox, 200, 150) == rect
     coordinate_image(tmp_path / "c.png")
     x1, y1, x2, y2 = rect
     img = data.get_img(str(tmp_path / "c.png"), bbox, (x2 - x1, y2 - y1))  # same size: no resampling
@@ -140,13 +142,11 @@ def test_count_mismatch_names_counts_and_files(birds_copy):
     ids = data.load_class_ids(c_path)
     dump(c_path, ids[:-1])
     with pytest.raises(UserError, match=r"class_info\.pickle has 47 class ids but .*filenames\.pickle has 48"):
-        load_split(birds_copy, "train", 64)
-    with pytest.raises(UserError, match="47 class ids"):
-        data.load_dataset(f_path, c_path, os.path.join(birds_copy, "CUB_200_2011"), e_path, 64)
+        load_dataset(birds_copy, "train", 64)
     dump(c_path, ids)
     dump(e_path, data.load_embeddings(e_path)[:46])
     with pytest.raises(UserError, match=r"embeddings\.pickle has 46 embeddings but .*filenames\.pickle has 48"):
-        load_split(birds_copy, "train", 64)
+        load_dataset(birds_copy, "train", 64)
 
 
 def test_skips_missing_box_missing_image_and_corrupt_image(birds_copy):
@@ -164,18 +164,14 @@ def test_skips_missing_box_missing_image_and_corrupt_image(birds_copy):
 
     pattern = r"skipped 3 of 48 images \(1 without a bounding box, 1 missing, 1 unreadable"
     for _ in range(2):  # building the cache, then reading it: both report the skipped images
-        with pytest.warns(data.DataWarning, match=pattern):
-            split = load_split(birds_copy, "train", 64)
+        with pytest.warns(loaders.DataWarning, match=pattern):
+            split = load_dataset(birds_copy, "train", 64)
         kept = [i for i in range(48) if i not in (3, 10, 20)]
         assert split.images.shape == (45, 64, 64, 3)
         assert split.filenames == [names[i] for i in kept]
         np.testing.assert_array_equal(split.class_ids, np.array(ids)[kept])
         np.testing.assert_array_equal(split.embeddings, emb[kept])
-    with pytest.warns(data.DataWarning, match=pattern):
-        X, y, e = data.load_dataset(f_path, c_path, cub, e_path, (64, 64))
-    assert X.shape == (45, 64, 64, 3) and X.dtype == np.uint8 and y.dtype == np.int64
-    np.testing.assert_array_equal(X, split.images)
-    np.testing.assert_array_equal(e, emb[kept])
+    assert split.images.dtype == np.uint8 and split.class_ids.dtype == np.int64
 
     shutil.rmtree(os.path.join(cub, "images"))
     os.makedirs(os.path.join(cub, "images"))
@@ -183,7 +179,7 @@ def test_skips_missing_box_missing_image_and_corrupt_image(birds_copy):
         UserError,
         match=r"no usable image.*skipped 48 of 48 images \(1 without a bounding box, 47 missing.*--data-dir .*birds",
     ):
-        load_split(birds_copy, "train", 32)
+        load_dataset(birds_copy, "train", 32)
 
 
 def protocol0_like_the_real_files(obj):
@@ -285,9 +281,9 @@ def test_boxes_must_be_finite_and_positive_and_nan_is_a_value(tmp_path):
 def test_a_decompression_bomb_is_skipped_as_unreadable(birds_copy):
     """An image over PIL's pixel bound (here 9500x9500, 11 kB as a 1-bit PNG) is not decoded."""
     names = data.load_filenames(split_paths(birds_copy)[0])
-    Image.new("1", (9500, 9500)).save(layout.image_path(birds_copy, names[5]), format="PNG")
+    Image.new("1", (9500, 9500)).save(DATASET.image_path(birds_copy, names[5]), format="PNG")
     with pytest.warns(Image.DecompressionBombWarning):  # PIL's, at open; the image is refused all the same
-        assert "DecompressionBomb" in data.verify_image(layout.image_path(birds_copy, names[5]))
-    with pytest.warns(data.DataWarning, match=r"skipped 1 of 48 images \(1 unreadable; e\.g\. .*DecompressionBomb"):
-        split = load_split(birds_copy, "train", 64)
+        assert "DecompressionBomb" in loaders.verify_image(DATASET.image_path(birds_copy, names[5]))
+    with pytest.warns(loaders.DataWarning, match=r"skipped 1 of 48 images \(1 unreadable; e\.g\. .*DecompressionBomb"):
+        split = load_dataset(birds_copy, "train", 64)
     assert split.images.shape == (47, 64, 64, 3) and names[5] not in split.filenames

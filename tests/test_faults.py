@@ -315,11 +315,11 @@ def test_a_failed_weights_write_is_one_line_keeps_the_good_file_and_exits_cleanl
 
 
 def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_last_checkpoint(run_copy, birds, capsys):
-    from stackgan.datasets.cache import load_split
+    from stackgan.datasets.cache import load_dataset
 
     results, ckpt_dir, args = run_copy
     for split, size in (("train", 76), ("test", 64)):  # the cache exists: only the run's own files are written
-        load_split(birds, split, size)
+        load_dataset(birds, split, size)
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)
     limited_file_size(500_000)()  # a checkpoint is ~1 MB
     try:

@@ -12,7 +12,7 @@ from PIL import Image
 
 import generate
 from helpers import REPO, one_line_error
-from stackgan import config, io, layout
+from stackgan import io, layout
 from stackgan.cli import run_main
 
 
@@ -236,8 +236,8 @@ def test_demo_defaults(results, tmp_path, monkeypatch, capsys):
     shutil.copytree(results, tmp_path / "results" / "demo")
     os.remove(layout.weights_path("results/demo", 2, "gen"))  # no Stage-II demo yet: Stage-I
     assert run(["--demo", "--caption", "a small yellow bird with dark wings"]) == 0
-    assert pngs(tmp_path / config.DEMO_SAMPLES_DIR) == ["00000_0.png"]
-    assert size_of(tmp_path / config.DEMO_SAMPLES_DIR / "00000_0.png") == (64, 64)
+    assert pngs(tmp_path / layout.demo_dirs("birds")["samples_dir"]) == ["00000_0.png"]
+    assert size_of(tmp_path / layout.demo_dirs("birds")["samples_dir"] / "00000_0.png") == (64, 64)
     assert "samples/demo" in capsys.readouterr().out
 
 

@@ -11,7 +11,7 @@ import pytest
 from helpers import REPO
 from stackgan.cli import UserError
 from stackgan.config import stored_size
-from stackgan.datasets.cache import Split, load_split
+from stackgan.datasets.cache import Split, load_dataset
 from stackgan.datasets.rows import ALIGNMENT, RowReader
 from stackgan.metrics import attributes
 from stackgan.training import input as training_input
@@ -125,7 +125,7 @@ def test_pipeline_is_the_same_as_before_for_a_seed_and_resumes_the_sequence(plac
 
 
 def test_pipeline_on_cached_split(birds):
-    split = load_split(birds, "train", stored_size(64, True))
+    split = load_dataset(birds, "train", stored_size(64, True))
     assert split.images.shape == (48, 76, 76, 3)
     real, emb, wrong = next(iter(training_input.make_dataset(split, 16, 64, seed=0)))
     assert real.shape == (16, 64, 64, 3) and emb.shape == (16, 1024) and wrong.shape == (16, 64, 64, 3)
@@ -135,7 +135,7 @@ def test_pipeline_on_cached_split(birds):
 
 
 def memmapped_split(directory, n=40, stored=12, captions=3, dim=6):
-    """A split as load_split gives it: random uint8 images and float32 embeddings memory-mapped from .npy files."""
+    """A split as load_dataset gives it: random uint8 images and float32 embeddings memory-mapped from .npy files."""
     rng = np.random.default_rng(7)
     images = np.lib.format.open_memmap(str(directory / "images.npy"), "w+", np.uint8, (n, stored, stored, 3))
     images[:] = rng.integers(0, 256, images.shape)

@@ -10,7 +10,7 @@ import evaluate
 import generate
 from stackgan import sampling
 from stackgan.datasets import synthetic
-from stackgan.datasets.cache import load_split
+from stackgan.datasets.cache import load_dataset
 from stackgan.metrics import attributes
 from stackgan.text.evaluation import heldout_caption_accuracy
 
@@ -23,7 +23,7 @@ def trained(trained_demo):
 def test_stage1_learns_the_body_colour_from_the_embedding(trained):
     birds, results = trained
     (gen,), config = sampling.load_generators(results, 1)
-    test = load_split(birds, "test", 64)
+    test = load_dataset(birds, "test", 64)
     embeddings = test.embeddings[:, 0]
     z = np.random.default_rng(7).standard_normal((len(embeddings), config["z_dim"])).astype("float32")
     (images,) = sampling.sample_images([gen], embeddings, z)

@@ -15,7 +15,7 @@ import stage1
 from helpers import REPO, TINY, TINY_NETWORKS, common, one_line_error
 from stackgan import device_memory
 from stackgan.config import StageConfig
-from stackgan.datasets.cache import load_split
+from stackgan.datasets.cache import load_dataset
 from stackgan.device_memory import GIB, MIB, DeviceMemory
 from stackgan.runtime import Runtime
 from stackgan.training import command, loop, memory
@@ -77,7 +77,7 @@ def test_activations_are_every_layer_output_of_the_built_model():
 
 
 def test_the_estimate_counts_the_built_networks_and_optimizers(birds):
-    split = load_split(birds, "train", 76)
+    split = load_dataset(birds, "train", 76)
     trainer = tiny_trainer()
     on_device = memory.estimate(trainer, split, "device")
     trainable = sum(int(np.prod(v.shape)) for v in trainer.gen.trainable_variables + trainer.dis.trainable_variables)

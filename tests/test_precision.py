@@ -16,7 +16,7 @@ import stage2
 from helpers import common
 from stackgan import layout
 from stackgan.config import StageConfig
-from stackgan.datasets.cache import load_split
+from stackgan.datasets.cache import load_dataset
 from stackgan.runtime import Runtime
 from stackgan.training import input as training_input
 from stackgan.training.step import StackGANTrainer
@@ -63,7 +63,7 @@ def test_bench_computes_in_the_precision_asked_for_and_puts_the_policy_back(mode
 def test_the_xla_step_on_device_side_batches_in_reduced_precision(birds, mode):
     """The GPU path on a CPU: XLA, batches assembled inside the step from device variables, bf16 or fp16 with loss
     scaling; the networks compute in `mode`, the weights, outputs and losses stay float32."""
-    split = load_split(birds, "train", 76)
+    split = load_dataset(birds, "train", 76)
     config = StageConfig(stage=1, batch_size=8, gf_dim=8, df_dim=4, z_dim=8, condition_dim=8)
     trainer = StackGANTrainer(config, Runtime.choose(mode, "on"), source=training_input.DeviceSplit(split, 64))
     conv = next(layer for layer in trainer.gen.layers if isinstance(layer, keras.layers.Conv2D))

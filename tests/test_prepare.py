@@ -18,9 +18,10 @@ import pytest
 import data
 from helpers import REPO
 from stackgan import layout
+from stackgan.datasets.birds import CAPTIONS_DRIVE_ID, CUB_DIR, DATASET
 from stackgan.cli import UserError, run_main
 from stackgan.datasets import captions, commands, prepare
-from stackgan.datasets.cache import load_split
+from stackgan.datasets.cache import load_dataset
 from stackgan.io import write_json
 
 PICKLES = (layout.FILENAMES_FILE, layout.CLASS_INFO_FILE, layout.EMBEDDINGS_FILE)
@@ -29,7 +30,7 @@ PICKLES = (layout.FILENAMES_FILE, layout.CLASS_INFO_FILE, layout.EMBEDDINGS_FILE
 def make_archives(data_dir, tmp_path):
     cub = str(tmp_path / "CUB_200_2011.tgz")
     with tarfile.open(cub, "w:gz") as tar:
-        tar.add(layout.cub_dir(data_dir), arcname="CUB_200_2011")
+        tar.add(DATASET.cub_dir(data_dir), arcname="CUB_200_2011")
         (tmp_path / "attributes.txt").write_text("1 has_bill_shape::curved\n")
         tar.add(str(tmp_path / "attributes.txt"), arcname="attributes.txt")
     birds = str(tmp_path / "birds.zip")
@@ -50,7 +51,7 @@ def test_prepare_from_fake_archives(birds, tmp_path, capsys):
     assert sorted(os.listdir(out)) == ["CUB_200_2011", "test", "train"]
     assert sorted(os.listdir(os.path.join(out, "train"))) == sorted(PICKLES)
     assert not os.path.exists(os.path.join(out, "attributes.txt")) and not layout.is_synthetic(out)
-    split = load_split(out, "test", 32)
+    split = load_dataset(out, "test", 32)
     assert split.images.shape == (16, 32, 32, 3)
 
     bad = tmp_path / "bad.tgz"
@@ -70,7 +71,7 @@ def test_prepare_from_fake_archives(birds, tmp_path, capsys):
         prepare.prepare(cub, partial, out)
     with pytest.raises(UserError, match="--cub-archive .*nothere.tgz not found.*prepare"):
         prepare.prepare(str(tmp_path / "nothere.tgz"), birds, out)
-    assert load_split(out, "test", 32).images.shape == (16, 32, 32, 3)  # failed runs left it intact
+    assert load_dataset(out, "test", 32).images.shape == (16, 32, 32, 3)  # failed runs left it intact
     assert not [n for n in os.listdir(out) if n.startswith(".prepare-")]
 
 
@@ -165,7 +166,7 @@ def test_prepare_captions_archive_and_check(birds, tmp_path, capsys):
         )
         assert not (out / "text" / "__MACOSX").exists()
     victim = data.load_filenames(os.path.join(str(out), "train", layout.FILENAMES_FILE))[0]
-    os.remove(layout.caption_file(str(out / "text"), victim))
+    os.remove(DATASET.caption_path(str(out), victim))
     assert commands.main(["check", "--data-dir", str(out)]) == 0
     assert f"47 caption files present, 1 missing\n    missing caption file: {victim}" in capsys.readouterr().out
 
@@ -186,7 +187,7 @@ def test_prepare_captions_archive_and_check(birds, tmp_path, capsys):
 def test_download_without_captions_still_prepares(birds, tmp_path, monkeypatch, capsys):
     cub = str(tmp_path / "CUB_200_2011.tgz")
     with tarfile.open(cub, "w:gz") as tar:
-        tar.add(os.path.join(birds, layout.CUB_DIR), arcname=layout.CUB_DIR)
+        tar.add(os.path.join(birds, CUB_DIR), arcname=CUB_DIR)
     archive = str(tmp_path / "birds.zip")
     with zipfile.ZipFile(archive, "w") as zf:
         for split in layout.SPLITS:
@@ -197,7 +198,7 @@ def test_download_without_captions_still_prepares(birds, tmp_path, monkeypatch, 
         shutil.copy(cub, dest)
 
     def fake_drive(file_id, dest, data_dir, what="the embeddings zip"):
-        if file_id == layout.CAPTIONS_DRIVE_ID:
+        if file_id == CAPTIONS_DRIVE_ID:
             raise UserError("could not download Google Drive file (quota)")
         shutil.copy(archive, dest)
 
@@ -207,7 +208,7 @@ def test_download_without_captions_still_prepares(birds, tmp_path, monkeypatch, 
     assert commands.main(["download", "--data-dir", out]) == 0
     printed = capsys.readouterr().out
     assert "note: no captions (could not download" in printed and "--captions-archive" in printed
-    assert not layout.missing_files(out) and not os.path.exists(os.path.join(out, "text"))
+    assert not layout.missing_files(out, DATASET) and not os.path.exists(os.path.join(out, "text"))
 
 
 def refused_pickle():
@@ -236,7 +237,7 @@ def test_prepare_verifies_everything_before_it_replaces_anything(birds, tmp_path
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "refused.zip is not usable, nothing was replaced" in err and "os.system" in err
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
-    assert load_split(str(out), "test", 32).images.shape == (16, 32, 32, 3)
+    assert load_dataset(str(out), "test", 32).images.shape == (16, 32, 32, 3)
 
 
 def zip_of(path, members):
@@ -323,7 +324,7 @@ def test_check_refuses_embeddings_that_training_cannot_use(birds, tmp_path, caps
 
 def test_check_decodes_every_image(birds_copy, capsys):
     names = data.load_filenames(layout.split_files(birds_copy, "train").filenames)
-    truncated = layout.image_path(birds_copy, names[1])
+    truncated = DATASET.image_path(birds_copy, names[1])
     with open(truncated, "rb") as f:
         head = f.read(300)
     with open(truncated, "wb") as f:

@@ -13,9 +13,10 @@ import pytest
 import evaluate
 import generate
 from helpers import one_line_error
-from stackgan import io, layout
+from stackgan import io
 from stackgan.cli import UserError, run_main
-from stackgan.datasets.cache import load_split
+from stackgan.datasets import dataset_of
+from stackgan.datasets.cache import load_dataset
 from stackgan.metrics import evaluator, rprecision
 
 EPOCHS = 40  # the small preset on the 48 training birds of the shared set: about 40 steps
@@ -53,7 +54,7 @@ def folders(birds, tmp_path_factory):
     root = tmp_path_factory.mktemp("images")
     real, noise = str(root / "real"), str(root / "noise")
     rng = np.random.default_rng(0)
-    for i, image in enumerate(load_split(birds, "test", 64).images):
+    for i, image in enumerate(load_dataset(birds, "test", 64).images):
         io.save_png(np.asarray(image), os.path.join(real, io.image_name(i, 0)))
         for s in range(4):
             io.save_png(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), os.path.join(noise, io.image_name(i, s)))
@@ -107,8 +108,8 @@ def test_the_evaluator_computes_in_float32_whatever_the_policy(birds, evaluator_
     import keras
 
     settings = evaluator.settings_for(birds, epochs=EPOCHS)
-    images = load_split(birds, "test", 64).images[:4]
-    embeddings = load_split(birds, "test", 64).embeddings[:4, 0]
+    images = load_dataset(birds, "test", 64).images[:4]
+    embeddings = load_dataset(birds, "test", 64).embeddings[:4, 0]
     expected = evaluator.load_or_train(birds, settings, evaluator_dir, log=quiet)
     for policy in ("mixed_bfloat16", "mixed_float16"):
         keras.config.set_dtype_policy(policy)
@@ -131,7 +132,7 @@ def test_the_cache_follows_the_data_and_refuses_damage(birds, folders, tmp_path,
     assert not [n for n in os.listdir(folder) if n.startswith(io.TEMP_PREFIX)]
     again = evaluator.load_or_train(birds, settings, folder, log=quiet)
     assert again.trained_s is None
-    images = load_split(birds, "test", 64).images[:3]
+    images = load_dataset(birds, "test", 64).images[:3]
     np.testing.assert_allclose(again.image_features(images), first.image_features(images), atol=1e-6)
 
     other = str(tmp_path / "other")  # another dataset: another key, so its own evaluator
@@ -220,7 +221,8 @@ def test_the_card_of_tiny_results(birds, tiny_results, evaluator_dir, tmp_path, 
 
     links = _linked_files(page)
     assert len(links) == 8 * 3 and all(os.path.isfile(os.path.join(os.path.dirname(page), p)) for p in links)
-    first_caption = open(os.path.join(layout.text_dir(birds), load_split(birds, "test", 64).filenames[0] + ".txt"))
+    test = load_dataset(birds, "test", 64)
+    first_caption = open(dataset_of(birds).caption_path(birds, test.filenames[0], test.class_ids[0]))
     assert f"| 0 | {first_caption.readline().strip()} |" in text
 
     # the command beside a number gives that number

@@ -12,7 +12,7 @@ import pytest
 
 from helpers import REPO, TINY_NETWORKS
 from stackgan.config import StageConfig
-from stackgan.datasets.cache import load_split
+from stackgan.datasets.cache import load_dataset
 from stackgan.runtime import Runtime
 from stackgan.training.input import make_dataset
 from stackgan.training.step import StackGANTrainer
@@ -22,7 +22,7 @@ CONFIG = dict(TINY_NETWORKS, embedding_dim=1024)
 
 @pytest.fixture(scope="module")
 def batch(birds):
-    split = load_split(birds, "train", 76)
+    split = load_dataset(birds, "train", 76)
     return next(iter(make_dataset(split, 8, 64, augment=True, seed=0)))
 
 

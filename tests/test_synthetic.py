@@ -15,9 +15,10 @@ from PIL import Image
 import data
 from helpers import BIRDS
 from stackgan import layout
+from stackgan.datasets.birds import CUB_DIR, DATASET
 from stackgan.cli import UserError
 from stackgan.datasets import captions, commands, synthetic
-from stackgan.datasets.cache import load_split
+from stackgan.datasets.cache import load_dataset
 from stackgan.metrics import attributes
 
 PICKLES = (layout.FILENAMES_FILE, layout.CLASS_INFO_FILE, layout.EMBEDDINGS_FILE)
@@ -29,7 +30,7 @@ def split_paths(data_dir, split="train"):
 
 def test_synthetic_round_trip(birds, tmp_path):
     assert layout.is_synthetic(birds)
-    cub = layout.cub_dir(birds)
+    cub = DATASET.cub_dir(birds)
     boxes = data.load_bounding_boxes(cub)
     assert len(boxes) == 64
     gray = 0
@@ -50,7 +51,7 @@ def test_synthetic_round_trip(birds, tmp_path):
         np.testing.assert_array_equal(attributes.embedding_colours(emb), np.array(ids) - 1)  # exact on clean ones
         np.testing.assert_array_equal(attributes.embedding_colours(emb[:, 3]), np.array(ids) - 1)
         assert np.mean(np.abs(emb) < 1) > 0.95 and emb.std() > 0.1
-        split_data = load_split(birds, split, 64)
+        split_data = load_dataset(birds, split, 64)
         assert split_data.images.shape == (n, 64, 64, 3) and split_data.images.dtype == np.uint8
         assert split_data.class_ids.dtype == np.int64
     assert gray <= 5
@@ -85,7 +86,7 @@ def test_ensure_synthetic(tmp_path, monkeypatch):
     out = str(tmp_path / "s")
     assert synthetic.ensure_synthetic(out) is True and written == [out]
     assert synthetic.ensure_synthetic(out) is False and written == [out]
-    assert layout.is_synthetic(out) and not layout.missing_files(out)
+    assert layout.is_synthetic(out) and not layout.missing_files(out, DATASET)
     real = tmp_path / "real"
     (real / "train").mkdir(parents=True)
     with pytest.raises(UserError, match="not the synthetic one"):
@@ -158,7 +159,7 @@ def test_captions_leave_images_and_embeddings_as_they_were(birds, tmp_path):
     for split, digest in expected.items():
         emb = data.load_embeddings(os.path.join(small, split, layout.EMBEDDINGS_FILE))
         assert hashlib.sha1(emb.tobytes()).hexdigest() == digest
-    boxes = open(os.path.join(small, layout.CUB_DIR, "bounding_boxes.txt"), "rb").read()
+    boxes = open(os.path.join(small, CUB_DIR, "bounding_boxes.txt"), "rb").read()
     assert hashlib.sha1(boxes).hexdigest() == "9b2d4f88ddac5c6abbbf420827ebc5f146943482"
 
     old = tmp_path / "old"
@@ -168,9 +169,7 @@ def test_captions_leave_images_and_embeddings_as_they_were(birds, tmp_path):
     for rel in [os.path.join("train", layout.EMBEDDINGS_FILE), "CUB_200_2011/bounding_boxes.txt"]:
         assert (old / rel).read_bytes() == open(os.path.join(birds, rel), "rb").read()
     name = data.load_filenames(os.path.join(birds, "test", layout.FILENAMES_FILE))[0]
-    assert (old / "text" / f"{name}.txt").read_text() == open(
-        layout.caption_file(os.path.join(birds, "text"), name)
-    ).read()
+    assert (old / "text" / f"{name}.txt").read_text() == open(DATASET.caption_path(birds, name)).read()
 
 
 def test_a_bad_seed_or_a_failed_write_leaves_the_set_and_its_marker(tmp_path, monkeypatch, capsys):

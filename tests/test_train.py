@@ -13,7 +13,7 @@ from helpers import TINY, TINY_NETWORKS, common, run_cli
 from stackgan import io, sampling
 from stackgan.cli import run_main
 from stackgan.config import StageConfig
-from stackgan.datasets.cache import load_split
+from stackgan.datasets.cache import load_dataset
 from stackgan.training import command, loop
 from stackgan.training import input as training_input
 from stackgan.config import learning_rate_at
@@ -91,7 +91,7 @@ def test_grid_is_rescaled_from_tanh(stage1_run):
 
 def test_one_step_changes_both_networks_and_losses_are_finite(birds):
     trainer = StackGANTrainer(tiny_config())
-    split = load_split(birds, "train", 76)
+    split = load_dataset(birds, "train", 76)
     batch = next(iter(training_input.make_dataset(split, 8, 64, augment=True, seed=0)))
     g_before = [v.numpy().copy() for v in trainer.gen.trainable_variables]
     d_before = [v.numpy().copy() for v in trainer.dis.trainable_variables]
@@ -271,7 +271,7 @@ def test_learning_rate_halves_every_decay_period():
 
 def test_g_ema_samples_the_average_and_leaves_the_training_weights(birds, tmp_path):
     trainer = StackGANTrainer(tiny_config(g_ema=0.75))
-    split = load_split(birds, "train", 76)
+    split = load_dataset(birds, "train", 76)
     batches = iter(training_input.make_dataset(split, 8, 64, augment=True, seed=0))
     after = []
     for _ in range(2):
@@ -322,7 +322,7 @@ def test_demo_report_scores_every_caption_of_every_test_bird(birds, tmp_path, ca
 
 
 def test_steps_per_call_gives_the_same_weights_as_single_steps(birds):
-    split = load_split(birds, "train", 76)
+    split = load_dataset(birds, "train", 76)
     weights, sums = [], []
     for calls in ([3], [1, 1, 1]):
         trainer = StackGANTrainer(tiny_config(seed=5))
@@ -373,7 +373,7 @@ def test_the_xla_step_assembles_plan_batches_on_the_device(birds):
     """--xla auto compiles the step: the device-side batch assembly must be XLA-compilable."""
     from stackgan.runtime import Runtime
 
-    split = load_split(birds, "train", 76)
+    split = load_dataset(birds, "train", 76)
     runtime = Runtime.choose(mixed_precision="off", xla="on")
     trainer = StackGANTrainer(tiny_config(), runtime, source=training_input.DeviceSplit(split, 64))
     trainer.train_steps(iter(training_input.make_plan_dataset(split, 8, 64, seed=0)), 2)

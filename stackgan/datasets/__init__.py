@@ -1,1 +1,91 @@
-"""The data: the preprocessing cache, captions, the real data's download and preparation, the synthetic birds."""
+"""The datasets StackGAN trains on. Each is one small module with a Dataset subclass that says where its images,
+boxes (optional), captions and split files are, how an image is cropped, and how to get the data; the rest of the
+package asks the dataset of a data folder (`dataset_of`) and never spells a dataset's paths itself. Adding a
+dataset (COCO, say: StackGAN's layout without boxes) is a new module and a line in MODULES.
+
+Every dataset keeps StackGAN's split files in <data_dir>/{train,test}/ (filenames.pickle, class_info.pickle,
+char-CNN-RNN-embeddings.pickle; stackgan.layout.split_files).
+"""
+
+import importlib
+import os
+
+from stackgan import layout
+from stackgan.cli import UserError
+
+MODULES = {"birds": "stackgan.datasets.birds", "flowers": "stackgan.datasets.flowers"}
+NAMES = tuple(MODULES)
+
+
+class Dataset:
+    """What a dataset module fills in. `name` is the --dataset value, `thing` what one image shows ('bird')."""
+
+    name = ""
+    title = ""  # the dataset's own name, for start-up lines: 'CUB-200-2011 birds'
+    thing = ""
+    example_captions = ()  # for the page and the notebook
+
+    @property
+    def default_dir(self):
+        """Where its data goes unless --data-dir says otherwise."""
+        return layout.dataset_dir(self.name)
+
+    def image_path(self, data_dir, name):
+        """The image file of a filenames.pickle name."""
+        raise NotImplementedError
+
+    def boxes(self, data_dir):
+        """{name: [x, y, w, h]} to crop around, or None when the dataset has no boxes (the whole image is used)."""
+        return None
+
+    def caption_path(self, data_dir, name, class_id):
+        """The caption file (Reed's text_c10: ten lines) of an image."""
+        raise NotImplementedError
+
+    def text_dir(self, data_dir):
+        """The folder that holds the caption files."""
+        raise NotImplementedError
+
+    def layout_files(self, data_dir):
+        """Files and folders (ending in os.sep) beside the split files that training needs."""
+        return []
+
+    def key_files(self, data_dir):
+        """Files whose contents decide how the images are cropped: a change to them rebuilds the image cache."""
+        return []
+
+    def looks_like(self, data_dir):
+        """True when data_dir holds this dataset's layout (a folder or file only it has)."""
+        raise NotImplementedError
+
+    def data_hint(self, data_dir):
+        """How to get the data into data_dir, for a message about missing files."""
+        raise NotImplementedError
+
+    def captions_hint(self, data_dir):
+        """How to get the captions into data_dir."""
+        raise NotImplementedError
+
+
+def get_dataset(name):
+    """The Dataset called `name` ('birds', 'flowers'); a UserError for another name."""
+    if name not in MODULES:
+        raise UserError(f"unknown dataset {name!r}; use one of {', '.join(NAMES)}")
+    return importlib.import_module(MODULES[name]).DATASET
+
+
+def dataset_of(data_dir, name=None):
+    """The dataset of a data folder: `name` when given (a name or a Dataset; the folder, if it holds a dataset, must
+    look like it), else the one whose layout the folder holds, else birds (the chapter's)."""
+    if isinstance(name, Dataset):
+        return name
+    found = [n for n in NAMES if data_dir and os.path.isdir(data_dir) and get_dataset(n).looks_like(data_dir)]
+    if name is not None:
+        dataset = get_dataset(name)
+        if found and name not in found:
+            raise UserError(
+                f"{data_dir} holds {get_dataset(found[0]).title} (its layout), not {dataset.title}; pass "
+                f"--dataset {found[0]}, or give the --data-dir of the {name}"
+            )
+        return dataset
+    return get_dataset(found[0] if found else layout.DEFAULT_DATASET)

@@ -2,6 +2,7 @@
 memory-mapped after that, and the embeddings as a plain .npy beside them.
 """
 
+import functools
 import hashlib
 import json
 import os
@@ -10,11 +11,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-import data
+from stackgan.datasets import dataset_of, loaders
 from stackgan import io, layout
 from stackgan.cli import UserError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 class Split(NamedTuple):
@@ -56,16 +57,16 @@ def _remove_stale(cache_dir, prefix, keep):
             io.remove_quietly(os.path.join(cache_dir, name))
 
 
-def _build_image_cache(filenames, boxes, cub_dir, size, npy_path, skipped, what, data_dir):
+def _build_image_cache(filenames, image_path, boxes, size, npy_path, skipped, what, data_dir):
     """Decode every usable image into a memmapped .npy that appears at npy_path only when complete; its rows
     are the kept images, in order. Returns the kept indices."""
     n = len(filenames)
     with io.atomic_path(npy_path, ".npy") as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
-        kept = data.decode_images(
-            filenames, boxes, cub_dir, (size, size), out, skipped, f"caching {os.path.basename(what)}"
+        kept = loaders.decode_images(
+            filenames, image_path, boxes, (size, size), out, skipped, f"caching {os.path.basename(what)}"
         )
-        data.require_images(kept, skipped, what, n, data_dir)
+        loaders.require_images(kept, skipped, what, n, data_dir)
         if len(kept) < n:  # the file must hold only the kept rows: copy them into one of that shape
             with io.atomic_path(tmp, ".npy") as compact:
                 small = np.lib.format.open_memmap(
@@ -82,12 +83,13 @@ def _build_image_cache(filenames, boxes, cub_dir, size, npy_path, skipped, what,
     return kept
 
 
-def load_split(data_dir, split, image_size):
-    """Load the 'train' or 'test' split of data_dir with images cropped and resized to image_size
-    (the stored size: config.stored_size(size, augment) for training). The decoded images are cached in
-    <data_dir>/cache/<split>_<size>_<key>.cache.npy and memory-mapped on later loads; the key hashes the
-    file list, the size, images.txt and bounding_boxes.txt, so a change rebuilds it. Delete the cache
-    folder to force a rebuild after replacing images in place."""
+def load_dataset(data_dir, split, image_size, dataset=None):
+    """The chapter's load_dataset: the 'train' or 'test' split of data_dir (its dataset named by `dataset`, or found
+    from its layout) with images cropped as the dataset says and resized to image_size (the stored size:
+    config.stored_size(size, augment) for training). The decoded images are cached in
+    <data_dir>/cache/<split>_<size>_<key>.cache.npy and memory-mapped on later loads; the key hashes the file list,
+    the size and the files that decide the crops (CUB's images.txt and bounding_boxes.txt), so a change rebuilds
+    it. Delete the cache folder to force a rebuild after replacing images in place."""
     try:
         size = int(image_size)
     except (TypeError, ValueError):
@@ -95,13 +97,13 @@ def load_split(data_dir, split, image_size):
     if size < 1:
         raise UserError(f"image size {size} must be positive")
     filenames, class_ids, embeddings = load_split_lists(data_dir, split)
-    cub_dir, tables, images_dir = layout.cub_dir(data_dir), layout.cub_tables(data_dir), layout.images_dir(data_dir)
-    data.require_files(tables, data_dir)
-    if not os.path.isdir(images_dir):
-        raise UserError(f"{images_dir} not found; {layout.data_hint(data_dir)}")
+    dataset = dataset_of(data_dir, dataset)
+    missing = layout.missing_files(data_dir, dataset)
+    if missing:
+        raise UserError(f"{missing[0]} not found; {dataset.data_hint(data_dir)}")
     split_dir = os.path.join(data_dir, split)
 
-    key_src = json.dumps([CACHE_VERSION, split, size, filenames, *map(file_digest, tables)])
+    key_src = json.dumps([CACHE_VERSION, split, size, filenames, *map(file_digest, dataset.key_files(data_dir))])
     key = hashlib.sha1(key_src.encode()).hexdigest()[:16]
     cache_dir = layout.cache_dir(data_dir)
     io.remove_stale_temps(cache_dir)  # of killed cache builds; the cache folder may be shared by live runs
@@ -113,11 +115,12 @@ def load_split(data_dir, split, image_size):
         images, kept, skipped = meta
         what += f" (as cached in {cache_dir}; delete it to read the images again)"
     else:
-        boxes = data.load_bounding_boxes(cub_dir)
-        skipped = data.Skipped()
+        boxes = dataset.boxes(data_dir)
+        image_path = functools.partial(dataset.image_path, data_dir)
+        skipped = loaders.Skipped()
         try:
             os.makedirs(cache_dir, exist_ok=True)
-            kept = _build_image_cache(filenames, boxes, cub_dir, size, npy_path, skipped, what, data_dir)
+            kept = _build_image_cache(filenames, image_path, boxes, size, npy_path, skipped, what, data_dir)
             io.write_json(
                 meta_path,
                 {
@@ -133,13 +136,15 @@ def load_split(data_dir, split, image_size):
         except (OSError, io.WriteError) as err:  # read-only data folder, full disk: work from memory
             warnings.warn(
                 f"could not write the image cache in {cache_dir} ({err}); decoding without a cache",
-                data.DataWarning,
+                loaders.DataWarning,
                 stacklevel=2,
             )
-            skipped = data.Skipped()
+            skipped = loaders.Skipped()
             images = np.empty((len(filenames), size, size, 3), dtype=np.uint8)
-            kept = data.decode_images(filenames, boxes, cub_dir, (size, size), images, skipped, f"decoding {split}")
-            data.require_images(kept, skipped, what, len(filenames), data_dir)
+            kept = loaders.decode_images(
+                filenames, image_path, boxes, (size, size), images, skipped, f"decoding {split}"
+            )
+            loaders.require_images(kept, skipped, what, len(filenames), data_dir)
             images = images[: len(kept)]
     skipped.warn(what, len(filenames))
     if len(kept) == len(filenames):
@@ -164,7 +169,7 @@ def _read_cache(npy_path, meta_path, n_total, size):
             or (len(kept) and (kept.min() < 0 or kept.max() >= n_total))
         ):
             return None
-        return images, kept, data.Skipped(meta.get("skipped"))
+        return images, kept, loaders.Skipped(meta.get("skipped"))
     except (OSError, ValueError, KeyError, TypeError):
         return None  # damaged entry: rebuild
 
@@ -173,8 +178,7 @@ def _load_embeddings_cached(path, data_dir, split):
     """load_embeddings, plus a plain .npy copy in the cache folder (keyed by the pickle's size and mtime),
     memory-mapped on later loads instead of unpickling a Python-2 list of arrays every time."""
     cache_dir = layout.cache_dir(data_dir)
-    # "finite": written only after load_embeddings checked the values (copies of earlier versions are read again).
-    key = hashlib.sha1(json.dumps([CACHE_VERSION, "finite", _stat_key(path)]).encode()).hexdigest()[:16]
+    key = hashlib.sha1(json.dumps([CACHE_VERSION, _stat_key(path)]).encode()).hexdigest()[:16]
     npy_path = os.path.join(cache_dir, f"{split}_embeddings_{key}.cache.npy")
     if os.path.isfile(npy_path):
         try:
@@ -183,7 +187,7 @@ def _load_embeddings_cached(path, data_dir, split):
                 return emb
         except (OSError, ValueError):
             pass
-    emb = data.load_embeddings(path)
+    emb = loaders.load_embeddings(path)
     try:
         os.makedirs(cache_dir, exist_ok=True)
         io.save_npy(npy_path, emb)
@@ -199,11 +203,11 @@ def load_split_lists(data_dir, split):
     if split not in layout.SPLITS:
         raise UserError(f"unknown split {split!r}; use one of {', '.join(layout.SPLITS)}")
     if not os.path.isdir(data_dir):
-        raise UserError(f"data folder {data_dir} not found; {layout.data_hint(data_dir)}")
+        raise UserError(f"data folder {data_dir} not found; {loaders.data_hint(data_dir)}")
     paths = layout.split_files(data_dir, split)
-    data.require_files(paths, data_dir)
-    filenames = data.load_filenames(paths.filenames)
-    class_ids = data.load_class_ids(paths.class_info)
+    loaders.require_files(paths, data_dir)
+    filenames = loaders.load_filenames(paths.filenames)
+    class_ids = loaders.load_class_ids(paths.class_info)
     embeddings = _load_embeddings_cached(paths.embeddings, data_dir, split)
-    data.check_counts(filenames, class_ids, embeddings, paths)
+    loaders.check_counts(filenames, class_ids, embeddings, paths)
     return filenames, np.asarray(class_ids, dtype=np.int64), embeddings

@@ -1,5 +1,5 @@
-"""Captions: Reed's text_c10, one file of (usually 10) lines per image, <data_dir>/text/<class>/<image>.txt,
-aligned with filenames.pickle.
+"""Captions: Reed's text_c10, one file of (usually 10) lines per image (where: the dataset's caption_path), aligned
+with filenames.pickle.
 """
 
 import os
@@ -9,10 +9,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-import data
-from stackgan import layout
 from stackgan.cli import UserError
-from stackgan.datasets import cache
+from stackgan.datasets import cache, dataset_of, loaders
 
 
 def clean_caption(line):
@@ -32,28 +30,28 @@ def read_captions(path):
     return [c for c in map(clean_caption, lines) if c]
 
 
-def load_captions(text_dir, filenames):
-    """Captions aligned with filenames: a list (one per name) of lists of strings, read by read_captions from
-    <text_dir>/<name>.txt. An image without a caption file gets [] (one warning counts them)."""
+def load_captions(data_dir, filenames, class_ids, dataset=None):
+    """Captions aligned with filenames: a list (one per name) of lists of strings, read by read_captions from each
+    image's caption file. An image without a caption file gets [] (one warning counts them)."""
+    dataset = dataset_of(data_dir, dataset)
+    text_dir = dataset.text_dir(data_dir)
     if not os.path.isdir(text_dir):
-        raise UserError(
-            f"caption folder {text_dir} not found; {layout.captions_hint(os.path.dirname(text_dir) or '.')}"
-        )
+        raise UserError(f"caption folder {text_dir} not found; {dataset.captions_hint(data_dir)}")
     captions, missing = [], []
-    for name in filenames:
-        path = layout.caption_file(text_dir, name)
+    for name, class_id in zip(filenames, class_ids):
+        path = dataset.caption_path(data_dir, name, int(class_id))
         try:
             captions.append(read_captions(path))
         except FileNotFoundError:
             missing.append(path)
             captions.append([])
         except OSError as err:
-            raise UserError(f"caption file {path} cannot be read ({err}); {layout.captions_hint()}") from None
+            raise UserError(f"caption file {path} cannot be read ({err}); {dataset.captions_hint(data_dir)}") from None
     if missing:
         warnings.warn(
             f"{text_dir}: no caption file for {len(missing)} of {len(filenames)} images (e.g. {missing[0]}); "
             f"they have no captions",
-            data.DataWarning,
+            loaders.DataWarning,
             stacklevel=2,
         )
     return captions
@@ -69,11 +67,13 @@ class CaptionSplit(NamedTuple):
     captions: list
 
 
-def load_caption_split(data_dir, split):
+def load_caption_split(data_dir, split, dataset=None):
     """The 'train' or 'test' split's names, class ids, embeddings and captions, without any image."""
+    dataset = dataset_of(data_dir, dataset)
     filenames, class_ids, embeddings = cache.load_split_lists(data_dir, split)
-    text_dir = layout.text_dir(data_dir)
-    captions = load_captions(text_dir, filenames)
+    captions = load_captions(data_dir, filenames, class_ids, dataset)
     if not any(captions):
-        raise UserError(f"{text_dir} holds no caption file of the {split} split; {layout.captions_hint(data_dir)}")
+        raise UserError(
+            f"{dataset.text_dir(data_dir)} holds no caption file of the {split} split; {dataset.captions_hint(data_dir)}"
+        )
     return CaptionSplit(filenames, class_ids, embeddings, captions)

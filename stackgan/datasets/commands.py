@@ -2,7 +2,11 @@
 
 from stackgan import cli
 from stackgan.datasets import prepare, synthetic
-from stackgan.layout import CAPTIONS_DRIVE_ID, DATA_DIR, SYNTHETIC_DATA_DIR
+from stackgan.datasets.birds import CAPTIONS_DRIVE_ID
+from stackgan.layout import DEFAULT_DATASET, dataset_dir, demo_dirs
+
+DATA_DIR = dataset_dir(DEFAULT_DATASET)
+SYNTHETIC_DATA_DIR = demo_dirs(DEFAULT_DATASET)["data_dir"]
 
 
 def main(argv=None):

@@ -10,22 +10,22 @@ import tempfile
 
 import numpy as np
 
-import data
+from stackgan.datasets import birds, dataset_of, loaders
 from stackgan import io, layout
 from stackgan.cli import UserError
 from stackgan.config import EMBEDDING_DIM
 from stackgan.datasets import cache
+from stackgan.datasets.birds import CAPTIONS_DRIVE_ID, CUB_DIR, TEXT_DIR
 from stackgan.layout import (
-    CAPTIONS_DRIVE_ID,
     CLASS_INFO_FILE,
-    CUB_DIR,
-    DATA_DIR,
     EMBEDDINGS_FILE,
     FILENAMES_FILE,
     SPLITS,
     SYNTHETIC_MARKER,
-    TEXT_DIR,
+    dataset_dir,
 )
+
+DATA_DIR = dataset_dir(birds.DATASET.name)
 
 CUB_URL = "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz"
 CUB_MD5 = "97eceeb196236b17998738112f37df78"
@@ -104,12 +104,12 @@ def download(data_dir=DATA_DIR):
     else:
         print(f"Downloading {CUB_URL} (about 1.1 GB)")
         _download_url(CUB_URL, cub, CUB_MD5, data_dir)
-    birds = os.path.join(downloads, "birds.zip")
-    if os.path.isfile(birds) and zipfile.is_zipfile(birds):
-        print(f"{birds} already downloaded")
+    embeddings = os.path.join(downloads, "birds.zip")
+    if os.path.isfile(embeddings) and zipfile.is_zipfile(embeddings):
+        print(f"{embeddings} already downloaded")
     else:
         print(f"Downloading the char-CNN-RNN embeddings (Google Drive id {EMBEDDINGS_DRIVE_ID})")
-        _download_drive(EMBEDDINGS_DRIVE_ID, birds, data_dir)
+        _download_drive(EMBEDDINGS_DRIVE_ID, embeddings, data_dir)
     captions = os.path.join(downloads, "attngan_birds.zip")
     if os.path.isfile(captions) and zipfile.is_zipfile(captions):
         print(f"{captions} already downloaded")
@@ -118,9 +118,9 @@ def download(data_dir=DATA_DIR):
         try:
             _download_drive(CAPTIONS_DRIVE_ID, captions, data_dir, "the captions zip")
         except UserError as err:
-            print(f"note: no captions ({err}); {layout.captions_hint(data_dir)}")
+            print(f"note: no captions ({err}); {birds.DATASET.captions_hint(data_dir)}")
             captions = None
-    prepare(cub, birds, data_dir, captions)
+    prepare(cub, embeddings, data_dir, captions)
     print(f"The archives in {downloads} are no longer needed; delete them to free space.")
 
 
@@ -365,7 +365,7 @@ def _replace(staged, dest, trash):
 
 
 def prepare(cub_archive, embeddings_archive, data_dir=DATA_DIR, captions_archive=None):
-    """Unpack CUB_200_2011.tgz and birds.zip (local files) into the layout load_split reads, and the captions
+    """Unpack CUB_200_2011.tgz and birds.zip (local files) into the layout load_dataset reads, and the captions
     from captions_archive (AttnGAN's birds.zip or Reed's CUB text archive) into <data_dir>/text. With only
     captions_archive, only the captions are (re)placed. Everything is unpacked into a folder inside data_dir and
     verified there (the pickles through the loaders, the CUB tables, a sample of the images, the captions) before
@@ -435,8 +435,8 @@ def _verify_captions(tmp, data_dir, archive):
         read_captions(path)
     filenames_path = layout.split_files(data_dir, "train").filenames
     if os.path.isfile(filenames_path):
-        names = data.load_filenames(filenames_path)
-        if names and not any(os.path.isfile(layout.caption_file(text, n)) for n in names):
+        names = loaders.load_filenames(filenames_path)
+        if names and not any(os.path.isfile(birds.DATASET.caption_path(tmp, n)) for n in names):
             raise UserError(
                 f"{archive} holds captions of none of the {len(names)} training images in {data_dir}; "
                 f"it belongs to another dataset"
@@ -452,53 +452,55 @@ def verify(data_dir, what, image_sample):
         raise UserError(f"{what} is not usable, nothing was replaced: {err}") from None
 
 
-def check(data_dir=DATA_DIR, image_sample=None):
+def check(data_dir=DATA_DIR, image_sample=None, dataset=None):
     """Print a summary of data_dir, decoding every image (or image_sample per split), with a progress bar; UserError
     naming what is missing or unusable and the command that fixes it."""
-    inspect(data_dir, image_sample)
+    inspect(data_dir, image_sample, dataset=dataset)
     print("ok")
     return 0
 
 
-def inspect(data_dir, image_sample=None, quiet=False):
+def inspect(data_dir, image_sample=None, quiet=False, dataset=None):
     """What check prints (unless quiet): per split the images, classes, embeddings, missing boxes and images,
     undecodable images; UserError for what training would refuse or mis-train on."""
     say = (lambda *a: None) if quiet else print
+    dataset = dataset_of(data_dir, dataset)
     if not os.path.isdir(data_dir):
-        raise UserError(f"data folder {data_dir} not found; {layout.data_hint(data_dir)}")
-    missing = layout.missing_files(data_dir)
+        raise UserError(f"data folder {data_dir} not found; {dataset.data_hint(data_dir)}")
+    missing = layout.missing_files(data_dir, dataset)
     if missing:
         raise UserError(
             f"{data_dir} lacks {len(missing)} required file(s): {', '.join(missing[:3])}"
-            f"{' ...' if len(missing) > 3 else ''}; {layout.data_hint(data_dir)}"
+            f"{' ...' if len(missing) > 3 else ''}; {dataset.data_hint(data_dir)}"
         )
-    cub_dir = os.path.join(data_dir, CUB_DIR)
-    boxes = data.load_bounding_boxes(cub_dir)
-    kind = "synthetic birds" if layout.is_synthetic(data_dir) else "CUB-200-2011"
-    say(f"{data_dir}: {kind}, {len(boxes)} bounding boxes")
+    boxes = dataset.boxes(data_dir)
+    kind = f"synthetic {dataset.name}" if layout.is_synthetic(data_dir) else dataset.title
+    say(f"{data_dir}: {kind}" + ("" if boxes is None else f", {len(boxes)} bounding boxes"))
     problems = 0
     for split in SPLITS:
         paths = layout.split_files(data_dir, split)
         filenames, class_ids, emb = (
-            data.load_filenames(paths[0]),
-            data.load_class_ids(paths[1]),
-            data.load_embeddings(paths[2]),
+            loaders.load_filenames(paths[0]),
+            loaders.load_class_ids(paths[1]),
+            loaders.load_embeddings(paths[2]),
         )
-        data.check_counts(filenames, class_ids, emb, paths)
+        loaders.check_counts(filenames, class_ids, emb, paths)
         if emb.shape[2] != EMBEDDING_DIM:
             raise UserError(
                 f"{paths[2]} holds {emb.shape[2]}-d embeddings, but StackGAN's networks read the "
                 f"{EMBEDDING_DIM}-d char-CNN-RNN embeddings; download or prepare the data again"
             )
-        no_box = [n for n in filenames if n not in boxes]
-        no_image = [n for n in filenames if not os.path.isfile(layout.image_path(data_dir, n))]
+        no_box = [] if boxes is None else [n for n in filenames if n not in boxes]
+        no_image = [n for n in filenames if not os.path.isfile(dataset.image_path(data_dir, n))]
         present = [n for n in filenames if n not in set(no_image)]
-        undecodable, tried = _undecodable(data_dir, present, image_sample, f"decoding {split} images")
+        undecodable, tried = _undecodable(dataset, data_dir, present, image_sample, f"decoding {split} images")
         unreadable = [name for name, _ in undecodable]
         usable = len(set(filenames) - set(no_box) - set(no_image) - set(unreadable))
         say(
             f"  {split}: {len(filenames)} images, {len(set(class_ids))} classes, embeddings "
-            f"{tuple(emb.shape)} {emb.dtype}, {len(no_box)} without bounding box, {len(no_image)} missing images, "
+            f"{tuple(emb.shape)} {emb.dtype}, "
+            + ("" if boxes is None else f"{len(no_box)} without bounding box, ")
+            + f"{len(no_image)} missing images, "
             f"{len(unreadable)} of {tried} {'sampled ' if tried < len(present) else ''}images undecodable"
         )
         described = [f"{name} ({why})" for name, why in undecodable]
@@ -506,22 +508,22 @@ def inspect(data_dir, image_sample=None, quiet=False):
             if names:
                 say(f"    {what}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}")
         if not quiet:
-            _report_captions(data_dir, filenames)
+            _report_captions(dataset, data_dir, filenames, class_ids)
         if usable == 0 or (tried and len(unreadable) == tried):
-            raise UserError(f"no usable image in the {split} split of {data_dir}; {layout.data_hint(data_dir)}")
+            raise UserError(f"no usable image in the {split} split of {data_dir}; {dataset.data_hint(data_dir)}")
         problems += len(set(no_box) | set(no_image) | set(unreadable))  # an image may lack both
     if problems:
         say(f"{problems} images will be skipped (with a warning) when loading")
 
 
-def _undecodable(data_dir, names, sample, desc):
+def _undecodable(dataset, data_dir, names, sample, desc):
     """([(name, reason)] of the images that do not decode, number tried): every image, or `sample` of them spread
     over the list, decoded on a few threads with a progress bar."""
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm import tqdm
 
-    data.refuse_decompression_bombs()
+    loaders.refuse_decompression_bombs()
     if sample is not None and len(names) > sample:
         names = [names[i] for i in np.linspace(0, len(names) - 1, sample).round().astype(int)]
     bad = []
@@ -529,20 +531,22 @@ def _undecodable(data_dir, names, sample, desc):
         ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool,
         tqdm(total=len(names), desc=desc, unit="img", leave=False, disable=None if len(names) >= 500 else True) as bar,
     ):
-        for name, problem in zip(names, pool.map(lambda n: data.verify_image(layout.image_path(data_dir, n)), names)):
+        for name, problem in zip(
+            names, pool.map(lambda n: loaders.verify_image(dataset.image_path(data_dir, n)), names)
+        ):
             if problem is not None:
                 bad.append((name, problem))
             bar.update(1)
     return bad, len(names)
 
 
-def _report_captions(data_dir, filenames):
+def _report_captions(dataset, data_dir, filenames, class_ids):
     """Print how many of a split's images have a caption file (optional: only text_encoder.py reads them)."""
-    text_dir = os.path.join(data_dir, TEXT_DIR)
+    text_dir = dataset.text_dir(data_dir)
     if not os.path.isdir(text_dir):
-        print(f"    captions: {text_dir} missing (needed only by text_encoder.py); {layout.captions_hint(data_dir)}")
+        print(f"    captions: {text_dir} missing (needed only by text_encoder.py); {dataset.captions_hint(data_dir)}")
         return
-    missing = [n for n in filenames if not os.path.isfile(layout.caption_file(text_dir, n))]
+    missing = [n for n, c in zip(filenames, class_ids) if not os.path.isfile(dataset.caption_path(data_dir, n, c))]
     print(f"    captions: {len(filenames) - len(missing)} caption files present, {len(missing)} missing")
     if missing:
         print(f"    missing caption file: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")

@@ -20,14 +20,13 @@ from PIL import Image, ImageDraw
 from stackgan import io, layout
 from stackgan.cli import UserError
 from stackgan.config import EMBEDDING_DIM
+from stackgan.datasets.birds import CUB_DIR, DATASET, TEXT_DIR
 from stackgan.layout import (
     CLASS_INFO_FILE,
-    CUB_DIR,
     EMBEDDINGS_FILE,
     FILENAMES_FILE,
     SPLITS,
     SYNTHETIC_MARKER,
-    TEXT_DIR,
 )
 
 
@@ -380,7 +379,7 @@ def _write_set(tmp, out_dir, n_train, n_test, seed, n_classes):
 def ensure_synthetic(out_dir):
     """Write the default synthetic set into out_dir unless it already holds a complete dataset (with captions,
     if it is a synthetic one). Returns True if it wrote one."""
-    complete = not layout.missing_files(out_dir)
+    complete = not layout.missing_files(out_dir, DATASET)
     if complete and (not layout.is_synthetic(out_dir) or os.path.isdir(os.path.join(out_dir, TEXT_DIR))):
         return False
     if complete:  # a synthetic set written before captions existed: the same birds again, now with captions
@@ -395,7 +394,7 @@ def ensure_synthetic(out_dir):
     if not layout.is_synthetic(out_dir) and any(os.path.exists(os.path.join(out_dir, n)) for n in SPLITS + (CUB_DIR,)):
         raise UserError(
             f"{out_dir} holds an incomplete dataset that is not the synthetic one (missing "
-            f"{layout.missing_files(out_dir)[0]}); run `python data.py check --data-dir {out_dir}` "
+            f"{layout.missing_files(out_dir, DATASET)[0]}); run `python data.py check --data-dir {out_dir}` "
             f"or give another folder for the synthetic birds"
         )
     write_synthetic(out_dir)

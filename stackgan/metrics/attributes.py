@@ -137,7 +137,7 @@ def diversity(images_by_index):
 def evaluate_folder(images_dir, data_dir, split="test"):
     """Attribute accuracy, most frequent mistakes and diversity of generate.py's output for the synthetic birds:
     OUT/{index:05d}_{sample}.png drawn from row `index` of the split's embeddings."""
-    import data
+    from stackgan.datasets import loaders
 
     if not os.path.isdir(images_dir):
         raise UserError(f"--images {images_dir} is not a folder; give the --out folder of generate.py")
@@ -155,7 +155,7 @@ def evaluate_folder(images_dir, data_dir, split="test"):
             f"{data_dir} is not a synthetic birds set (no {layout.SYNTHETIC_MARKER}): attribute accuracy "
             f"needs the colour code of the synthetic embeddings; for CUB use `evaluate.py fid` or `is`"
         )
-    embeddings = np.asarray(data.load_embeddings(path))
+    embeddings = np.asarray(loaders.load_embeddings(path))
     indices = np.array([i for i, _, _ in found])
     if indices.max() >= len(embeddings):
         raise UserError(

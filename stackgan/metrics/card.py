@@ -73,9 +73,9 @@ def generate_stages(results_dir, stage, vectors, folder, batch_size=64):
 
 def write_real(data_dir, rows, size, folder):
     """The real test images of `rows` (cropped as training crops them) as <folder>/{row:05d}_0.png at size x size."""
-    from stackgan.datasets.cache import load_split
+    from stackgan.datasets.cache import load_dataset
 
-    split = load_split(data_dir, "test", size)
+    split = load_dataset(data_dir, "test", size)
     by_name = {name: i for i, name in enumerate(split.filenames)}
     filenames = _test_filenames(data_dir)
     written = set()
@@ -101,12 +101,15 @@ def test_captions(data_dir, rows):
 
     from stackgan.datasets.captions import load_captions
 
-    filenames = _test_filenames(data_dir)
+    from stackgan.datasets import dataset_of
+    from stackgan.datasets.cache import load_split_lists
+
+    filenames, class_ids, _ = load_split_lists(data_dir, "test")
     texts = [f"test embedding {r}" for r in rows]
-    if os.path.isdir(layout.text_dir(data_dir)):
+    if os.path.isdir(dataset_of(data_dir).text_dir(data_dir)):
         with warnings.catch_warnings():  # a row without a caption file keeps its 'test embedding N'
             warnings.simplefilter("ignore")
-            found = load_captions(layout.text_dir(data_dir), [filenames[r] for r in rows])
+            found = load_captions(data_dir, [filenames[r] for r in rows], [class_ids[r] for r in rows])
         texts = [c[CAPTION_INDEX] if len(c) > CAPTION_INDEX else t for c, t in zip(found, texts)]
     return texts
 
@@ -196,7 +199,7 @@ def write_card(
         raise UserError(f"--out {out}: give the path of a Markdown page ending in .md (its images go beside it)")
     config = read_config(results_dir, 1, "evaluate.py card")  # one line when there is no trained Stage-I
     stage = 2 if has_stage(results_dir, 2) else 1
-    data_dir = data_dir or config.get("data_dir") or layout.DATA_DIR
+    data_dir = data_dir or config.get("data_dir") or layout.dataset_dir(layout.DEFAULT_DATASET)
     filenames, _, embeddings = load_split_lists(data_dir, "test")
     options = dict(evaluator_options or {})
     settings = evaluator.settings_for(
@@ -353,10 +356,10 @@ def _inception_rows(table, images, data_dir, n, models, weights_flag):
 
 def _fid_reference(pool, data_dir, n):
     """FID of n real training images against the test split: what a perfect generator gets at this count."""
-    from stackgan.datasets.cache import load_split
+    from stackgan.datasets.cache import load_dataset
     from stackgan.metrics import inception
 
-    train = load_split(data_dir, "train", inception.INCEPTION_SIZE)
+    train = load_dataset(data_dir, "train", inception.INCEPTION_SIZE)
     pick = np.linspace(0, len(train.images) - 1, min(n, len(train.images))).astype(int)
     mu_t, sigma_t = inception.activation_statistics(
         inception.model_outputs(pool, io.array_batches(train.images[pick], 32))
@@ -367,10 +370,10 @@ def _fid_reference(pool, data_dir, n):
 
 def _is_reference(classifier, data_dir, n, splits):
     """IS of the first n real test images."""
-    from stackgan.datasets.cache import load_split
+    from stackgan.datasets.cache import load_dataset
     from stackgan.metrics import inception
 
-    test = load_split(data_dir, "test", inception.INCEPTION_SIZE).images[:n]
+    test = load_dataset(data_dir, "test", inception.INCEPTION_SIZE).images[:n]
     probs = inception.model_outputs(classifier, io.array_batches(test, 32))
     return {"is": inception.inception_score(probs, min(splits, len(probs))), "is_images": len(probs)}
 

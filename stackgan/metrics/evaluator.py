@@ -174,14 +174,16 @@ def default_dir(data_dir):
 
 
 def data_key(data_dir, settings):
-    """Hash of what an evaluator depends on: the training split's three pickles, the CUB tables (which images, which
-    crops) and the settings."""
+    """Hash of what an evaluator depends on: the training split's three pickles, the files that decide the crops (CUB's
+    tables) and the settings."""
+    from stackgan.datasets import dataset_of
     from stackgan.datasets.cache import file_digest
 
-    files = list(layout.split_files(data_dir, "train")) + list(layout.cub_tables(data_dir))
+    dataset = dataset_of(data_dir)
+    files = list(layout.split_files(data_dir, "train")) + list(dataset.key_files(data_dir))
     for path in files:
         if not os.path.isfile(path):
-            raise UserError(f"{path} not found: the R-precision evaluator trains on it; {layout.data_hint(data_dir)}")
+            raise UserError(f"{path} not found: the R-precision evaluator trains on it; {dataset.data_hint(data_dir)}")
     payload = [VERSION, dataclasses.asdict(settings), [file_digest(p) for p in files]]
     return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -275,10 +277,10 @@ def _train_and_cache(data_dir, settings, weights, meta_path, key, log):
     import keras
     import tensorflow as tf
 
-    from stackgan.datasets.cache import load_split
+    from stackgan.datasets.cache import load_dataset
 
     s = settings
-    train = load_split(data_dir, "train", s.image_size)
+    train = load_dataset(data_dir, "train", s.image_size)
     n = len(train.images)
     if len(np.unique(train.class_ids)) < 2:
         raise UserError(f"the training split of {data_dir} has one class; the evaluator needs at least two")

@@ -11,9 +11,9 @@ import warnings
 
 import numpy as np
 
-from stackgan import io, layout
+from stackgan import io
+from stackgan.datasets import dataset_of
 from stackgan.cli import UserError
-from stackgan.layout import DATA_DIR
 
 INCEPTION_SIZE = 299
 # Bump when the way images become features changes, so that cached real statistics are recomputed.
@@ -187,7 +187,7 @@ def reference_fingerprint(real, data_dir):
             for f in sorted(os.listdir(split_dir))
             if os.path.isfile(os.path.join(split_dir, f)) and ".cache" not in f and not f.startswith(".")
         ]
-        files += [f for f in layout.cub_tables(data_dir) if os.path.isfile(f)]
+        files += [f for f in dataset_of(data_dir).key_files(data_dir) if os.path.isfile(f)]
         return {"split": "test", "data_dir": os.path.realpath(data_dir), "files": [_file_fingerprint(f) for f in files]}
     return {"folder": os.path.realpath(real), "files": [_file_fingerprint(p) for p in io.list_images(real, "--real")]}
 
@@ -211,9 +211,9 @@ def real_statistics(real, data_dir, model, batch_size, cache_dir=None, digest=No
             except (OSError, ValueError, KeyError) as err:
                 print(f"note: {cache_path} is unreadable ({type(err).__name__}); recomputing it", file=sys.stderr)
     if real == "test":
-        from stackgan.datasets.cache import load_split
+        from stackgan.datasets.cache import load_dataset
 
-        split = load_split(data_dir, "test", INCEPTION_SIZE)
+        split = load_dataset(data_dir, "test", INCEPTION_SIZE)
         batches, n = io.array_batches(split.images, batch_size), len(split.images)
     else:
         paths = io.list_images(real, "--real")
@@ -230,7 +230,7 @@ def real_statistics(real, data_dir, model, batch_size, cache_dir=None, digest=No
     return mu, sigma, n, None
 
 
-def fid(real, fake, model, data_dir=DATA_DIR, batch_size=32, cache_dir=None):
+def fid(real, fake, model, data_dir, batch_size=32, cache_dir=None):
     """FID between the reference `real` ('test' or a folder) and the image folder `fake`."""
     fake_paths = io.list_images(fake, "--fake")
     if len(fake_paths) < 2:

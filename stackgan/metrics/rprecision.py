@@ -127,7 +127,7 @@ def score_folder(images_dir, data_dir, get_evaluator, split="test", caption_inde
     """R-precision of generate.py's images in images_dir, drawn from `caption_index` (a number or 'mean') of the
     split's rows, and of the real images of the same rows (the ceiling). get_evaluator() is called once the input is
     checked (it may train one). Returns a dict of the numbers."""
-    from stackgan.datasets.cache import load_split, load_split_lists
+    from stackgan.datasets.cache import load_dataset, load_split_lists
 
     filenames, class_ids, embeddings = load_split_lists(data_dir, split)
     check_caption_index(caption_index, embeddings.shape[1], split, data_dir)
@@ -151,7 +151,7 @@ def score_folder(images_dir, data_dir, get_evaluator, split="test", caption_inde
     hits = ranked_first(image_features_of(paths, evaluator), true_text, text_table, negative_rows, negative_captions)
     mean, std, used = fold_statistics(hits, folds, seed)
 
-    real = load_split(data_dir, split, evaluator.image_size)  # rows whose image could not be read are left out
+    real = load_dataset(data_dir, split, evaluator.image_size)  # rows whose image could not be read are left out
     real_row = {name: i for i, name in enumerate(real.filenames)}
     have = np.array([filenames[i] in real_row for i in indices], bool)
     real_features = evaluator.image_features(real.images)

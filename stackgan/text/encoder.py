@@ -15,7 +15,7 @@ import numpy as np
 
 from stackgan import layout
 from stackgan.cli import UserError
-from stackgan.config import DEMO_DIRS, EMBEDDING_DIM, TEXT_ALPHABET
+from stackgan.config import EMBEDDING_DIM, TEXT_ALPHABET, demo_flags
 from stackgan.runtime import dtype_policy
 from stackgan.text.captions import KERNEL, POOL, check_captions, tokenize, vocabulary
 
@@ -62,9 +62,7 @@ def build_encoder(config):
 
 
 def train_command(results_dir):
-    if os.path.normpath(results_dir) == os.path.normpath(DEMO_DIRS["results_dir"]):
-        return "python text_encoder.py train --demo"
-    return f"python text_encoder.py train --results-dir {results_dir}"
+    return f"python text_encoder.py train {demo_flags(results_dir) or f'--results-dir {results_dir}'}"
 
 
 def read_config(results_dir, path=None, weights=None):

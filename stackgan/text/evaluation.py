@@ -143,14 +143,14 @@ def heldout_caption_accuracy(results_dir, data_dir, stage, batch_size=64, seed=0
     the bird's own embeddings (embedding k for template k) with the same noise, 'images', 'stage'}."""
     import keras
 
-    import data
+    from stackgan.datasets import loaders
     from stackgan import sampling
 
     if not layout.is_synthetic(data_dir):
         raise UserError(f"{data_dir} is not the synthetic bird set; held-out wording needs it (use --demo)")
     paths = layout.split_files(data_dir, "test")
-    class_ids = np.asarray(data.load_class_ids(paths.class_info))
-    embeddings = data.load_embeddings(paths.embeddings)
+    class_ids = np.asarray(loaders.load_class_ids(paths.class_info))
+    embeddings = loaders.load_embeddings(paths.embeddings)
     colours, wings = class_ids - 1, attributes.embedding_wings(embeddings)
     rng = np.random.default_rng([seed, 11])
     texts = [t for c, w in zip(colours, wings) for t in synthetic.heldout_captions(int(c), int(w), rng)]

@@ -15,6 +15,7 @@ from stackgan import cli, folder_lock, io, layout
 from stackgan.checkpointing import CheckpointFolder
 from stackgan.cli import UserError
 from stackgan.config import encoder_defaults
+from stackgan.datasets import dataset_of
 from stackgan.datasets.captions import load_caption_split
 from stackgan.text.captions import augment_captions, length_multiple, normalize_caption, tokenize
 from stackgan.text.encoder import (
@@ -80,15 +81,16 @@ def _refuse_to_overwrite_an_export(results_dir):
 
 def _training_text(settings, config):
     """(training captions, targets, test split or None, normalized test captions) of settings.data_dir."""
-    train_split = load_caption_split(settings.data_dir, "train")
+    dataset = dataset_of(settings.data_dir, settings.dataset)
+    train_split = load_caption_split(settings.data_dir, "train", dataset)
     texts, targets = training_pairs(train_split, config)
     if not texts:
         raise UserError(
-            f"no caption with a letter in {layout.text_dir(settings.data_dir)}; "
-            f"{layout.captions_hint(settings.data_dir)}"
+            f"no caption with a letter in {dataset.text_dir(settings.data_dir)}; "
+            f"{dataset.captions_hint(settings.data_dir)}"
         )
     try:
-        test = load_caption_split(settings.data_dir, "test")
+        test = load_caption_split(settings.data_dir, "test", dataset)
     except UserError:
         return texts, targets, None, None
     test_texts = [normalize_caption(t)[: config["max_length"]] for t in caption_rows(test.captions)[0]]

@@ -142,6 +142,7 @@ class RunCheckpoint:
             batch_size=config.batch_size,
             kl_coef=config.kl_coef,
             g_ema=config.g_ema,
+            dataset=config.dataset,
             data_dir=config.data_dir,
         )
         io.write_json(layout.config_path(config.results_dir, config.stage), exported)

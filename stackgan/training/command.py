@@ -6,10 +6,12 @@ import argparse
 from stackgan import cli
 from stackgan.cli import UserError
 from stackgan.config import DEMO_PRESETS, IMAGE_SIZE, StageConfig, stage_defaults
+from stackgan.datasets import NAMES, dataset_of
+from stackgan.layout import DEFAULT_DATASET
 
 
-def make_parser(stage, demo=False):
-    """The stage's flags; their defaults are the chapter's, or with demo=True the --demo preset's."""
+def make_parser(stage, demo=False, dataset=DEFAULT_DATASET):
+    """The stage's flags; their defaults are the chapter's, or with demo=True the --demo preset's, on `dataset`."""
     size = IMAGE_SIZE[stage]
     p = cli.ArgumentParser(
         prog=f"stage{stage}.py",
@@ -18,7 +20,12 @@ def make_parser(stage, demo=False):
         + ("" if stage == 1 else " on the frozen Stage-I generator from --results-dir")
         + ". Resumes from the latest checkpoint in --results-dir unless --fresh.",
     )
-    p.add_argument("--data-dir", help="dataset root (CUB layout)")
+    p.add_argument(
+        "--dataset",
+        choices=NAMES,
+        help="birds (CUB-200-2011, the chapter's) or flowers (Oxford-102); found from --data-dir's layout when not given",
+    )
+    p.add_argument("--data-dir", help="the dataset's folder (StackGAN's layout; `python data.py check` tells)")
     p.add_argument("--results-dir", help="weights, config, checkpoints, sample grids")
     p.add_argument("--log-dir", help=f"TensorBoard logs go to LOG_DIR/stage{stage}")
     p.add_argument("--epochs", type=cli.positive_int, help="total epochs to train (a resumed run continues up to it)")
@@ -87,16 +94,20 @@ def make_parser(stage, demo=False):
         help="synthetic birds (written if absent) and small networks that learn in minutes on a CPU; "
         f"sets {preset}; explicit flags still win",
     )
-    p.set_defaults(**stage_defaults(stage, demo).to_dict())
+    p.set_defaults(**stage_defaults(stage, demo, dataset).to_dict())
     return p
 
 
 def parse_args(stage, argv=None):
-    """The StageConfig of a stage's command line: a first pass finds --demo, whose preset becomes the defaults."""
+    """The StageConfig of a stage's command line: a first pass finds --demo and the dataset (--dataset, or the layout
+    of --data-dir), whose preset and folders become the defaults."""
     first = argparse.ArgumentParser(add_help=False)
     first.add_argument("--demo", action="store_true")
-    demo = first.parse_known_args(argv)[0].demo
-    args = vars(make_parser(stage, demo).parse_args(argv))
+    first.add_argument("--dataset", choices=NAMES)
+    first.add_argument("--data-dir")
+    known = first.parse_known_args(argv)[0]
+    dataset = dataset_of(known.data_dir, known.dataset).name
+    args = vars(make_parser(stage, known.demo, dataset).parse_args(argv))
     config = StageConfig(**{k: v for k, v in args.items() if k in StageConfig.__dataclass_fields__})
     for key in ("gf_dim", "df_dim"):
         if getattr(config, key) % 2:

@@ -42,12 +42,12 @@ def _check(split, batch_size, size, augment):
     if augment and stored < size:
         raise UserError(
             f"images are stored at {stored}x{stored}, smaller than the {size}x{size} crops; "
-            f"load the split with load_split(..., stored_size({size}, True)) = {stored_size(size, True)}"
+            f"load the split with load_dataset(..., stored_size({size}, True)) = {stored_size(size, True)}"
         )
     if not augment and stored != size:
         raise UserError(
             f"images are stored at {stored}x{stored} but augment=False needs {size}x{size}; "
-            f"load the split with load_split(..., {size})"
+            f"load the split with load_dataset(..., {size})"
         )
     if len(class_ids) != n or len(embeddings) != n:
         raise UserError(f"split rows disagree: {n} images, {len(class_ids)} class ids, {len(embeddings)} embeddings")

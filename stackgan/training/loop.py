@@ -121,6 +121,7 @@ def setup(config, runtime):
         config.input, trainer, train_split, runtime.memory, runtime.replicas
     )
     if runtime.chief:
+        print(f"Training Stage-{'I' * config.stage} on {dataset_title(config)}", flush=True)
         print(runtime.startup_line(config.batch_size, (placement, reason)), flush=True)
         print(estimate.line(runtime.memory), flush=True)
         for note in runtime.warnings(config.gf_dim, config.df_dim):
@@ -159,6 +160,15 @@ def setup(config, runtime):
     )
 
 
+def dataset_title(config):
+    """'CUB-200-2011 birds in data/birds' (synthetic: 'synthetic birds in data/synthetic')."""
+    from stackgan.datasets import get_dataset
+
+    dataset = get_dataset(config.dataset)
+    title = f"synthetic {dataset.name}" if layout.is_synthetic(config.data_dir) else dataset.title
+    return f"{title} in {config.data_dir}"
+
+
 def with_stage1_generator(config, runtime):
     """(config, frozen Stage-I generator): Stage-II takes z_dim, condition_dim and embedding_dim from the Stage-I
     generator in its results folder; Stage-I has none."""
@@ -174,6 +184,11 @@ def with_stage1_generator(config, runtime):
     with runtime.strategy.scope():
         (stage1_gen,), stage1 = sampling.load_generators(config.results_dir, 1, "stage2.py")
     stage1_gen.trainable = False
+    if stage1.get("dataset", config.dataset) != config.dataset:
+        raise UserError(
+            f"the Stage-I generator in {config.results_dir} was trained on {stage1['dataset']}, not {config.dataset}; "
+            f"train Stage-II on the {stage1['dataset']}, or give the --results-dir of a Stage-I trained on {config.dataset}"
+        )
     inherited = {k: stage1[k] for k in ("z_dim", "condition_dim", "embedding_dim") if k in stage1}
     return config.replace(**inherited), stage1_gen
 
@@ -182,12 +197,12 @@ def load_training_data(config):
     """The training split (stored for random crops when augmenting) and the test split."""
     from stackgan.config import stored_size
     from stackgan.datasets import synthetic
-    from stackgan.datasets.cache import load_split
+    from stackgan.datasets.cache import load_dataset
 
     if config.demo and synthetic.ensure_synthetic(config.data_dir):
         print(f"Wrote synthetic birds to {config.data_dir}")
-    train_split = load_split(config.data_dir, "train", stored_size(config.image_size, config.augment))
-    test_split = load_split(config.data_dir, "test", config.image_size)
+    train_split = load_dataset(config.data_dir, "train", stored_size(config.image_size, config.augment), config.dataset)
+    test_split = load_dataset(config.data_dir, "test", config.image_size, config.dataset)
     if len(train_split.images) < config.batch_size:
         raise UserError(
             f"--batch-size {config.batch_size} is larger than the {len(train_split.images)} "

@@ -45,7 +45,7 @@ def stackgan_losses(real_logits, fake_logits, wrong_logits, mean_logsigma, kl_co
     """
     from keras import ops
 
-    import models
+    from stackgan import models
 
     def bce(target, logits):  # sigmoid cross-entropy on logits, numerically stable
         per_example = ops.relu(logits) - logits * target + ops.log1p(ops.exp(-ops.abs(logits)))
@@ -92,7 +92,7 @@ class StackGANTrainer:
         import keras
         import tensorflow as tf
 
-        import models
+        from stackgan import models
         from stackgan.runtime import Runtime
 
         self.config, self.stage, self.kl_coef = config, config.stage, config.kl_coef
