@@ -3,6 +3,8 @@
     python evaluate.py attributes --images samples/ [--data-dir data/birds] [--split test] [--json]
     python evaluate.py fid --real test --fake samples/ [--inception-weights notop.h5]
     python evaluate.py is --images samples/ [--inception-weights full.h5] [--splits 10]
+    python evaluate.py rprecision --images samples/ [--data-dir data/birds] [--split test] [--caption-index 0]
+    python evaluate.py card RESULTS_DIR [--data-dir D] [--out RESULTS_DIR/card.md]
 
 attributes  For the synthetic birds only: how often the colours in each generated image
             match the colours its text embedding asks for, and how different the samples of
@@ -12,6 +14,12 @@ fid         Frechet Inception Distance between a reference set and generated ima
 is          Inception Score with the ImageNet InceptionV3 classifier. This is NOT the
             CUB-fine-tuned Inception model behind StackGAN's published 3.70, so these numbers
             compare only with each other, not with the papers.
+rprecision  R-precision (AttnGAN, DM-GAN): each image's own caption ranked among 100 (99 from
+            other classes) by an evaluator trained on the real training images and captions only
+            (cached in <data-dir>/evaluator); beside it the real test images (the ceiling).
+card        Generate the test split with every trained stage of RESULTS_DIR and write one
+            Markdown page with every number that can be measured here, each with its reference
+            and command, and a grid of test captions with their images.
 
 Generated images are read as FOLDER/{index:05d}_{sample}.png (what generate.py writes; its
 grid.png is skipped). A folder without such names is read as every .png/.jpg in it.
@@ -23,9 +31,9 @@ import os
 import sys
 
 from stackgan import io, runtime
-from stackgan.cli import ArgumentParser, UserError, positive_int, run_main
-from stackgan.layout import DEFAULT_DATASET, dataset_dir
-from stackgan.metrics import attributes, inception
+from stackgan.cli import ArgumentParser, UserError, caption_index, non_negative_int, positive_int, run_main
+from stackgan.layout import DEFAULT_DATASET, SPLITS, dataset_dir
+from stackgan.metrics import attributes, evaluator, inception, rprecision
 
 
 def build_parser():
@@ -35,7 +43,7 @@ def build_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 2)[2],
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="{attributes,fid,is}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{attributes,fid,is,rprecision,card}")
 
     a = sub.add_parser(
         "attributes",
@@ -109,7 +117,115 @@ def build_parser():
     s.add_argument("--splits", type=positive_int, default=10, help="number of splits (default: %(default)s)")
     s.add_argument("--batch-size", type=positive_int, default=32, help="images per pass (default: %(default)s)")
     s.add_argument("--json", action="store_true", help="print one JSON line instead of text")
+
+    r = sub.add_parser(
+        "rprecision",
+        help="R-precision with an evaluator trained apart from the GAN, beside its real-image ceiling",
+        description="R-precision as AttnGAN and DM-GAN report it: for each generated image, the caption it was "
+        "drawn from (row `index` of the split, caption --caption-index) is ranked by cosine score among 100 "
+        "captions, 99 of them drawn from other classes; the hit rate over folds, mean and std. The evaluator, an "
+        "image CNN and a projection of the caption embeddings, is trained contrastively (DAMSM's loss) on the "
+        "real training images and captions only, never on generated ones, when it is missing, and cached. The "
+        "same protocol on the real test images of the same rows is the ceiling; chance is 0.01.",
+    )
+    r.add_argument("--images", required=True, help="folder of {index:05d}_{sample}.png written by generate.py")
+    r.add_argument(
+        "--data-dir",
+        default=dataset_dir(DEFAULT_DATASET),
+        help="dataset the embeddings came from (default: %(default)s)",
+    )
+    r.add_argument(
+        "--split",
+        default="test",
+        choices=SPLITS,
+        help="split whose row `index` each image was generated from (default: %(default)s)",
+    )
+    r.add_argument(
+        "--caption-index",
+        type=caption_index,
+        default=0,
+        help="the caption of each row the images were drawn from, as generate.py --caption-index: a number or "
+        "'mean' (default: %(default)s)",
+    )
+    r.add_argument("--folds", type=positive_int, default=10, help="folds of the mean and std (default: %(default)s)")
+    r.add_argument(
+        "--seed", type=non_negative_int, default=0, help="draws the wrong captions and the folds (default: %(default)s)"
+    )
+    add_evaluator_flags(r)
+    r.add_argument("--json", action="store_true", help="print one JSON line instead of text")
+
+    c = sub.add_parser(
+        "card",
+        help="one Markdown page of every number, its reference and its command, with test captions and images",
+        description="Generate the test split's images (caption 0, seed 0) with every trained stage of RESULTS_DIR "
+        "into the folder beside the page (RESULTS_DIR/card/stage{1,2}/) and write a Markdown page: attribute "
+        "accuracy (synthetic birds), R-precision, FID and IS, each with its real-image ceiling or reference and the "
+        "command that gives it (FID and IS only with Inception weights: --inception-weights or Keras' cache; else "
+        "listed as not measured), and a grid of test captions with the images of both stages.",
+    )
+    c.add_argument("results_dir", metavar="RESULTS_DIR", help="a results folder: stage1_config.json + weights")
+    c.add_argument(
+        "--data-dir",
+        default=None,
+        help="dataset of the test captions (default: the one the generators were trained on)",
+    )
+    c.add_argument("--out", default=None, help="the page (default: RESULTS_DIR/card.md; images in RESULTS_DIR/card/)")
+    c.add_argument("--limit", type=positive_int, default=None, help="only the first N test rows (default: all)")
+    c.add_argument("--grid", type=positive_int, default=8, help="test captions shown with images (default: 8)")
+    c.add_argument(
+        "--inception-weights",
+        default=None,
+        metavar="PATH",
+        help=f"full InceptionV3 weights ({inception.WEIGHT_FILES[True]}) for FID and IS; default: Keras' cache "
+        f"if it holds them, else FID and IS are listed as not measured",
+    )
+    add_evaluator_flags(c)
     return p
+
+
+def add_evaluator_flags(p):
+    p.add_argument(
+        "--evaluator-dir",
+        default=None,
+        help="where trained R-precision evaluators are cached, one per dataset and setting "
+        "(default: <data-dir>/evaluator)",
+    )
+    p.add_argument(
+        "--evaluator-preset",
+        default="auto",
+        choices=("auto",) + tuple(evaluator.PRESETS),
+        help="the evaluator's size: 'cub' (128x128, 40 epochs: minutes on a GPU), 'small' (64x64, 15 epochs: "
+        "seconds on a CPU for the synthetic birds); auto: small on synthetic sets (default: %(default)s)",
+    )
+    p.add_argument("--evaluator-epochs", type=positive_int, default=None, help="training epochs (default: preset)")
+    p.add_argument("--evaluator-width", type=positive_int, default=None, help="filters of its first convolution")
+    p.add_argument("--evaluator-size", type=positive_int, default=None, help="pixels its images are resized to")
+    p.add_argument(
+        evaluator.RETRAIN_FLAG,
+        action="store_true",
+        help="train the evaluator again and replace the cached one (a damaged cache is refused without it)",
+    )
+
+
+def evaluator_settings(args, data_dir):
+    return evaluator.settings_for(
+        data_dir,
+        args.evaluator_preset,
+        epochs=args.evaluator_epochs,
+        width=args.evaluator_width,
+        image_size=args.evaluator_size,
+    )
+
+
+def evaluator_loader(args, data_dir):
+    """A function that returns the R-precision evaluator of data_dir (trained and cached when missing)."""
+    settings = evaluator_settings(args, data_dir)
+
+    def get():
+        log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731 - stdout keeps only the result
+        return evaluator.load_or_train(data_dir, settings, args.evaluator_dir, args.retrain_evaluator, log)
+
+    return get
 
 
 def _fmt(x):
@@ -119,9 +235,40 @@ def _fmt(x):
 def main(argv=None, model_factory=None):
     """model_factory(include_top, weights_path) -> Keras model; default build_inception (tests inject small ones)."""
     args = build_parser().parse_args(argv)
-    model_factory = model_factory or inception.build_inception
+    injected_factory, model_factory = model_factory, model_factory or inception.build_inception
     if args.command != "attributes":
         runtime.import_tensorflow()
+
+    if args.command == "rprecision":
+        get_evaluator = evaluator_loader(args, args.data_dir)
+        r = rprecision.score_folder(
+            args.images, args.data_dir, get_evaluator, args.split, args.caption_index, args.folds, args.seed
+        )
+        print(json.dumps(r, sort_keys=True) if args.json else rprecision.describe(r, args.images, args.data_dir))
+        return 0
+
+    if args.command == "card":
+        from stackgan.metrics import card
+
+        path = card.write_card(
+            args.results_dir,
+            args.data_dir,
+            args.out,
+            limit=args.limit,
+            grid=args.grid,
+            inception_weights=args.inception_weights,
+            evaluator_options=dict(
+                preset=args.evaluator_preset,
+                epochs=args.evaluator_epochs,
+                width=args.evaluator_width,
+                image_size=args.evaluator_size,
+                evaluator_dir=args.evaluator_dir,
+                retrain=args.retrain_evaluator,
+            ),
+            model_factory=injected_factory,
+        )
+        print(f"metric card: {path}")
+        return 0
 
     if args.command == "attributes":
         r = attributes.evaluate_folder(args.images, args.data_dir, args.split)

@@ -13,7 +13,6 @@ Writes OUT/{index:05d}_{sample}.png in the order of the embeddings or captions, 
 captions also OUT/captions.png (each caption under its images) and OUT/captions.txt.
 """
 
-import argparse
 import os
 import sys
 import textwrap
@@ -25,25 +24,13 @@ from stackgan.datasets import loaders
 from stackgan.datasets.captions import read_caption_lines
 from stackgan import io
 from stackgan.api import StackGAN
-from stackgan.cli import ArgumentParser, UserError, non_negative_int, positive_int, run_main
+from stackgan.cli import ArgumentParser, UserError, caption_index, non_negative_int, positive_int, run_main
 from stackgan.config import IMAGE_SIZE
 from stackgan.datasets import NAMES, get_dataset
 from stackgan.layout import DEFAULT_DATASET, demo_dirs, split_files
 
 GRID_IMAGES = 64
 SHEET_ROWS, SHEET_COLUMNS = 32, 8  # captions and samples shown in captions.png
-
-
-def caption_index_arg(text):
-    if text == "mean":
-        return "mean"
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither a caption number (0, 1, ...) nor 'mean'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative; caption numbers start at 0")
-    return value
 
 
 def build_parser():
@@ -115,7 +102,7 @@ def build_parser():
     )
     p.add_argument(
         "--caption-index",
-        type=caption_index_arg,
+        type=caption_index,
         default=None,
         help="which of the captions per image to use: a number (default 0) or 'mean' to average "
         "them; an (N,1024) file has one caption per row",

@@ -152,6 +152,19 @@ def positive_int(text):
     return value
 
 
+def caption_index(text):
+    """argparse type: which of an image's captions, a number from 0 or 'mean' (their average)."""
+    if text == "mean":
+        return "mean"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a caption number (0, 1, ...) nor 'mean'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; caption numbers start at 0")
+    return value
+
+
 def non_negative_int(text):
     """argparse type: a whole number >= 0 (seeds)."""
     value = _number(text, int, "a whole number")

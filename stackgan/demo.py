@@ -34,6 +34,10 @@ def report(ctx):
         f"loss curves: {layout.loss_plot_path(config.results_dir, config.stage)}   "
         f"TensorBoard: tensorboard --logdir={config.log_dir}"
     )
+    print(
+        f"Metric card (each number beside its real-image ceiling and its command, test captions with their images): "
+        f"python evaluate.py card {config.results_dir}   (writes {layout.card_path(config.results_dir)})"
+    )
     if not ctx.synthetic:
         return None
     generators, _ = api.load_generators(config.results_dir, config.stage)

@@ -108,6 +108,11 @@ def stage_log_dir(log_dir, stage):
     return os.path.join(log_dir, f"stage{stage}")
 
 
+def card_path(results_dir):
+    """The metric card that `evaluate.py card` writes (its images in the folder of the same name beside it)."""
+    return os.path.join(results_dir, "card.md")
+
+
 def text_encoder_weights_path(results_dir):
     return os.path.join(results_dir, "text_encoder.weights.h5")
 
