@@ -27,10 +27,9 @@ grid.png is skipped). A folder without such names is read as every .png/.jpg in 
 
 import argparse
 import json
-import os
 import sys
 
-from stackgan import io, runtime
+from stackgan import io, layout, runtime
 from stackgan.cli import ArgumentParser, UserError, caption_index, non_negative_int, positive_int, run_main
 from stackgan.layout import DEFAULT_DATASET, SPLITS, dataset_dir
 from stackgan.metrics import attributes, evaluator, inception, rprecision
@@ -287,7 +286,7 @@ def main(argv=None, model_factory=None):
         inception.check_reference(args.real, args.data_dir)
         if len(io.list_images(args.fake, "--fake")) < 2:
             raise UserError(f"--fake {args.fake} has fewer than 2 images; write them with generate.py --out")
-        cache_dir = None if args.no_cache else (args.cache_dir or os.path.join(args.data_dir, "fid_cache"))
+        cache_dir = None if args.no_cache else (args.cache_dir or layout.fid_cache_dir(args.data_dir))
         model = model_factory(False, args.inception_weights)
         r = inception.fid(args.real, args.fake, model, args.data_dir, args.batch_size, cache_dir)
         if args.json:

@@ -22,7 +22,7 @@ from PIL import Image
 
 from stackgan.datasets import loaders
 from stackgan.datasets.captions import read_caption_lines
-from stackgan import io
+from stackgan import io, layout
 from stackgan.api import StackGAN
 from stackgan.cli import ArgumentParser, UserError, caption_index, non_negative_int, positive_int, run_main
 from stackgan.config import IMAGE_SIZE
@@ -248,6 +248,7 @@ def write_samples(birds, vectors, out, samples, seed, batch_size, save_stage1=Fa
     OUT/grid.png, with save_stage1 OUT/stage1/... (the 64x64 inputs of Stage-II), and for captions
     OUT/captions.png and OUT/captions.txt. Returns the names written."""
     os.makedirs(out, exist_ok=True)
+    extras = layout.generated_extras(out)
     total = len(vectors) * samples
     grid_parts = [[] for _ in range(birds.stage)]
     sheet = []  # final uint8 images of the captions shown in captions.png
@@ -261,7 +262,7 @@ def write_samples(birds, vectors, out, samples, seed, batch_size, save_stage1=Fa
             io.save_rgb_img(final[j], os.path.join(out, name))
             written.add(name)
             if lows is not None:
-                io.save_rgb_img(lows[j], os.path.join(out, "stage1", name))
+                io.save_rgb_img(lows[j], os.path.join(extras["stage1"], name))
         if captions is not None and start < SHEET_ROWS * samples:
             sheet.append(final[: SHEET_ROWS * samples - start])
         have = sum(len(g) for g in grid_parts[0])
@@ -271,10 +272,10 @@ def write_samples(birds, vectors, out, samples, seed, batch_size, save_stage1=Fa
         start += len(rows)
         if total > batch_size:
             print(f"  {start}/{total} images", file=sys.stderr, flush=True)
-    io.save_rgb_img(io.stage_grid([np.concatenate(part) for part in grid_parts]), os.path.join(out, "grid.png"))
+    io.save_rgb_img(io.stage_grid([np.concatenate(part) for part in grid_parts]), extras["grid"])
     if captions is not None:
-        save_caption_sheet(os.path.join(out, "captions.png"), captions, np.concatenate(sheet), samples)
-        with io.atomic_path(os.path.join(out, "captions.txt"), ".txt") as tmp, open(tmp, "w", encoding="utf-8") as f:
+        save_caption_sheet(extras["sheet"], captions, np.concatenate(sheet), samples)
+        with io.atomic_path(extras["captions"], ".txt") as tmp, open(tmp, "w", encoding="utf-8") as f:
             f.writelines(f"{i:05d}\t{' '.join(c.split())}\n" for i, c in enumerate(captions))
     return written
 

@@ -30,9 +30,18 @@ class SplitFiles(NamedTuple):
     embeddings: str
 
 
+def split_dir(data_dir, split):
+    return os.path.join(data_dir, split)
+
+
 def split_files(data_dir, split):
-    directory = os.path.join(data_dir, split)
+    directory = split_dir(data_dir, split)
     return SplitFiles(*(os.path.join(directory, f) for f in (FILENAMES_FILE, CLASS_INFO_FILE, EMBEDDINGS_FILE)))
+
+
+def fid_cache_dir(data_dir):
+    """Where `evaluate.py fid` keeps the real images' statistics unless --cache-dir says otherwise."""
+    return os.path.join(data_dir, "fid_cache")
 
 
 def dataset_dir(name):
@@ -106,6 +115,17 @@ def loss_plot_path(results_dir, stage):
 
 def stage_log_dir(log_dir, stage):
     return os.path.join(log_dir, f"stage{stage}")
+
+
+def generated_extras(out):
+    """What generate.py writes into OUT beside its {index:05d}_{sample}.png images: the grid, for captions the sheet
+    of captions under their images and the captions' text, and with --save-stage1 the 64x64 inputs' folder."""
+    return dict(
+        grid=os.path.join(out, "grid.png"),
+        sheet=os.path.join(out, "captions.png"),
+        captions=os.path.join(out, "captions.txt"),
+        stage1=os.path.join(out, "stage1"),
+    )
 
 
 def card_path(results_dir):

@@ -192,12 +192,12 @@ def write_card(
     from stackgan.datasets.cache import load_split_lists
     from stackgan.metrics import evaluator
     from stackgan.runtime import import_tensorflow
-    from stackgan.sampling import read_config
+    from stackgan.api import read_stage_config
 
     out = out or layout.card_path(results_dir)
     if not out.endswith(".md") or os.path.isdir(out):
         raise UserError(f"--out {out}: give the path of a Markdown page ending in .md (its images go beside it)")
-    config = read_config(results_dir, 1, "evaluate.py card")  # one line when there is no trained Stage-I
+    config = read_stage_config(results_dir, 1, "evaluate.py card")  # one line when there is no trained Stage-I
     stage = 2 if has_stage(results_dir, 2) else 1
     data_dir = data_dir or config.get("data_dir") or layout.dataset_dir(layout.DEFAULT_DATASET)
     filenames, _, embeddings = load_split_lists(data_dir, "test")

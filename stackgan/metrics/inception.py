@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from stackgan import io
+from stackgan import io, layout
 from stackgan.datasets import dataset_of
 from stackgan.cli import UserError
 
@@ -181,7 +181,7 @@ def _file_fingerprint(path):
 def reference_fingerprint(real, data_dir):
     """What the real statistics depend on, besides the network: the folder's files or the split's files."""
     if real == "test":
-        split_dir = os.path.join(data_dir, "test")
+        split_dir = layout.split_dir(data_dir, "test")
         files = [
             os.path.join(split_dir, f)
             for f in sorted(os.listdir(split_dir))
@@ -257,7 +257,7 @@ def fid(real, fake, model, data_dir, batch_size=32, cache_dir=None):
 
 def check_reference(real, data_dir):
     if real == "test":
-        if not os.path.isdir(os.path.join(data_dir, "test")):
+        if not os.path.isdir(layout.split_dir(data_dir, "test")):
             raise UserError(
                 f"--real test needs the prepared dataset at {data_dir}/test; "
                 f"run `python data.py prepare` or pass --data-dir"

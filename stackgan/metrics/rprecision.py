@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from stackgan import io
+from stackgan import io, layout
 from stackgan.cli import UserError
 
 CANDIDATES = 100
@@ -72,7 +72,7 @@ def list_generated(images_dir, n_rows, split, data_dir):
 
     if not os.path.isdir(images_dir):
         raise UserError(f"--images {images_dir} is not a folder; give the --out folder of generate.py")
-    if os.path.isfile(os.path.join(images_dir, "captions.txt")):  # generate.py --caption writes it
+    if os.path.isfile(layout.generated_extras(images_dir)["captions"]):  # generate.py --caption writes it
         raise UserError(
             f"{images_dir} was drawn from captions (it holds captions.txt), not from rows of the {split} split; "
             f"R-precision needs `python generate.py --data-dir {data_dir} --out DIR` without --caption"
