@@ -18,13 +18,18 @@ train_on_batch), in float32 as the chapter has it (--mixed-precision applies to 
 default), the start-up's memory estimate and what --input auto would pick on whole free GPUs of --gpu-gib GiB;
 it times nothing (the estimate is a floor: see stackgan/training/input.py).
 
---backend jax runs the same networks and losses as a jitted JAX step (Keras 3's stateless_call):
-for machines that have JAX but no TensorFlow, such as our GPU benchmark machine.
+--backend jax times the training step of the same Keras networks (stackgan/models.py), optimizers and losses
+under Keras' JAX backend, jitted with stateless_call (stackgan.benchmark.JaxTrainer), on random batches: for
+machines that have JAX but no TensorFlow, such as our GPU benchmark machine (docs/gpu_bench.sh). It also prints
+the step's FLOPs counted from the networks, the TFLOP/s reached and, on a known GPU or with --peak-tflops, the
+share of the bf16 peak. --xla, --steps-per-call and --conv-gradients do not apply (JAX compiles the whole step).
 """
 
 import argparse
 import json
 import os
+import subprocess
+import sys
 
 from stackgan import benchmark
 from stackgan.cli import ArgumentParser, UserError, non_negative_int, positive_int, run_main
@@ -78,15 +83,22 @@ def make_parser():
         "--backend",
         choices=["tensorflow", "jax"],
         default="tensorflow",
-        help="jax: time an equivalent jitted JAX step (no tf.data, no --baseline)",
+        help="jax: time the same networks' step jitted under Keras' JAX backend, on random batches",
+    )
+    p.add_argument(
+        "--peak-tflops",
+        type=float,
+        help="with --backend jax: the device's bf16 peak in TFLOP/s, for the share of it the step reaches "
+        "(default: a data-sheet table of NVIDIA GPUs)",
     )
     return p
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = make_parser().parse_args(argv)
     if args.backend == "jax":
-        return main_jax(args)
+        return main_jax(args, argv)
     if args.pipeline_only and not args.data_dir:
         raise UserError("--pipeline-only times the input pipeline of a dataset: give --data-dir (e.g. data/synthetic)")
     from stackgan.runtime import Runtime
@@ -236,16 +248,20 @@ def time_chapter_loop(args):
         return benchmark.time_each_step(step, batches, args.warmup, args.steps)
 
 
-def main_jax(args):
-    if args.baseline or args.data_dir or args.memory_only:
-        raise UserError("--backend jax times the step on random tensors only: drop --baseline/--data-dir/--memory-only")
+def main_jax(args, argv):
+    """--backend jax: JaxTrainer's step (stackgan/benchmark.py) on random batches. Keras must load its JAX backend;
+    where this process already imported Keras with another, bench.py runs again in a fresh process."""
+    if args.baseline or args.data_dir or args.memory_only or args.pipeline_only:
+        raise UserError(
+            "--backend jax times the step on random batches only: drop --baseline, --data-dir, --memory-only, --pipeline-only"
+        )
+    keras = sys.modules.get("keras")
+    if keras is not None and keras.backend.backend() != "jax":
+        return run_fresh_with_jax(argv)
     os.environ["KERAS_BACKEND"] = "jax"
-    import keras
-
-    if keras.backend.backend() != "jax":
-        raise UserError("Keras was imported with another backend; run bench.py --backend jax as a fresh process")
     import jax
     import jax.numpy as jnp
+    import keras
 
     from stackgan import runtime
 
@@ -257,13 +273,19 @@ def main_jax(args):
     precision, reason = runtime.choose_precision(
         args.mixed_precision, gpus, runtime.cpu_info()["flags"], runtime.onednn_max_isa_env()
     )
-    config = dict(NETWORK_DEFAULTS, gf_dim=args.gf_dim, df_dim=args.df_dim)
+    config = StageConfig(
+        stage=args.stage, batch_size=args.batch_size, gf_dim=args.gf_dim, df_dim=args.df_dim, seed=args.seed
+    )
     keras.utils.set_random_seed(args.seed)
     with runtime.dtype_policy(precision):
-        stage1_gen = benchmark.frozen_stage1(config) if args.stage == 2 else None
-        step = benchmark.jax_step(config, args.stage, args.batch_size, stage1_gen, args.seed)
+        stage1_gen = benchmark.frozen_stage1(config.network()) if args.stage == 2 else None
+    trainer = benchmark.JaxTrainer(config, precision, stage1_gen)
     batches = benchmark.random_batches(args.stage, args.batch_size, args.seed, jnp.asarray)
-    seconds = benchmark.time_each_step(step, batches, args.warmup, args.steps)
+    seconds = benchmark.time_each_step(trainer.train_step, batches, args.warmup, args.steps)
+    flops = benchmark.step_flops(trainer.gen, trainer.dis, stage1_gen, args.batch_size)
+    xla_flops = trainer.xla_flops(batches[0])
+    achieved = flops * args.steps / seconds / 1e12
+    peak = args.peak_tflops or (benchmark.bf16_peak_tflops(device.device_kind) if gpus else None)
     result = dict(
         stage=args.stage,
         batch_size=args.batch_size,
@@ -277,9 +299,25 @@ def main_jax(args):
         backend="jax",
         steps=args.steps,
         img_per_s=benchmark.rate(args.batch_size, args.steps, seconds),
+        step_tflop=float(f"{flops / 1e12:.4g}"),
+        xla_step_tflop=float(f"{xla_flops / 1e12:.4g}") if xla_flops else None,
+        tflop_per_s=float(f"{achieved:.4g}"),
+        bf16_peak_tflop_per_s=peak,
+        share_of_bf16_peak=float(f"{achieved / peak:.4g}") if peak else None,
     )
     print(json.dumps(result))
     return result
+
+
+def run_fresh_with_jax(argv):
+    """bench.py with `argv` in a fresh Python with KERAS_BACKEND=jax; its JSON line, printed and returned."""
+    command = [sys.executable, os.path.abspath(__file__), *argv]
+    done = subprocess.run(command, env=dict(os.environ, KERAS_BACKEND="jax"), stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise UserError(f"bench.py --backend jax, run afresh with KERAS_BACKEND=jax, stopped (exit {done.returncode})")
+    line = done.stdout.strip().splitlines()[-1]
+    print(line)
+    return json.loads(line)
 
 
 if __name__ == "__main__":
