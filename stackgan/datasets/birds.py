@@ -24,8 +24,8 @@ class Birds(Dataset):
     title = "CUB-200-2011 birds"
     thing = "bird"
     markers = (CUB_DIR,)
-    layout_names = tuple(f"{CUB_DIR}/{name}" for name in TABLES) + (f"{CUB_DIR}/images/",)
-    key_names = tuple(f"{CUB_DIR}/{name}" for name in TABLES)
+    key_names = (f"{CUB_DIR}/{TABLES[0]}", f"{CUB_DIR}/{TABLES[1]}")
+    layout_names = key_names + (f"{CUB_DIR}/images/",)
     example_captions = (
         "this bird has a bright yellow body with black wings and a short pointed beak",
         "a small red bird with dark wings and a black crown",
