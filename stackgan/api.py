@@ -160,7 +160,7 @@ class StackGAN:
         the body colour and wing shade its vector encodes, and the nearest training captions by cosine to the
         dataset's own embeddings, with their scores. `label` names the caption in the message for a bad one
         (default 'caption 1')."""
-        from stackgan.text.captions import normalize_caption, unknown_words
+        from stackgan.text.encoder import normalize_caption, unknown_words
 
         vector = self.encode(caption, None if label is None else [label])[0]
         alphabet = self.text_encoder.config["alphabet"]

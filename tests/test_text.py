@@ -16,7 +16,8 @@ from stackgan import io, layout
 from stackgan.cli import UserError, run_main
 from stackgan.config import EncoderConfig
 from stackgan.datasets import synthetic
-from stackgan.text import captions, encoder, evaluation, pairs, training
+from stackgan.text import encoder, evaluation, pairs, training
+
 
 TINY = dict(epochs=1, batch_size=32, lr=1e-2, char_dim=4, conv_dims=(8, 8), rnn_dim=8)
 GEN_CONFIG = {"gf_dim": 8, "df_dim": 4, "z_dim": 10, "condition_dim": 4, "embedding_dim": 1024}
@@ -36,10 +37,10 @@ def trained(birds, tmp_path_factory):
 
 
 def test_normalize_and_check_captions():
-    assert captions.normalize_caption("  A Bird\ufffd\ufffdwith  ÉMERALD wings—and a tail\n") == (
+    assert encoder.normalize_caption("  A Bird\ufffd\ufffdwith  ÉMERALD wings—and a tail\n") == (
         "a bird with emerald wings and a tail"
     )
-    assert captions.check_captions(["Red bird!"], 20) == ["red bird!"]
+    assert encoder.check_captions(["Red bird!"], 20) == ["red bird!"]
     for bad, message in (
         ("", "caption 1 is empty"),
         ("   \t", "caption 1 is empty"),
@@ -51,20 +52,20 @@ def test_normalize_and_check_captions():
         ("a" * 21, "caption 1 has 21 characters but the text encoder reads at most 20; shorten it"),
     ):
         with pytest.raises(UserError, match=message):
-            captions.check_captions([bad], 20)
+            encoder.check_captions([bad], 20)
     with pytest.raises(UserError, match="line 7 is empty"):
-        captions.check_captions(["fine", ""], 20, labels=["line 1", "line 7"])
+        encoder.check_captions(["fine", ""], 20, labels=["line 1", "line 7"])
     with pytest.raises(UserError, match="no caption given"):
-        captions.check_captions([], 20)
+        encoder.check_captions([], 20)
 
 
 def test_tokens_and_padding_do_not_change_a_vector():
     config = encoder.make_config(4, (8, 8, 8), 8, 30, "mse", "aligned", embedding_dim=16)
-    tokens = captions.tokenize(["ab", "a bird"], config)
+    tokens = encoder.tokenize(["ab", "a bird"], config)
     assert tokens.shape == (2, 9) and tokens.dtype == np.int32  # padded to a multiple of 3 * 3
-    vocab = captions.vocabulary(settings.TEXT_ALPHABET)
+    vocab = encoder.vocabulary(settings.TEXT_ALPHABET)
     assert list(tokens[0, :3]) == [vocab["a"], vocab["b"], 0] and len(vocab) == len(set(settings.TEXT_ALPHABET))
-    assert captions.tokenize(["x" * 40], config).shape == (1, 36)  # cut at max_length 30, rounded up to 36
+    assert encoder.tokenize(["x" * 40], config).shape == (1, 36)  # cut at max_length 30, rounded up to 36
     model = encoder.build_encoder(config)
     alone = encoder.encode(model, config, ["a red bird"])
     batched = encoder.encode(model, config, ["a red bird", "a much longer caption about a small bird with wings"])
@@ -129,15 +130,15 @@ def test_cosine_loss_rescales_to_the_embeddings_length(birds, tmp_path):
 
 def test_word_noise_inserts_drops_and_reorders_words():
     texts = ["this bird is mostly red with dark wings"] * 400
-    assert captions.augment_captions(texts, np.random.default_rng(0), 0.0) == texts
-    noisy = captions.augment_captions(texts, np.random.default_rng(0), 0.15)
-    assert noisy == captions.augment_captions(texts, np.random.default_rng(0), 0.15)  # the rng decides
+    assert encoder.augment_captions(texts, np.random.default_rng(0), 0.0) == texts
+    noisy = encoder.augment_captions(texts, np.random.default_rng(0), 0.15)
+    assert noisy == encoder.augment_captions(texts, np.random.default_rng(0), 0.15)  # the rng decides
     assert all(t and re.fullmatch("[a-z ]+", t) for t in noisy)
     lengths = np.array([len(t.split()) for t in noisy])
     assert 0.2 < np.mean(noisy != np.array(texts)) < 0.95 and lengths.min() >= 1
     assert np.mean(lengths) == pytest.approx(8 * (1 + 0.15 - 0.075), rel=0.1)
     assert any(t.split()[0] != "this" and "red" in t for t in noisy)  # some start elsewhere
-    assert captions.augment_captions(["red"] * 50, np.random.default_rng(1), 1.0)[0]  # never empty
+    assert encoder.augment_captions(["red"] * 50, np.random.default_rng(1), 1.0)[0]  # never empty
     with pytest.raises(UserError, match="--augment 1.5: the word noise rate is a probability"):
         train("unused", "unused", "unused", augment=1.5)
 

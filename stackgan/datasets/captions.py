@@ -3,7 +3,6 @@ with filenames.pickle.
 """
 
 import os
-import re
 import warnings
 from typing import NamedTuple
 
@@ -11,13 +10,7 @@ import numpy as np
 
 from stackgan.cli import UserError
 from stackgan.datasets import cache, dataset_of, loaders
-
-
-def clean_caption(line):
-    """One caption line as the encoder reads it: each run of U+FFFD (the replacement character, which some
-    files hold in pairs where a space was; undecodable bytes become it too) is a space, as in AttnGAN; runs
-    of whitespace become one space; no leading or trailing space."""
-    return " ".join(re.sub("\ufffd+", " ", line).split())
+from stackgan.text.encoder import clean_caption
 
 
 def read_caption_lines(path, strict=False):

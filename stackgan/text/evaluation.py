@@ -10,7 +10,7 @@ from stackgan.cli import UserError
 from stackgan.datasets import synthetic
 from stackgan.datasets.captions import load_caption_split
 from stackgan.metrics import attributes
-from stackgan.text.captions import normalize_caption
+from stackgan.text.encoder import normalize_caption
 from stackgan.text.encoder import encode, encode_captions, load_encoder
 from stackgan.text.pairs import caption_rows, targets_for, training_pairs
 

@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 
-from stackgan.text.captions import normalize_caption
+from stackgan.text.encoder import normalize_caption
 
 
 def caption_rows(split_captions):

@@ -17,7 +17,7 @@ from stackgan.cli import UserError
 from stackgan.config import changed_settings, encoder_defaults
 from stackgan.datasets import dataset_of
 from stackgan.datasets.captions import load_caption_split
-from stackgan.text.captions import augment_captions, length_multiple, normalize_caption, tokenize
+from stackgan.text.encoder import augment_captions, length_multiple, normalize_caption, tokenize
 from stackgan.text.encoder import (
     ARCHITECTURE_KEYS,
     LOSSES,
