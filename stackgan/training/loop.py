@@ -196,11 +196,12 @@ def with_stage1_generator(config, runtime):
 def load_training_data(config):
     """The training split (stored for random crops when augmenting) and the test split."""
     from stackgan.config import stored_size
-    from stackgan.datasets import synthetic
+    from stackgan.datasets import get_dataset
     from stackgan.datasets.cache import load_dataset
 
-    if config.demo and synthetic.ensure_synthetic(config.data_dir):
-        print(f"Wrote synthetic birds to {config.data_dir}")
+    dataset = get_dataset(config.dataset)
+    if config.demo and dataset.synthetic().ensure_synthetic(config.data_dir):
+        print(f"Wrote synthetic {dataset.name} to {config.data_dir}")
     train_split = load_dataset(config.data_dir, "train", stored_size(config.image_size, config.augment), config.dataset)
     test_split = load_dataset(config.data_dir, "test", config.image_size, config.dataset)
     if len(train_split.images) < config.batch_size:
@@ -298,11 +299,12 @@ def write_sample_grid(ctx, step):
 
 
 def evaluate_samples(ctx, images, step):
-    """Attribute accuracy of the grid's images, on synthetic birds (None on other data)."""
+    """Attribute accuracy of the grid's images (the colour asked for: the birds' body, the flowers' petals), on a
+    synthetic set (None on other data)."""
     if not ctx.synthetic:
         return None
-    from stackgan.metrics.attributes import attribute_accuracy
+    from stackgan.datasets import get_dataset
 
-    accuracy = attribute_accuracy(images[-1], ctx.sample_embeddings)
+    accuracy = get_dataset(ctx.config.dataset).attributes().attribute_accuracy(images[-1], ctx.sample_embeddings)
     write_log(ctx.writer, "eval/attribute_accuracy", accuracy, step)
     return accuracy
