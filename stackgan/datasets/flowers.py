@@ -48,9 +48,9 @@ class Flowers(Dataset):
     title = "Oxford-102 flowers"
     thing = "flower"
     example_captions = (
-        "this flower has large pink petals with a yellow center",
-        "a flower with white petals and a bright yellow stamen",
-        "the petals of this flower are deep purple with dark veins",
+        "this flower has rounded pink petals and a dark center",
+        "a flower with long and narrow purple petals",
+        "the petals of this flower are yellow and pointed",
     )
     synthetic_module = "stackgan.datasets.synthetic_flowers"
     attributes_module = "stackgan.metrics.petals"
