@@ -122,7 +122,8 @@ def get_dataset(name):
 
 def dataset_of(data_dir, name=None):
     """The dataset of a data folder: `name` when given (a name or a Dataset; the folder, if it holds a dataset, must
-    look like it), else the one whose layout the folder holds, else birds (the chapter's)."""
+    look like it), else the one whose layout the folder holds, else the one whose default or demo folder it is
+    (data/flowers, data/synthetic_flowers), else birds (the chapter's)."""
     if isinstance(name, Dataset):
         return name
     found = [n for n in NAMES if data_dir and os.path.isdir(data_dir) and get_dataset(n).looks_like(data_dir)]
@@ -134,4 +135,10 @@ def dataset_of(data_dir, name=None):
                 f"--dataset {found[0]}, or give the --data-dir of the {name}"
             )
         return dataset
+    if not found and data_dir:
+        found = [n for n in NAMES if os.path.normpath(data_dir) in _home_folders(n)]
     return get_dataset(found[0] if found else layout.DEFAULT_DATASET)
+
+
+def _home_folders(name):
+    return {os.path.normpath(layout.dataset_dir(name)), os.path.normpath(layout.demo_dirs(name)["data_dir"])}
