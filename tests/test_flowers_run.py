@@ -173,3 +173,7 @@ def test_the_flowers_demo_folders(tmp_path, monkeypatch, capsys):
     )
     err = one_line_error(generate.main, ["--demo", "--dataset", "flowers", "--caption", CAPTION], capsys)
     assert "results/demo_flowers/stage1_config.json not found" in err
+    err = one_line_error(stage2.main, ["--demo", "--dataset", "flowers"], capsys)
+    assert err.endswith(
+        "the Stage-II demo continues from the Stage-I demo; run `python stage1.py --demo --dataset flowers` first"
+    )

@@ -150,7 +150,9 @@ def heldout_caption_accuracy(results_dir, data_dir, stage, batch_size=64, seed=0
     from stackgan import sampling
 
     if not layout.is_synthetic(data_dir):
-        raise UserError(f"{data_dir} is not a synthetic set; held-out wording needs it (use --demo)")
+        raise UserError(
+            f"{data_dir} is not the synthetic bird set nor the synthetic flower set; held-out wording needs one (use --demo)"
+        )
     paths = layout.split_files(data_dir, "test")
     class_ids = np.asarray(loaders.load_class_ids(paths.class_info))
     embeddings = loaders.load_embeddings(paths.embeddings)

@@ -177,9 +177,10 @@ def with_stage1_generator(config, runtime):
     if config.stage == 1:
         return config, None
     if config.demo and not os.path.exists(layout.config_path(config.results_dir, 1)):
+        dataset_flag = "" if config.dataset == layout.DEFAULT_DATASET else f" --dataset {config.dataset}"
         raise UserError(
             f"{layout.config_path(config.results_dir, 1)} not found: the Stage-II demo continues "
-            "from the Stage-I demo; run `python stage1.py --demo` first"
+            f"from the Stage-I demo; run `python stage1.py --demo{dataset_flag}` first"
         )
     with runtime.strategy.scope():
         (stage1_gen,), stage1 = sampling.load_generators(config.results_dir, 1, "stage2.py")
