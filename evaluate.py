@@ -42,8 +42,8 @@ def build_parser():
     a = sub.add_parser(
         "attributes",
         help="attribute accuracy and sample diversity (synthetic birds or flowers)",
-        description="Attribute accuracy of generated synthetic birds or flowers: does each image show the "
-        "colour its text embedding asks for (a bird's body, a flower's petals)? Plus diversity: the mean absolute pixel "
+        description="Attribute accuracy of generated synthetic birds or flowers: does each image show the colour "
+        "its text embedding asks for (a bird's body, a flower's petals)? Plus diversity: the mean absolute pixel "
         "distance (0..1) between samples of the same embedding; 0 means mode collapse, "
         "'n/a' with one sample per embedding (use generate.py --samples-per-embedding).",
     )

@@ -4,7 +4,7 @@
     python generate.py --stage 1 --embeddings my_captions.npy --samples-per-embedding 4 --out samples/
     python generate.py --caption "a small yellow bird with dark wings" --out samples/   # needs text_encoder.py train
     python generate.py --demo --caption "a small yellow bird with dark wings"           # results/demo -> samples/demo
-    python generate.py --demo --dataset flowers --caption "a flower with pointed blue petals"   # -> samples/demo_flowers
+    python generate.py --demo --dataset flowers --caption "a flower with pointed blue petals"  # samples/demo_flowers
 
 The networks are rebuilt from the config that training wrote beside the weights
 (results/stage{N}_config.json, results/stage{N}_gen.weights.h5), so no width flags are needed; without
@@ -92,7 +92,8 @@ def build_parser():
         action="append",
         default=None,
         metavar="TEXT",
-        help="a sentence describing a bird or flower (repeat for several); encoded by the text encoder in --encoder-dir",
+        help="a sentence describing a bird or a flower (repeat for several); encoded by the text encoder in "
+        "--encoder-dir",
     )
     p.add_argument(
         "--captions-file",

@@ -46,16 +46,16 @@ def build_parser(demo=False, dataset=DEFAULT_DATASET):
         "train",
         help="train the encoder by regression onto the archive's embeddings",
         description="Train on the captions of DATA_DIR and its training embeddings; resumes from "
-        "RESULTS_DIR/text_encoder_ckpt unless --fresh. --demo: the synthetic birds (flowers with --dataset flowers) and small settings "
-        "(explicit flags win).",
+        "RESULTS_DIR/text_encoder_ckpt unless --fresh. --demo: the synthetic birds (flowers with --dataset flowers) "
+        "and small settings (explicit flags win).",
         formatter_class=DefaultsHelpFormatter,
     )
     t.add_argument(
         "--demo",
         action="store_true",
         default=None,
-        help="synthetic birds in data/synthetic, results/demo, logs/demo (with --dataset flowers: data/synthetic_flowers, "
-        "results/demo_flowers, logs/demo_flowers)",
+        help="synthetic birds in data/synthetic, results/demo, logs/demo (with --dataset flowers: "
+        "data/synthetic_flowers, results/demo_flowers, logs/demo_flowers)",
     )
     t.add_argument("--dataset", choices=NAMES, default=preset["dataset"], help="birds or flowers (found from DATA_DIR)")
     t.add_argument("--data-dir", default=preset["data_dir"], help="dataset with captions")

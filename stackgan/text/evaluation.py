@@ -151,7 +151,8 @@ def heldout_caption_accuracy(results_dir, data_dir, stage, batch_size=64, seed=0
 
     if not layout.is_synthetic(data_dir):
         raise UserError(
-            f"{data_dir} is not the synthetic bird set nor the synthetic flower set; held-out wording needs one (use --demo)"
+            f"{data_dir} is not the synthetic bird set nor the synthetic flower set; held-out wording needs one "
+            "(use --demo)"
         )
     paths = layout.split_files(data_dir, "test")
     class_ids = np.asarray(loaders.load_class_ids(paths.class_info))
