@@ -1,7 +1,8 @@
-"""A local web page over a trained StackGAN: type a sentence, see birds, read what the model heard.
+"""A local web page over a trained StackGAN: type a sentence, see birds (or flowers), read what the model heard.
 
     pip install -r requirements-app.txt
     python app.py --demo                               # the demo's models (results/demo) on http://127.0.0.1:7860
+    python app.py --demo --dataset flowers             # the flowers demo's (results/demo_flowers)
     python app.py --results-dir results --port 8000    # your own trained models
     python app.py --demo --screenshot docs/app.png     # draw the default caption in a headless browser, save, stop
 
@@ -15,6 +16,7 @@ import sys
 import time
 
 from stackgan.cli import ArgumentParser, UserError, positive_int, run_main
+from stackgan.datasets import NAMES
 from stackgan.layout import DEFAULT_DATASET, demo_dirs
 
 REQUIREMENTS = "requirements-app.txt"
@@ -36,6 +38,12 @@ def build_parser():
         "--demo",
         action="store_true",
         help=f"the demo's models: --results-dir {demo_dirs(DEFAULT_DATASET)['results_dir']}",
+    )
+    p.add_argument(
+        "--dataset",
+        choices=NAMES,
+        default=DEFAULT_DATASET,
+        help="with --demo, whose demo: birds, or flowers (results/demo_flowers) (default: %(default)s)",
     )
     p.add_argument(
         "--stage",
@@ -75,7 +83,7 @@ def load(args):
     from stackgan import page
     from stackgan.api import StackGAN
 
-    results_dir = args.results_dir or (demo_dirs(DEFAULT_DATASET)["results_dir"] if args.demo else "results")
+    results_dir = args.results_dir or (demo_dirs(args.dataset)["results_dir"] if args.demo else "results")
     birds = StackGAN.from_preset(results_dir, args.stage, needed_by="app.py")  # configs only: fails fast
     import_gradio()
     birds.text_encoder  # noqa: B018 - a folder without a trained caption encoder fails here, naming its command
@@ -115,7 +123,7 @@ def main(argv=None):
 
         executable = require_browser().path
     birds = load(args)
-    from stackgan.page import build_page
+    from stackgan.page import build_page, default_caption
 
     page = build_page(birds)
     url, share_url = serve(page, args)
@@ -123,7 +131,7 @@ def main(argv=None):
         if args.screenshot:
             from stackgan.browser import screenshot
 
-            screenshot(url, args.screenshot, executable=executable)
+            screenshot(url, args.screenshot, default_caption(birds), executable=executable)
             print(f"saved {args.screenshot} (the page at {url})")
             return 0
         print(f"StackGAN page on {url}" + (f" and {share_url}" if share_url else "") + " (Ctrl-C stops it)", flush=True)

@@ -6,9 +6,10 @@
     python evaluate.py rprecision --images samples/ [--data-dir data/birds] [--split test] [--caption-index 0]
     python evaluate.py card RESULTS_DIR [--data-dir D] [--out RESULTS_DIR/card.md]
 
-attributes  For the synthetic birds only: how often the colours in each generated image
-            match the colours its text embedding asks for, and how different the samples of
-            one embedding are from each other (0 = mode collapse).
+attributes  For the synthetic birds or flowers only: how often the colour in each generated
+            image (the birds' body, the flowers' petals) matches the colour its text
+            embedding asks for, and how different the samples of one embedding are from
+            each other (0 = mode collapse).
 fid         Frechet Inception Distance between a reference set and generated images, on
             ImageNet InceptionV3 pool features (2048-d), as in the published CUB FIDs.
 is          Inception Score with the ImageNet InceptionV3 classifier. This is NOT the
@@ -31,8 +32,9 @@ import sys
 
 from stackgan import io, layout, runtime
 from stackgan.cli import ArgumentParser, UserError, caption_index, non_negative_int, positive_int, run_main
+from stackgan.datasets import dataset_of
 from stackgan.layout import DEFAULT_DATASET, SPLITS, dataset_dir
-from stackgan.metrics import attributes, evaluator, inception, rprecision
+from stackgan.metrics import evaluator, inception, rprecision
 
 
 def build_parser():
@@ -46,9 +48,9 @@ def build_parser():
 
     a = sub.add_parser(
         "attributes",
-        help="attribute accuracy and sample diversity (synthetic birds)",
-        description="Attribute accuracy of generated synthetic birds: does each image show the "
-        "colours its text embedding asks for? Plus diversity: the mean absolute pixel "
+        help="attribute accuracy and sample diversity (synthetic birds or flowers)",
+        description="Attribute accuracy of generated synthetic birds or flowers: does each image show the colour "
+        "its text embedding asks for (a bird's body, a flower's petals)? Plus diversity: the mean absolute pixel "
         "distance (0..1) between samples of the same embedding; 0 means mode collapse, "
         "'n/a' with one sample per embedding (use generate.py --samples-per-embedding).",
     )
@@ -56,7 +58,7 @@ def build_parser():
     a.add_argument(
         "--data-dir",
         default=dataset_dir(DEFAULT_DATASET),
-        help="dataset the embeddings came from (default: %(default)s)",
+        help="dataset the embeddings came from: a synthetic birds or flowers set (default: %(default)s)",
     )
     a.add_argument(
         "--split",
@@ -270,15 +272,17 @@ def main(argv=None, model_factory=None):
         return 0
 
     if args.command == "attributes":
-        r = attributes.evaluate_folder(args.images, args.data_dir, args.split)
+        metrics = dataset_of(args.data_dir).attributes()  # the reader of the set's birds or flowers
+        r = metrics.evaluate_folder(args.images, args.data_dir, args.split)
         if args.json:
             print(json.dumps(r, sort_keys=True))
         else:
             print(
-                f"attribute accuracy {r['attribute_accuracy']:.4f}, diversity {_fmt(r['diversity'])} "
+                f"{getattr(metrics, 'WHAT', 'attribute accuracy')} {r['attribute_accuracy']:.4f}, "
+                f"diversity {_fmt(r['diversity'])} "
                 f"({r['images']} images of {r['embeddings']} embeddings from the {args.split} split, "
                 f"{r['image_size']}x{r['image_size']}); most frequent mistakes: "
-                + attributes.describe_mistakes(r["mistakes"])
+                + metrics.describe_mistakes(r["mistakes"])
             )
         return 0
 

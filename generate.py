@@ -1,9 +1,10 @@
-"""Generate bird images from text embeddings, or from your own captions, with a trained StackGAN.
+"""Generate bird (or flower) images from text embeddings, or from your own captions, with a trained StackGAN.
 
     python generate.py --stage 2 --results-dir results --out samples/
     python generate.py --stage 1 --embeddings my_captions.npy --samples-per-embedding 4 --out samples/
     python generate.py --caption "a small yellow bird with dark wings" --out samples/   # needs text_encoder.py train
     python generate.py --demo --caption "a small yellow bird with dark wings"           # results/demo -> samples/demo
+    python generate.py --demo --dataset flowers --caption "a flower with pointed blue petals"  # samples/demo_flowers
 
 The networks are rebuilt from the config that training wrote beside the weights
 (results/stage{N}_config.json, results/stage{N}_gen.weights.h5), so no width flags are needed; without
@@ -26,7 +27,7 @@ from stackgan import io, layout
 from stackgan.api import StackGAN
 from stackgan.cli import ArgumentParser, UserError, caption_index, non_negative_int, positive_int, run_main
 from stackgan.config import IMAGE_SIZE
-from stackgan.datasets import NAMES, get_dataset
+from stackgan.datasets import NAMES
 from stackgan.layout import DEFAULT_DATASET, demo_dirs, split_files
 
 GRID_IMAGES = 64
@@ -79,7 +80,8 @@ def build_parser():
         action="append",
         default=None,
         metavar="TEXT",
-        help="a sentence describing a bird (repeat for several); encoded by the text encoder in --encoder-dir",
+        help="a sentence describing a bird or a flower (repeat for several); encoded by the text encoder in "
+        "--encoder-dir",
     )
     p.add_argument(
         "--captions-file",
@@ -305,7 +307,7 @@ def main(argv=None):
         captions, labels = captions_of(args)
         vectors = birds.encode(captions, labels)
     else:
-        data_dir = args.data_dir or birds.data_dir or get_dataset(DEFAULT_DATASET).default_dir
+        data_dir = args.data_dir or birds.data_dir or birds.dataset.default_dir
         path = args.embeddings or split_files(data_dir, "test").embeddings
         array = read_embedding_file(path)
         vectors = select_embeddings(array, path, birds.embedding_dim, args.caption_index, args.limit)

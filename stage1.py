@@ -2,6 +2,8 @@
 
 python stage1.py            # the chapter's settings on data/birds
 python stage1.py --demo     # small networks on synthetic birds, minutes on a CPU
+python stage1.py --dataset flowers              # Oxford-102 flowers in data/flowers
+python stage1.py --demo --dataset flowers       # small networks on synthetic flowers
 python stage1.py --help
 """
 

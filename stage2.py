@@ -2,6 +2,7 @@
 
 python stage2.py            # the chapter's settings on data/birds, after stage1.py
 python stage2.py --demo     # small networks on synthetic birds, after stage1.py --demo
+python stage2.py --dataset flowers              # Oxford-102 flowers, after stage1.py --dataset flowers
 python stage2.py --help
 """
 

@@ -27,9 +27,8 @@ from stackgan.cli import (
     run_main,
 )
 from stackgan.config import EncoderConfig, encoder_defaults
-from stackgan.datasets import NAMES, dataset_of
+from stackgan.datasets import NAMES, dataset_of, get_dataset
 from stackgan.layout import DEFAULT_DATASET
-from stackgan.datasets import synthetic
 from stackgan.text.encoder import LOSSES, TARGETS
 from stackgan.text.evaluation import evaluate_encoder, heldout_caption_accuracy
 from stackgan.text.training import train
@@ -47,12 +46,16 @@ def build_parser(demo=False, dataset=DEFAULT_DATASET):
         "train",
         help="train the encoder by regression onto the archive's embeddings",
         description="Train on the captions of DATA_DIR and its training embeddings; resumes from "
-        "RESULTS_DIR/text_encoder_ckpt unless --fresh. --demo: the synthetic birds and small settings "
-        "(explicit flags win).",
+        "RESULTS_DIR/text_encoder_ckpt unless --fresh. --demo: the synthetic birds (flowers with --dataset flowers) "
+        "and small settings (explicit flags win).",
         formatter_class=DefaultsHelpFormatter,
     )
     t.add_argument(
-        "--demo", action="store_true", default=None, help="synthetic birds in data/synthetic, results/demo, logs/demo"
+        "--demo",
+        action="store_true",
+        default=None,
+        help="synthetic birds in data/synthetic, results/demo, logs/demo (with --dataset flowers: "
+        "data/synthetic_flowers, results/demo_flowers, logs/demo_flowers)",
     )
     t.add_argument("--dataset", choices=NAMES, default=preset["dataset"], help="birds or flowers (found from DATA_DIR)")
     t.add_argument("--data-dir", default=preset["data_dir"], help="dataset with captions")
@@ -90,11 +93,16 @@ def build_parser(demo=False, dataset=DEFAULT_DATASET):
         "evaluate",
         help="held-out quality on the test split, against a bag-of-words baseline",
         description="Mean cosine to the true test embeddings and caption->image retrieval R@1/R@10, for the encoder "
-        "and for bag of words + ridge regression. With --generated-stage (synthetic birds): the attribute "
+        "and for bag of words + ridge regression. With --generated-stage (synthetic birds or flowers): the attribute "
         "accuracy of images that the trained generators draw from held-out wording.",
         formatter_class=DefaultsHelpFormatter,
     )
-    e.add_argument("--demo", action="store_true", default=None, help="data/synthetic and results/demo")
+    e.add_argument(
+        "--demo",
+        action="store_true",
+        default=None,
+        help="data/synthetic and results/demo (flowers: data/synthetic_flowers, results/demo_flowers)",
+    )
     e.add_argument("--dataset", choices=NAMES, default=preset["dataset"], help="birds or flowers (found from DATA_DIR)")
     e.add_argument("--data-dir", default=preset["data_dir"], help="dataset with captions")
     e.add_argument("--results-dir", default=preset["results_dir"], help="holds the trained encoder (and generators)")
@@ -148,7 +156,7 @@ def main(argv=None):
     runtime.import_tensorflow()
     if args.command == "train":
         if args.demo:
-            synthetic.ensure_synthetic(args.data_dir)
+            get_dataset(args.dataset).synthetic().ensure_synthetic(args.data_dir)
         fields = {k: v for k, v in vars(args).items() if k in EncoderConfig.__dataclass_fields__}
         train(EncoderConfig(**dict(fields, conv_dims=tuple(args.conv_dims), fresh=bool(args.fresh))))
         return 0

@@ -1,8 +1,10 @@
-"""The Python API: a trained StackGAN from its results folder, drawing birds from sentences or embeddings.
+"""The Python API: a trained StackGAN from its results folder, drawing birds (or flowers) from sentences or
+embeddings.
 
     import stackgan
     birds = stackgan.StackGAN.from_preset("results/demo")
     images = birds.generate(["a small red bird with dark wings"], samples=4, seed=0)   # uint8 (1, 4, 256, 256, 3)
+    flowers = stackgan.StackGAN.from_preset("results/demo_flowers")                 # after --demo --dataset flowers
 
 A results folder is the "preset" (as keras-hub's text-to-image tasks call a folder of configs and weights): the
 stage{1,2}_config.json and stage{1,2}_gen.weights.h5 that training exports, and text_encoder.* for captions.
@@ -18,7 +20,7 @@ import numpy as np
 from stackgan import io, layout
 from stackgan.cli import UserError
 from stackgan.config import demo_flags
-from stackgan.datasets import dataset_of
+from stackgan.datasets import dataset_of, get_dataset
 from stackgan.datasets.loaders import check_embeddings
 
 
@@ -68,6 +70,12 @@ class StackGAN:
     def data_dir(self):
         """The dataset the generators were trained on (as recorded in their config)."""
         return self.config.get("data_dir")
+
+    @property
+    def dataset(self):
+        """The Dataset the generators were trained on (birds or flowers: their config's, else found from data_dir)."""
+        name = self.config.get("dataset")
+        return get_dataset(name) if name else dataset_of(self.data_dir)
 
     @property
     def has_encoder(self):
@@ -156,10 +164,10 @@ class StackGAN:
 
     # -- what the model heard ---------------------------------------------------------------------------------
     def heard(self, caption, neighbours=3, label=None):
-        """How the encoder read a caption: the text it read, the words it could not read, on the synthetic birds
-        the body colour and wing shade its vector encodes, and the nearest training captions by cosine to the
-        dataset's own embeddings, with their scores. `label` names the caption in the message for a bad one
-        (default 'caption 1')."""
+        """How the encoder read a caption: the text it read, the words it could not read, what its vector encodes
+        on a synthetic set (the birds' body colour and wing shade, the flowers' petal colour and form: 'colour' and
+        'wings' or 'petals'), and the nearest training captions by cosine to the dataset's own embeddings, with their
+        scores. `label` names the caption in the message for a bad one (default 'caption 1')."""
         from stackgan.text.encoder import normalize_caption, unknown_words
 
         vector = self.encode(caption, None if label is None else [label])[0]
@@ -172,7 +180,11 @@ class StackGAN:
             "wings": None,
             "nearest": self.nearest_captions(vector, neighbours),
         }
-        if self.data_dir and layout.is_synthetic(self.data_dir):
+        if self.data_dir and layout.is_synthetic(self.data_dir) and self.dataset.name == "flowers":
+            from stackgan.metrics.petals import describe_vector
+
+            result.update(describe_vector(vector))
+        elif self.data_dir and layout.is_synthetic(self.data_dir):
             from stackgan.datasets.synthetic import PALETTE, WING_SHADES
             from stackgan.metrics.attributes import embedding_colours, embedding_wings
 

@@ -322,7 +322,8 @@ def make_parser(stage, demo=False, dataset=DEFAULT_DATASET):
     p.add_argument(
         "--demo",
         action="store_true",
-        help="synthetic birds (written if absent) and small networks that learn in minutes on a CPU; "
+        help="synthetic birds (with --dataset flowers, flowers; written if absent) and small networks that learn in "
+        "minutes on a CPU; "
         f"sets {preset}; explicit flags still win",
     )
     p.set_defaults(**stage_defaults(stage, demo, dataset).to_dict())

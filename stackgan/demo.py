@@ -1,7 +1,8 @@
-"""What --demo adds after training: where to look, the attribute accuracy over every caption of every test bird,
-and (after Stage-I) the demo's caption encoder, so that `generate.py --demo --caption ...` works next.
+"""What --demo adds after training: where to look, the attribute accuracy over every caption of every test bird (or
+the petal-colour accuracy of every test flower), and (after Stage-I) the demo's caption encoder, so that
+`generate.py --demo --caption ...` works next.
 
-The demo's presets are in config.py (DEMO_PRESETS, ENCODER_DEMO); its data is the synthetic birds.
+The demo's presets are in config.py (DEMO_PRESETS, ENCODER_DEMO); its data is the dataset's synthetic set.
 """
 
 from stackgan import layout
@@ -15,20 +16,21 @@ def after_training(ctx):
 
         config = ctx.config
         print("Training the caption encoder of the demo (python text_encoder.py train --demo)", flush=True)
-        train_demo_encoder(config.data_dir, config.results_dir, config.log_dir)
+        train_demo_encoder(config.data_dir, config.results_dir, config.log_dir, config.dataset)
 
 
 def report(ctx):
-    """Where the outputs are, and on synthetic birds the attribute accuracy of generated test images: every caption
-    of every test bird, one noise draw each (1,600 images for the synthetic set), so that the printed accuracy
-    varies little from one sampling to the next. Returns the accuracy (None on other data)."""
+    """Where the outputs are, and on a synthetic set the attribute accuracy of generated test images (the birds'
+    body colour, the flowers' petal colour): every caption of every test image, one noise draw each (1,600 images
+    for the synthetic set), so that the printed accuracy varies little from one sampling to the next. Returns the
+    accuracy (None on other data)."""
     import numpy as np
 
     from stackgan import api
-    from stackgan.datasets.synthetic import PALETTE
-    from stackgan.metrics.attributes import attribute_report, describe_mistakes
+    from stackgan.datasets import get_dataset
 
     config, split = ctx.config, ctx.test_split
+    dataset = get_dataset(config.dataset)
     print(
         f"Sample grids: {layout.samples_dir(config.results_dir, config.stage)}/epoch_*.png   "
         f"loss curves: {layout.loss_plot_path(config.results_dir, config.stage)}   "
@@ -44,11 +46,13 @@ def report(ctx):
     embeddings = np.asarray(split.embeddings).reshape(-1, split.embeddings.shape[-1])
     z = np.random.default_rng(config.seed + 1).standard_normal((len(embeddings), config.z_dim))
     images = api.sample_images(generators, embeddings, z)
-    accuracy, mistakes = attribute_report(images[-1], embeddings)
+    metrics = dataset.attributes()
+    accuracy, mistakes = metrics.attribute_report(images[-1], embeddings)
     size = images[-1].shape[1]
     print(
-        f"Attribute accuracy of {len(embeddings)} generated {size}x{size} test images "
-        f"({len(split.embeddings)} birds x {split.embeddings.shape[1]} captions): "
-        f"{accuracy:.3f} (chance {1.0 / len(PALETTE):.3f}); most frequent mistakes: {describe_mistakes(mistakes)}"
+        f"{getattr(metrics, 'WHAT', 'attribute accuracy').capitalize()} of {len(embeddings)} generated {size}x{size} "
+        f"test images ({len(split.embeddings)} {dataset.thing}s x {split.embeddings.shape[1]} captions): "
+        f"{accuracy:.3f} (chance {1.0 / len(dataset.synthetic().PALETTE):.3f}); most frequent mistakes: "
+        f"{metrics.describe_mistakes(mistakes)}"
     )
     return accuracy

@@ -1,8 +1,8 @@
-"""The page app.py serves: type a sentence, see birds, and read what the model heard.
+"""The page app.py serves: type a sentence, see birds (or flowers), and read what the model heard.
 
-A caption box with example captions from the test split, how many samples and two seeds (the noise z, and the
-conditioning-augmentation sample), one gallery per stage, and the panel "What the model heard" beside them. Two
-buttons keep the caption and change one seed each, so that a user sees what each kind of noise does.
+A caption box with example captions from the test split (or the dataset's own), how many samples and two seeds (the
+noise z, and the conditioning-augmentation sample), one gallery per stage, and the panel "What the model heard" beside
+them. Two buttons keep the caption and change one seed each, so that a user sees what each kind of noise does.
 
 The callbacks are plain functions of a stackgan.StackGAN (draw, new_noise, new_condition, heard_markdown): every
 loading, encoding and sampling step is the API's. They raise UserError with the messages generate.py prints;
@@ -26,7 +26,6 @@ MAX_SAMPLES = 8
 MAX_SEED = 2**31 - 1
 EXAMPLES = 8
 NEIGHBOURS = 3
-TITLE = "StackGAN: type a sentence, see a bird"
 MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|~")
 SHOWN_CHARACTERS = 40  # of a refused value, in its message
 MESSAGE_CHARACTERS = 300  # of a refusal, on the page and in the log
@@ -96,9 +95,9 @@ def heard_markdown(heard):
     else:
         lines += ["**Words it cannot read:** none", ""]
     if heard["colour"] is not None:
+        decoded = [f"**{key.capitalize()}:** {heard[key]}" for key in ("colour", "wings", "petals") if heard.get(key)]
         lines += [
-            f"**Colour:** {heard['colour']} · **Wings:** {heard['wings']} "
-            "(decoded from the caption's embedding, as the synthetic birds encode them)",
+            " · ".join(decoded) + " (decoded from the caption's embedding, as the synthetic set encodes them)",
             "",
         ]
     if heard["nearest"]:
@@ -143,6 +142,16 @@ def example_captions(data_dir, count=EXAMPLES):
     return examples
 
 
+def default_caption(model):
+    """The caption the page opens with: the birds' DEFAULT_CAPTION, another dataset's first example caption."""
+    return DEFAULT_CAPTION if model.dataset.name == "birds" else model.dataset.example_captions[0]
+
+
+def title(model):
+    """'StackGAN: type a sentence, see a bird' (or a flower)."""
+    return f"StackGAN: type a sentence, see a {model.dataset.thing}"
+
+
 def describe(birds):
     """One line: which models the page runs and the data they were trained on."""
     sizes = " + ".join(f"Stage-{'I' * s} {size_text(s)}" for s in range(1, birds.stage + 1))
@@ -156,7 +165,7 @@ def size_text(stage):
 
 def warm_up(birds):
     """Load the networks and the caption index and compile the sampling graph, so that the first click is fast."""
-    draw(birds, DEFAULT_CAPTION, 1, 0, 0)
+    draw(birds, default_caption(birds), 1, 0, 0)
 
 
 # -- the page -----------------------------------------------------------------------------------------------------
@@ -247,27 +256,30 @@ def theme():
 
 
 def build_page(birds, examples=None):
-    """The gr.Blocks page over a loaded StackGAN; examples default to example_captions(birds.data_dir)."""
+    """The gr.Blocks page over a loaded StackGAN; examples default to example_captions(birds.data_dir), else the
+    dataset's own example captions."""
     import gradio as gr
 
-    examples = example_captions(birds.data_dir) if examples is None else examples
+    thing, caption_text = birds.dataset.thing, default_caption(birds)
+    tested = example_captions(birds.data_dir) if examples is None else examples
+    examples = tested or list(birds.dataset.example_captions)
     # Gradio keeps every image it sent in its temporary folder: files older than an hour go, checked hourly.
-    with _page_blocks()(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600)) as page:
+    with _page_blocks()(title=title(birds), analytics_enabled=False, delete_cache=(3600, 3600)) as page:
         gr.Markdown(
-            f"# {TITLE}\n{describe(birds)}. The noise seed draws z; the conditioning seed draws the "
+            f"# {title(birds)}\n{describe(birds)}. The noise seed draws z; the conditioning seed draws the "
             "conditioning-augmentation sample of the caption's embedding."
         )
         with gr.Row():
             with gr.Column(scale=2):
                 caption = gr.Textbox(
-                    label="Caption", value=DEFAULT_CAPTION, placeholder=DEFAULT_CAPTION, lines=2, elem_id="caption"
+                    label="Caption", value=caption_text, placeholder=caption_text, lines=2, elem_id="caption"
                 )
                 if examples:
                     chooser = gr.Dataset(
                         components=[caption],
                         samples=[[e] for e in examples],
                         type="index",
-                        label="Captions of test birds",
+                        label=f"Captions of test {thing}s" if tested else f"Example captions of {thing}s",
                         elem_id="examples",
                     )
                 samples = gr.Slider(1, MAX_SAMPLES, value=4, step=1, label="Samples", elem_id="samples")

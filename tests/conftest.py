@@ -1,6 +1,6 @@
 """Shared by every test: the repository on sys.path, Keras on TensorFlow, float32 around every test (the dtype policy
-is process-wide, so a test that forgot to restore it must not change the next one), and one synthetic bird set for
-the whole run."""
+is process-wide, so a test that forgot to restore it must not change the next one), and one synthetic bird set and
+one synthetic flower set for the whole run."""
 
 import os
 import shutil
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from helpers import BIRDS
+from helpers import BIRDS, FLOWERS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -56,6 +56,17 @@ def birds(tmp_path_factory):
 
     root = str(tmp_path_factory.mktemp("birds"))
     write_synthetic(root, **BIRDS)
+    return root
+
+
+@pytest.fixture(scope="session")
+def flowers(tmp_path_factory):
+    """The synthetic flower set of the test run (64 training flowers of 32 classes, 16 test flowers of 8 other
+    classes). Read it, do not change it."""
+    from stackgan.datasets.synthetic_flowers import write_synthetic
+
+    root = str(tmp_path_factory.mktemp("flowers"))
+    write_synthetic(root, **FLOWERS)
     return root
 
 

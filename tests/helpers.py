@@ -10,6 +10,8 @@ from stackgan import layout
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The shared synthetic set: small enough to write in a second, every class present in both splits.
 BIRDS = dict(n_train=48, n_test=16, seed=0)
+# The shared synthetic flowers: two flowers of each of the 32 training and the 8 test classes.
+FLOWERS = dict(n_train=64, n_test=16, seed=0)
 # Tiny networks for tests that train: widths, batch and no XLA (compiling every tiny step would double the time;
 # XLA has its own tests).
 TINY = ["--gf-dim", "8", "--df-dim", "4", "--z-dim", "8", "--condition-dim", "8", "--batch-size", "8", "--xla", "off"]

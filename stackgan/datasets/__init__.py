@@ -9,12 +9,36 @@ char-CNN-RNN-embeddings.pickle; stackgan.layout.split_files).
 
 import importlib
 import os
+from typing import NamedTuple
 
 from stackgan import layout
 from stackgan.cli import UserError
 
 MODULES = {"birds": "stackgan.datasets.birds", "flowers": "stackgan.datasets.flowers"}
 NAMES = tuple(MODULES)
+
+
+class Archive(NamedTuple):
+    """One archive of a dataset: what `python data.py download` fetches and `python data.py prepare` unpacks
+    (stackgan.datasets.prepare). `role` is what it brings: 'images' (the dataset's images folder), 'embeddings'
+    (StackGAN's split pickles) or 'captions' (Reed's text_c10 files)."""
+
+    role: str
+    flag: str  # data.py prepare's flag for a local copy: '--cub-archive'
+    filename: str  # its name in <data_dir>/downloads and in messages: 'CUB_200_2011.tgz'
+    title: str  # what it is: "StackGAN's birds.zip"
+    url: str = ""  # a direct link (MD5-checked when md5 is given) ...
+    md5: str = ""
+    drive_id: str = ""  # ... or a Google Drive id (fetched with gdown)
+    size: str = ""  # 'about 1.1 GB', said before the download
+    optional: bool = False  # only text_encoder.py needs it: a failed download is a note, not an error
+
+    @property
+    def link(self):
+        """Where to get it by hand: the URL (and MD5), or the Google Drive link."""
+        if self.url:
+            return f"{self.url}, MD5 {self.md5}" if self.md5 else self.url
+        return f"https://drive.google.com/uc?id={self.drive_id}"
 
 
 class Dataset:
@@ -28,11 +52,33 @@ class Dataset:
     markers = ()  # folders only this dataset's layout has (how a data folder's dataset is found)
     layout_names = ()  # what training needs beside the split files
     key_names = ()  # files whose contents decide how the images are cropped: a change rebuilds the image cache
+    # The synthetic set of this dataset's --demo (write_synthetic, ensure_synthetic, PALETTE) and the module that reads
+    # its attributes back from generated images (attribute_accuracy, attribute_report, describe_mistakes,
+    # evaluate_folder), by module name: imported when asked for.
+    synthetic_module = ""
+    attributes_module = ""
+    archives = ()  # its Archives: images, embeddings, captions, in download order
+    # The folder (in the data folder) that `data.py prepare` unpacks from the images archive, a tar: 'CUB_200_2011',
+    # 'jpg'; and what must be in it then (a name ending in '/' is a folder).
+    images_folder = ""
+    images_folder_holds = ()
 
     @property
     def default_dir(self):
         """Where its data goes unless --data-dir says otherwise."""
         return layout.dataset_dir(self.name)
+
+    def archive(self, role):
+        """The Archive of a role ('images', 'embeddings', 'captions')."""
+        return next(a for a in self.archives if a.role == role)
+
+    def synthetic(self):
+        """The module that writes this dataset's synthetic set."""
+        return importlib.import_module(self.synthetic_module)
+
+    def attributes(self):
+        """The module that reads the synthetic set's attributes (the colour asked for) back from generated images."""
+        return importlib.import_module(self.attributes_module)
 
     def image_path(self, data_dir, name):
         """The image file of a filenames.pickle name."""
@@ -84,7 +130,8 @@ def get_dataset(name):
 
 def dataset_of(data_dir, name=None):
     """The dataset of a data folder: `name` when given (a name or a Dataset; the folder, if it holds a dataset, must
-    look like it), else the one whose layout the folder holds, else birds (the chapter's)."""
+    look like it), else the one whose layout the folder holds, else the one whose default or demo folder it is
+    (data/flowers, data/synthetic_flowers), else birds (the chapter's)."""
     if isinstance(name, Dataset):
         return name
     found = [n for n in NAMES if data_dir and os.path.isdir(data_dir) and get_dataset(n).looks_like(data_dir)]
@@ -96,4 +143,10 @@ def dataset_of(data_dir, name=None):
                 f"--dataset {found[0]}, or give the --data-dir of the {name}"
             )
         return dataset
+    if not found and data_dir:
+        found = [n for n in NAMES if os.path.normpath(data_dir) in _home_folders(n)]
     return get_dataset(found[0] if found else layout.DEFAULT_DATASET)
+
+
+def _home_folders(name):
+    return {os.path.normpath(layout.dataset_dir(name)), os.path.normpath(layout.demo_dirs(name)["data_dir"])}

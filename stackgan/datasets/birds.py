@@ -10,13 +10,31 @@ import math
 import os
 
 from stackgan.cli import UserError
-from stackgan.datasets import Dataset
+from stackgan.datasets import Archive, Dataset
 from stackgan.datasets.loaders import require_file
 
 CUB_DIR = "CUB_200_2011"
 TEXT_DIR = "text"
 TABLES = ("images.txt", "bounding_boxes.txt")
+# The old vision.caltech.edu/visipedia-data link is dead.
+CUB_URL = "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz"
+CUB_MD5 = "97eceeb196236b17998738112f37df78"
+EMBEDDINGS_DRIVE_ID = "0B3y_msrWZaXLT1BZdVdycDY5TEE"  # StackGAN's birds.zip (its README's link)
 CAPTIONS_DRIVE_ID = "1O_LtUP9sch09QH3s_EBAgLEctBQ5JBSJ"  # AttnGAN's birds metadata archive, holds birds/text/
+ARCHIVES = (
+    Archive(
+        "images", "--cub-archive", "CUB_200_2011.tgz", "CUB-200-2011", url=CUB_URL, md5=CUB_MD5, size="about 1.1 GB"
+    ),
+    Archive("embeddings", "--embeddings-archive", "birds.zip", "StackGAN's birds.zip", drive_id=EMBEDDINGS_DRIVE_ID),
+    Archive(
+        "captions",
+        "--captions-archive",
+        "attngan_birds.zip",
+        "AttnGAN's birds.zip (or Reed's CUB archive with text_c10/)",
+        drive_id=CAPTIONS_DRIVE_ID,
+        optional=True,
+    ),
+)
 
 
 class Birds(Dataset):
@@ -31,6 +49,11 @@ class Birds(Dataset):
         "a small red bird with dark wings and a black crown",
         "a blue bird with white wings and a long tail",
     )
+    synthetic_module = "stackgan.datasets.synthetic"
+    attributes_module = "stackgan.metrics.attributes"
+    archives = ARCHIVES
+    images_folder = CUB_DIR
+    images_folder_holds = TABLES + ("images/",)
 
     def cub_dir(self, data_dir):
         return os.path.join(data_dir, CUB_DIR)

@@ -1,75 +1,114 @@
-"""The command line of data.py: download, prepare and check the real data, or write the synthetic birds."""
+"""The command line of data.py: download, prepare and check a dataset's real data (birds or flowers), or write its
+synthetic set."""
 
 from stackgan import cli
-from stackgan.datasets import prepare, synthetic
-from stackgan.datasets.birds import CAPTIONS_DRIVE_ID
+from stackgan.datasets import NAMES, dataset_of, get_dataset, prepare
 from stackgan.layout import DEFAULT_DATASET, dataset_dir, demo_dirs
 
 DATA_DIR = dataset_dir(DEFAULT_DATASET)
 SYNTHETIC_DATA_DIR = demo_dirs(DEFAULT_DATASET)["data_dir"]
 
 
+def _archives(role):
+    """'CUB_200_2011.tgz (birds), 102flowers.tgz (flowers)' for the archives of a role."""
+    return ", ".join(f"{get_dataset(n).archive(role).filename} ({n})" for n in NAMES)
+
+
+def _sources():
+    """Where download gets each dataset's archives, for its help."""
+    return "; ".join(
+        f"{name}: " + ", ".join(f"{a.filename} ({a.link})" for a in get_dataset(name).archives) for name in NAMES
+    )
+
+
 def main(argv=None):
     parser = cli.ArgumentParser(
         prog="data.py",
-        description="CUB-200-2011 birds + char-CNN-RNN embeddings "
-        "for StackGAN: download, prepare, check, or write synthetic birds.",
+        description="The data of StackGAN, CUB-200-2011 birds or Oxford-102 flowers with char-CNN-RNN embeddings: "
+        "download, prepare, check, or write a synthetic set.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="{download,prepare,check,synthetic}")
+
+    def dataset_flags(p, default_dir_help):
+        p.add_argument(
+            "--dataset",
+            choices=NAMES,
+            default=None,
+            help="birds (CUB-200-2011, the chapter's) or flowers (Oxford-102); default: the one DATA_DIR holds, "
+            "else birds",
+        )
+        p.add_argument("--data-dir", default=None, help=default_dir_help)
+
     p = sub.add_parser(
         "download",
-        help="download CUB_200_2011.tgz, birds.zip and the captions, then prepare",
-        description=f"Download CUB_200_2011.tgz ({prepare.CUB_URL}, MD5-checked), birds.zip (Google "
-        f"Drive id {prepare.EMBEDDINGS_DRIVE_ID}, via gdown) and the captions (AttnGAN's birds archive, Google Drive id "
-        f"{CAPTIONS_DRIVE_ID}; optional) into DATA_DIR/downloads and unpack them. "
-        "If a link is dead, download by hand and use `prepare`.",
+        help="download the dataset's images, embeddings and captions archives, then prepare",
+        description=f"Download the dataset's archives into DATA_DIR/downloads (images MD5-checked, Google Drive files "
+        f"via gdown; the captions are optional) and unpack them. {_sources()}. If a link is dead, download by hand "
+        "and use `prepare`.",
     )
-    p.add_argument("--data-dir", default=DATA_DIR, help="where to put the data (default: %(default)s)")
+    dataset_flags(p, "where to put the data (default: data/birds or data/flowers)")
     p = sub.add_parser(
         "prepare",
-        help="unpack local CUB_200_2011.tgz and birds.zip (and captions)",
-        description="Unpack local archives into DATA_DIR/{train,test}/*.pickle, DATA_DIR/CUB_200_2011 and "
-        "DATA_DIR/text. --captions-archive alone adds the captions to an existing data folder.",
+        help="unpack local copies of the archives",
+        description="Unpack local archives into DATA_DIR/{train,test}/*.pickle, the images folder (DATA_DIR/"
+        "CUB_200_2011, DATA_DIR/jpg) and the captions (DATA_DIR/text, DATA_DIR/text_c10). --captions-archive alone "
+        "adds the captions to an existing data folder. Everything is verified before anything is replaced.",
     )
-    p.add_argument("--cub-archive", default=None, help="path of CUB_200_2011.tgz")
-    p.add_argument("--embeddings-archive", default=None, help="path of StackGAN's birds.zip")
+    dataset_flags(p, "where to put the data (default: data/birds or data/flowers)")
+    p.add_argument(
+        "--images-archive",
+        "--cub-archive",
+        dest="images_archive",
+        default=None,
+        help=f"path of the images archive: {_archives('images')}",
+    )
+    p.add_argument(
+        "--embeddings-archive", default=None, help=f"path of StackGAN's embeddings archive: {_archives('embeddings')}"
+    )
     p.add_argument(
         "--captions-archive",
         default=None,
-        help="captions: AttnGAN's birds.zip (birds/text/, Google Drive id "
-        f"{CAPTIONS_DRIVE_ID}) or Reed's CUB archive (text_c10/); a zip or a tar",
+        help=f"captions (a zip or a tar with text/ or text_c10/): {_archives('captions')}",
     )
-    p.add_argument("--data-dir", default=DATA_DIR, help="where to put the data (default: %(default)s)")
     p = sub.add_parser(
         "check",
         help="summarise a data folder or say what is missing",
         description="Load what training reads and print images per split, classes, embedding shape, missing "
         "images/boxes and images that do not decode (every image is decoded, with a progress bar); exit status 2 "
-        "and the command to run when required files are missing or unusable.",
+        "and what to get, from where, when required files are missing or unusable.",
     )
-    p.add_argument("--data-dir", default=DATA_DIR, help="data folder (default: %(default)s)")
+    dataset_flags(p, "data folder (default: data/birds or data/flowers)")
     p = sub.add_parser(
         "synthetic",
-        help="write the synthetic birds",
-        description="Write a deterministic synthetic bird set (class = body colour) in the real "
-        "layout, for quick training runs and tests.",
+        help="write a synthetic set (birds or flowers)",
+        description="Write a deterministic synthetic set in the real layout, for quick training runs and tests: "
+        "birds (class = body colour) or flowers (class = petal colour and form, a class-disjoint split).",
     )
-    p.add_argument("--out", default=SYNTHETIC_DATA_DIR, help="output folder (default: %(default)s)")
+    p.add_argument("--dataset", choices=NAMES, default=DEFAULT_DATASET, help="birds or flowers (default: %(default)s)")
+    p.add_argument(
+        "--out", default=None, help=f"output folder (default: {SYNTHETIC_DATA_DIR}, for flowers data/synthetic_flowers)"
+    )
     p.add_argument("--n-train", type=cli.positive_int, default=800, help="training images (default: %(default)s)")
     p.add_argument("--n-test", type=cli.positive_int, default=160, help="test images (default: %(default)s)")
     p.add_argument("--seed", type=cli.non_negative_int, default=0, help="random seed (default: %(default)s)")
     args = parser.parse_args(argv)
 
-    if args.command == "download":
-        prepare.download(args.data_dir)
-    elif args.command == "prepare":
-        prepare.prepare(args.cub_archive, args.embeddings_archive, args.data_dir, args.captions_archive)
-    elif args.command == "check":
-        prepare.check(args.data_dir)
-    elif args.command == "synthetic":
-        synthetic.write_synthetic(args.out, args.n_train, args.n_test, args.seed)
+    if args.command == "synthetic":
+        dataset = get_dataset(args.dataset)
+        out = args.out or demo_dirs(dataset.name)["data_dir"]
+        synthetic = dataset.synthetic()
+        synthetic.write_synthetic(out, args.n_train, args.n_test, args.seed)
         print(
-            f"Wrote {args.n_train} training and {args.n_test} test synthetic birds ({len(synthetic.PALETTE)} classes) "
-            f"to {args.out}"
+            f"Wrote {args.n_train} training and {args.n_test} test synthetic {dataset.name} "
+            f"({getattr(synthetic, 'N_CLASSES', len(synthetic.PALETTE))} classes) to {out}"
         )
+        return 0
+    dataset = dataset_of(args.data_dir, args.dataset)
+    data_dir = args.data_dir or dataset.default_dir
+    if args.command == "download":
+        prepare.download(data_dir, dataset)
+    elif args.command == "prepare":
+        prepare.prepare(args.images_archive, args.embeddings_archive, data_dir, args.captions_archive, dataset)
+    elif args.command == "check":
+        prepare.check(data_dir, dataset=dataset)
     return 0

@@ -1,5 +1,10 @@
-"""Getting the real data: download CUB-200-2011, StackGAN's birds.zip and the captions (AttnGAN's birds archive),
-unpack local copies of them, and check a data folder (`python data.py download | prepare | check`).
+"""Getting a dataset's real data: download its archives, unpack local copies of them, and check a data folder
+(`python data.py download | prepare | check`).
+
+Which archives a dataset has, where they are and what its images folder must hold is the dataset's own module's
+(Dataset.archives, images_folder: stackgan.datasets.birds, stackgan.datasets.flowers); this module is the machinery
+they share: downloads (a direct link, MD5-checked, or Google Drive via gdown), unpacking within bounds, and staging:
+everything is unpacked into a folder inside the data folder and verified there before anything is replaced.
 """
 
 import hashlib
@@ -10,14 +15,13 @@ import tempfile
 
 import numpy as np
 
-from stackgan.datasets import birds, dataset_of, loaders
 from stackgan import io, layout
 from stackgan.cli import UserError
 from stackgan.config import EMBEDDING_DIM
-from stackgan.datasets import cache
-from stackgan.datasets.birds import CAPTIONS_DRIVE_ID, CUB_DIR, TEXT_DIR
+from stackgan.datasets import cache, dataset_of, loaders
 from stackgan.layout import (
     CLASS_INFO_FILE,
+    DEFAULT_DATASET,
     EMBEDDINGS_FILE,
     FILENAMES_FILE,
     SPLITS,
@@ -25,23 +29,26 @@ from stackgan.layout import (
     dataset_dir,
 )
 
-DATA_DIR = dataset_dir(birds.DATASET.name)
-
-CUB_URL = "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz"
-CUB_MD5 = "97eceeb196236b17998738112f37df78"
-EMBEDDINGS_DRIVE_ID = "0B3y_msrWZaXLT1BZdVdycDY5TEE"
+DATA_DIR = dataset_dir(DEFAULT_DATASET)
+ROLES = ("images", "embeddings", "captions")
 
 
-def _prepare_hint(data_dir):
+def _dataset_flag(dataset):
+    return "" if dataset.name == DEFAULT_DATASET else f" --dataset {dataset.name}"
+
+
+def prepare_hint(dataset, data_dir):
+    """How to download a dataset's archives by hand and unpack them."""
+    images, embeddings = dataset.archive("images"), dataset.archive("embeddings")
     return (
-        f"download it by hand (CUB_200_2011.tgz: {CUB_URL}; birds.zip: "
-        f"https://drive.google.com/uc?id={EMBEDDINGS_DRIVE_ID}) and run `python data.py prepare "
-        f"--cub-archive CUB_200_2011.tgz --embeddings-archive birds.zip --data-dir {data_dir}`"
+        f"download it by hand ({images.filename}: {images.link}; {embeddings.filename}: {embeddings.link}) and run "
+        f"`python data.py prepare{_dataset_flag(dataset)} {images.flag} {images.filename} {embeddings.flag} "
+        f"{embeddings.filename} --data-dir {data_dir}`"
     )
 
 
-def _download_url(url, dest, md5, data_dir):
-    """Download url to dest with a progress bar, checking the MD5; UserError on any failure."""
+def _download_url(url, dest, md5, hint):
+    """Download url to dest with a progress bar, checking the MD5; UserError (ending in `hint`) on any failure."""
     import http.client
     import urllib.request
 
@@ -59,22 +66,31 @@ def _download_url(url, dest, md5, data_dir):
                     bar.update(len(chunk))
     except (OSError, ValueError, http.client.HTTPException) as err:
         io.remove_quietly(part)
-        raise UserError(f"could not download {url} ({type(err).__name__}: {err}); {_prepare_hint(data_dir)}") from None
+        raise UserError(f"could not download {url} ({type(err).__name__}: {err}); {hint}") from None
     if md5 and digest.hexdigest() != md5:
         io.remove_quietly(part)
-        raise UserError(
-            f"{url} arrived damaged (MD5 {digest.hexdigest()}, expected {md5}); try again or {_prepare_hint(data_dir)}"
-        )
+        raise UserError(f"{url} arrived damaged (MD5 {digest.hexdigest()}, expected {md5}); try again or {hint}")
     os.replace(part, dest)
 
 
-def _download_drive(file_id, dest, data_dir, what="the embeddings zip"):
+def _is_archive(path):
+    """True for a zip or tar file (compressed or not)."""
+    import tarfile
     import zipfile
 
     try:
+        return zipfile.is_zipfile(path) or tarfile.is_tarfile(path)
+    except OSError:
+        return False
+
+
+def _download_drive(file_id, dest, hint, what="the archive"):
+    """Download a Google Drive file with gdown (it handles the confirm step of large files) to dest; UserError
+    (ending in `hint`) unless a zip or tar archive arrives."""
+    try:
         import gdown
     except ImportError:
-        raise UserError(f"gdown is not installed (pip install gdown); or {_prepare_hint(data_dir)}") from None
+        raise UserError(f"gdown is not installed (pip install gdown); or {hint}") from None
     part = dest + ".part"
     try:
         result = gdown.download(id=file_id, output=part, quiet=False)
@@ -82,53 +98,60 @@ def _download_drive(file_id, dest, data_dir, what="the embeddings zip"):
         io.remove_quietly(part)
         raise UserError(
             f"could not download Google Drive file {file_id} ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}); {_prepare_hint(data_dir)}"
+            f"{str(err).splitlines()[0] if str(err) else ''}); {hint}"
         ) from None
-    if result is None or not os.path.isfile(part) or not zipfile.is_zipfile(part):
+    if result is None or not os.path.isfile(part) or not _is_archive(part):
         io.remove_quietly(part)
-        raise UserError(f"Google Drive did not return {what} (id {file_id}); {_prepare_hint(data_dir)}")
+        raise UserError(f"Google Drive did not return {what} (id {file_id}); {hint}")
     os.replace(part, dest)
 
 
-def download(data_dir=DATA_DIR):
-    """Download CUB_200_2011.tgz, birds.zip and the captions (AttnGAN's birds archive) into
-    <data_dir>/downloads, then prepare(). The captions are optional (only text_encoder.py needs them): if their
-    download fails, the rest is prepared and a note says how to add them."""
-    import zipfile
+def _downloaded(path, archive):
+    """True when path already holds the archive: its MD5 matches, or (without one) it is a readable archive."""
+    if not os.path.isfile(path):
+        return False
+    return cache.file_digest(path, "md5") == archive.md5 if archive.md5 else _is_archive(path)
 
+
+def download(data_dir=DATA_DIR, dataset=None):
+    """Download the dataset's archives (CUB_200_2011.tgz, birds.zip and AttnGAN's captions for the birds;
+    102flowers.tgz, StackGAN's flowers archive and Reed's captions for the flowers) into <data_dir>/downloads, then
+    prepare(). The captions are optional (only text_encoder.py needs them): if their download fails, the rest is
+    prepared and a note says how to add them."""
+    dataset = dataset_of(data_dir, dataset)
     downloads = os.path.join(data_dir, "downloads")
     os.makedirs(downloads, exist_ok=True)
-    cub = os.path.join(downloads, "CUB_200_2011.tgz")
-    if os.path.isfile(cub) and cache.file_digest(cub, "md5") == CUB_MD5:
-        print(f"{cub} already downloaded (MD5 ok)")
-    else:
-        print(f"Downloading {CUB_URL} (about 1.1 GB)")
-        _download_url(CUB_URL, cub, CUB_MD5, data_dir)
-    embeddings = os.path.join(downloads, "birds.zip")
-    if os.path.isfile(embeddings) and zipfile.is_zipfile(embeddings):
-        print(f"{embeddings} already downloaded")
-    else:
-        print(f"Downloading the char-CNN-RNN embeddings (Google Drive id {EMBEDDINGS_DRIVE_ID})")
-        _download_drive(EMBEDDINGS_DRIVE_ID, embeddings, data_dir)
-    captions = os.path.join(downloads, "attngan_birds.zip")
-    if os.path.isfile(captions) and zipfile.is_zipfile(captions):
-        print(f"{captions} already downloaded")
-    else:
-        print(f"Downloading the captions (AttnGAN's birds archive, Google Drive id {CAPTIONS_DRIVE_ID})")
-        try:
-            _download_drive(CAPTIONS_DRIVE_ID, captions, data_dir, "the captions zip")
-        except UserError as err:
-            print(f"note: no captions ({err}); {birds.DATASET.captions_hint(data_dir)}")
-            captions = None
-    prepare(cub, embeddings, data_dir, captions)
+    hint = prepare_hint(dataset, data_dir)
+    paths = {}
+    for archive in dataset.archives:
+        dest = os.path.join(downloads, archive.filename)
+        if _downloaded(dest, archive):
+            print(f"{dest} already downloaded" + (" (MD5 ok)" if archive.md5 else ""))
+        else:
+            try:
+                if archive.url:
+                    print(f"Downloading {archive.url}" + (f" ({archive.size})" if archive.size else ""))
+                    _download_url(archive.url, dest, archive.md5, hint)
+                else:
+                    print(f"Downloading {archive.title} (Google Drive id {archive.drive_id})")
+                    _download_drive(archive.drive_id, dest, hint, archive.title)
+            except UserError as err:
+                if not archive.optional:
+                    raise
+                print(f"note: no {archive.role} ({err}); {dataset.captions_hint(data_dir)}")
+                dest = None
+        paths[archive.role] = dest
+    prepare(paths["images"], paths["embeddings"], data_dir, paths.get("captions"), dataset)
     print(f"The archives in {downloads} are no longer needed; delete them to free space.")
 
 
 # Bounds on what an archive may unpack to, as wide as the real archives need: CUB_200_2011.tgz is 1.1 GB with
-# 11,788 JPEGs among ~12,000 entries (its largest file, attributes/image_attribute_labels.txt, is ~70 MB); StackGAN's
-# birds.zip holds six pickles, the largest ~360 MB; AttnGAN's birds.zip holds its 11,788 captions in a text.zip.
+# 11,788 JPEGs among ~12,000 entries (its largest file, attributes/image_attribute_labels.txt, is ~70 MB);
+# 102flowers.tgz is 330 MB with 8,189 JPEGs; StackGAN's birds.zip holds six pickles, the largest ~360 MB; AttnGAN's
+# birds.zip holds its 11,788 captions in a text.zip; Reed's cvpr2016_flowers.tar.gz its 8,189 caption files beside
+# Torch files.
 MAX_MEMBERS = 50_000  # entries read from one archive (nested ones included)
-MAX_MEMBER_BYTES = {"cub": 256 << 20, "embeddings": 2 << 30, "captions": 1 << 20, "nested": 256 << 20}
+MAX_MEMBER_BYTES = {"images": 256 << 20, "embeddings": 2 << 30, "captions": 1 << 20, "nested": 256 << 20}
 MAX_TOTAL_BYTES = 8 << 30  # unpacked from one archive
 MAX_EXPANSION = 20  # unpacked bytes per byte of archive (a JPEG archive unpacks to ~1x, captions to ~5x) ...
 EXPANSION_SLACK = 64 << 20  # ... plus this, for small archives
@@ -188,85 +211,139 @@ def _safe_member(name):
     return not name.startswith(("/", "\\")) and ".." not in parts
 
 
-def _extract_cub(archive, tmp):
-    """Unpack the CUB_200_2011/ part of the archive into tmp; returns the number of entries."""
+def _junk(name):
+    """macOS metadata that archives made on a Mac hold: __MACOSX/ folders, ._ AppleDouble files, .DS_Store."""
+    parts = name.replace("\\", "/").split("/")
+    return "__MACOSX" in parts or parts[-1].startswith("._") or parts[-1] == ".DS_Store"
+
+
+def _archive_errors():
     import tarfile
+    import zipfile
     import zlib
+
+    return (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError)
+
+
+def unpack_folder(path, archive, tmp, folder, holds=()):
+    """Unpack the <folder>/ part of a local tar archive (`archive` says which one it should be) into tmp, macOS
+    metadata left out; `holds` names what the folder must then have (a name ending in '/' a folder). Returns the
+    number of entries unpacked."""
+    import tarfile
 
     from tqdm import tqdm
 
-    hint = f"it is not CUB_200_2011.tgz: download it again ({CUB_URL}, MD5 {CUB_MD5})"
-    budget = Budget(archive, hint)
-    count = 0
+    hint = f"it is not {archive.filename}: download it again ({archive.link})"
+    budget = Budget(path, hint)
+    count = files = 0
     try:
-        with tarfile.open(archive, "r:*") as tar:
-            for member in tqdm(tar, desc="unpacking CUB_200_2011", unit=" files", disable=None):
+        with tarfile.open(path, "r:*") as tar:
+            for member in tqdm(tar, desc=f"unpacking {archive.filename}", unit=" files", disable=None):
                 name = member.name.removeprefix("./")
                 budget.entry()
-                if not (name == CUB_DIR or name.startswith(CUB_DIR + "/")) or not (member.isfile() or member.isdir()):
+                if not (name == folder or name.startswith(folder + "/")) or not (member.isfile() or member.isdir()):
                     continue  # attributes.txt and the like
-                budget.take(name, member.size if member.isfile() else 0, "cub")
+                if _junk(name):
+                    continue
+                budget.take(name, member.size if member.isfile() else 0, "images")
                 if hasattr(tarfile, "data_filter"):
                     tar.extract(member, tmp, filter="data")
                 elif _safe_member(member.name):  # pragma: no cover - Python < 3.11.4
                     tar.extract(member, tmp)
                 count += 1
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
+                files += member.isfile()
+    except _archive_errors() as err:
         _raise_if_unwritable(err, tmp)
         raise UserError(
-            f"{archive} is not a readable CUB_200_2011.tgz ({_first_line(err)}); "
-            f"download it again ({CUB_URL}, MD5 {CUB_MD5})"
+            f"{path} is not a readable {archive.filename} ({_first_line(err)}); download it again ({archive.link})"
         ) from None
-    src = os.path.join(tmp, CUB_DIR)
-    missing = [f for f in ("images.txt", "bounding_boxes.txt", "images") if not os.path.exists(os.path.join(src, f))]
-    if missing:
+    src = os.path.join(tmp, folder)
+    missing = [h for h in holds if not (os.path.isdir if h.endswith("/") else os.path.isfile)(os.path.join(src, h))]
+    if missing or not files:
+        what = f"{folder}/{missing[0].rstrip('/')}" if missing else f"file in {folder}/"
         raise UserError(
-            f"{archive} has no {CUB_DIR}/{missing[0]} ({count} entries under {CUB_DIR}/): "
-            f"it is not CUB_200_2011.tgz; download it from {CUB_URL}"
+            f"{path} has no {what} ({count} entries under {folder}/): it is not {archive.filename}; download it "
+            f"from {archive.link}"
         )
     return count
 
 
-def _extract_embeddings(archive, tmp):
-    """Copy <anything>/{train,test}/{filenames,class_info,char-CNN-RNN-embeddings}.pickle to tmp/{train,test}/."""
-    import zipfile
-    import zlib
+class _Members:
+    """The regular files of a zip or tar archive, macOS metadata left out, each entry counted against `budget`:
+    names (list), size(name) and open(name) (a binary file object). Opening tar members in `names` order reads the
+    archive front to back."""
 
-    drive = f"https://drive.google.com/uc?id={EMBEDDINGS_DRIVE_ID}"
-    budget = Budget(archive, f"it is not StackGAN's birds.zip; download it again from {drive}")
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            infos = zf.infolist()
+    def __init__(self, path, budget):
+        import tarfile
+        import zipfile
+
+        self._zip = self._tar = None
+        if zipfile.is_zipfile(path):
+            self._zip = zipfile.ZipFile(path)
+            infos = self._zip.infolist()
             budget.entries(len(infos))
-            names = [
-                i.filename
-                for i in infos
-                if not i.filename.startswith("__MACOSX/")
-                and not i.is_dir()
-                and not os.path.basename(i.filename).startswith("._")
-            ]
+            self._infos = {i.filename: i for i in infos if not i.is_dir() and not _junk(i.filename)}
+        else:
+            self._tar = tarfile.open(path, "r:*")
+            self._infos = {}
+            for member in self._tar:
+                budget.entry()
+                if member.isfile() and not _junk(member.name):
+                    self._infos[member.name] = member
+        self.names = list(self._infos)
+
+    def size(self, name):
+        info = self._infos[name]
+        return info.file_size if self._zip else info.size
+
+    def open(self, name):
+        return self._zip.open(self._infos[name]) if self._zip else self._tar.extractfile(self._infos[name])
+
+    def in_archive_order(self, names):
+        """names sorted as the archive holds them (a compressed tar read backwards starts over each time)."""
+        order = {n: k for k, n in enumerate(self.names)}
+        return sorted(names, key=order.__getitem__)
+
+    def close(self):
+        (self._zip or self._tar).close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def unpack_split_pickles(path, archive, tmp):
+    """Copy <anything>/{train,test}/{filenames,class_info,char-CNN-RNN-embeddings}.pickle of a zip or tar archive to
+    tmp/{train,test}/ (the shallowest copy of each)."""
+    hint = f"it is not {archive.title}; download it again from {archive.link}"
+    budget = Budget(path, hint)
+    try:
+        with _Members(path, budget) as members:
             chosen, missing = {}, []
             for split in SPLITS:
                 for f in (FILENAMES_FILE, CLASS_INFO_FILE, EMBEDDINGS_FILE):
-                    found = [n for n in names if n == f"{split}/{f}" or n.endswith(f"/{split}/{f}")]
+                    found = [n for n in members.names if n == f"{split}/{f}" or n.endswith(f"/{split}/{f}")]
                     if found:
-                        chosen[(split, f)] = min(found, key=lambda n: (n.count("/"), n))
+                        chosen[min(found, key=lambda n: (n.count("/"), n))] = (split, f)
                     else:
                         missing.append(f"{split}/{f}")
             if missing:
                 raise UserError(
-                    f"{archive} has no {missing[0]} ({len(missing)} of the 6 pickles missing): "
-                    f"it is not StackGAN's birds.zip; download it from {drive}"
+                    f"{path} has no {missing[0]} ({len(missing)} of the 6 pickles missing): "
+                    f"it is not {archive.title}; download it from {archive.link}"
                 )
-            for (split, f), member in chosen.items():
-                budget.take(member, zf.getinfo(member).file_size, "embeddings")
+            for member in members.in_archive_order(chosen):
+                split, f = chosen[member]
+                budget.take(member, members.size(member), "embeddings")
                 os.makedirs(os.path.join(tmp, split), exist_ok=True)
-                with open(os.path.join(tmp, split, f), "wb") as out, zf.open(member) as src:
-                    shutil.copyfileobj(src, out, 1 << 20)  # checks the CRC
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as err:
+                with open(os.path.join(tmp, split, f), "wb") as out, members.open(member) as src:
+                    shutil.copyfileobj(src, out, 1 << 20)  # checks a zip member's CRC
+    except _archive_errors() as err:
         _raise_if_unwritable(err, tmp)
         raise UserError(
-            f"{archive} is not a readable birds.zip ({_first_line(err)}); download it again from {drive}"
+            f"{path} is not a readable {archive.filename} ({_first_line(err)}); download it again from {archive.link}"
         ) from None
 
 
@@ -280,7 +357,7 @@ def _caption_members(names):
     found = {}
     for n in sorted(names, key=lambda n: (n.count("/"), n)):
         m = CAPTION_MEMBER.search(n.replace("\\", "/"))
-        if m is None or n.startswith("__MACOSX/") or m.group(2).startswith("._"):
+        if m is None or _junk(n):
             continue
         key = f"{m.group(1)}/{m.group(2)}"
         if ".." not in (m.group(1), m.group(2)):
@@ -288,72 +365,52 @@ def _caption_members(names):
     return found
 
 
-def _extract_captions(archive, tmp):
-    """Copy every text/<class>/<image>.txt (or text_c10/...) of a zip or tar archive to tmp/text/; a text.zip
-    inside the archive (as AttnGAN's birds.zip ships them) is opened too, but no archive inside that. Returns the
-    number of files."""
-    import tarfile
+def unpack_captions(path, archive, tmp, text_folder):
+    """Copy every text/<class>/<image>.txt (or text_c10/...) of a zip or tar archive to tmp/<text_folder>/; a
+    text.zip inside the archive (as AttnGAN's birds.zip ships them) is opened too, but no archive inside that. Returns
+    the number of files."""
     import zipfile
-    import zlib
 
-    out_root = os.path.join(tmp, TEXT_DIR)
-    hint = (
-        f"it is neither AttnGAN's birds.zip (https://drive.google.com/uc?id={CAPTIONS_DRIVE_ID}) nor Reed's "
-        f"CUB archive with text_c10/"
-    )
-    budget = Budget(archive, hint)
+    out_root = os.path.join(tmp, text_folder)
+    hint = f"it is not {archive.title} ({archive.link})"
+    budget = Budget(path, hint)
 
     def write(key, src, size):
         budget.take(key, size, "captions")
-        path = os.path.join(out_root, *key.split("/")) + ".txt"
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as f:
+        target = os.path.join(out_root, *key.split("/")) + ".txt"
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "wb") as f:
             shutil.copyfileobj(src, f, 1 << 20)
 
-    def from_zip(zf, depth):
-        infos = zf.infolist()
-        budget.entries(len(infos))
-        members = _caption_members([i.filename for i in infos if not i.is_dir()])
-        for key, member in members.items():
-            with zf.open(member) as src:
-                write(key, src, zf.getinfo(member).file_size)
-        if members or depth >= MAX_NESTING:
-            return len(members)
-        for inner in [i for i in infos if os.path.basename(i.filename) in NESTED_CAPTIONS]:
-            budget.take(inner.filename, inner.file_size, "nested")
-            with zf.open(inner) as raw, tempfile.TemporaryFile() as copy:
+    def from_members(members, depth):
+        found = _caption_members(members.names)
+        by_member = {member: key for key, member in found.items()}
+        for member in members.in_archive_order(by_member):
+            with members.open(member) as src:
+                write(by_member[member], src, members.size(member))
+        if found or depth >= MAX_NESTING:
+            return len(found)
+        for inner in [n for n in members.names if os.path.basename(n) in NESTED_CAPTIONS]:
+            budget.take(inner, members.size(inner), "nested")
+            with members.open(inner) as raw, tempfile.NamedTemporaryFile(dir=tmp, suffix=".zip") as copy:
                 shutil.copyfileobj(raw, copy, 1 << 20)
-                copy.seek(0)
-                with zipfile.ZipFile(copy) as nested:
-                    count = from_zip(nested, depth + 1)
+                copy.flush()
+                if not zipfile.is_zipfile(copy.name):
+                    continue
+                with _Members(copy.name, budget) as nested:
+                    count = from_members(nested, depth + 1)
             if count:
                 return count
         return 0
 
-    def from_tar(tar):
-        members = {}
-        for member in tar:
-            budget.entry()
-            if member.isfile():
-                members[member.name] = member
-        found = _caption_members(list(members))
-        for key, name in found.items():
-            with tar.extractfile(members[name]) as src:
-                write(key, src, members[name].size)
-        return len(found)
-
     try:
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zf:
-                count = from_zip(zf, 0)
-        else:
-            with tarfile.open(archive, "r:*") as tar:
-                count = from_tar(tar)
-    except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, OSError, NotImplementedError) as err:
+        with _Members(path, budget) as members:
+            count = from_members(members, 0)
+    except _archive_errors() as err:
         _raise_if_unwritable(err, tmp)
-        raise UserError(f"{archive} is not a readable captions archive ({_first_line(err)}); {hint}") from None
+        raise UserError(f"{path} is not a readable captions archive ({_first_line(err)}); {hint}") from None
     if not count:
-        raise UserError(f"{archive} holds no text/<class>/<image>.txt or text_c10/<class>/<image>.txt file; {hint}")
+        raise UserError(f"{path} holds no text/<class>/<image>.txt or text_c10/<class>/<image>.txt file; {hint}")
     return count
 
 
@@ -364,59 +421,65 @@ def _replace(staged, dest, trash):
     os.replace(staged, dest)
 
 
-def prepare(cub_archive, embeddings_archive, data_dir=DATA_DIR, captions_archive=None):
-    """Unpack CUB_200_2011.tgz and birds.zip (local files) into the layout load_dataset reads, and the captions
-    from captions_archive (AttnGAN's birds.zip or Reed's CUB text archive) into <data_dir>/text. With only
-    captions_archive, only the captions are (re)placed. Everything is unpacked into a folder inside data_dir and
-    verified there (the pickles through the loaders, the CUB tables, a sample of the images, the captions) before
-    anything in data_dir is replaced: a damaged or wrong archive leaves data_dir as it was."""
-    if cub_archive is None and embeddings_archive is None and captions_archive is None:
-        raise UserError("give --cub-archive and --embeddings-archive, and/or --captions-archive")
-    if (cub_archive is None) != (embeddings_archive is None):
-        raise UserError("--cub-archive and --embeddings-archive go together; give both (or only --captions-archive)")
-    given = (("--cub-archive", cub_archive), ("--embeddings-archive", embeddings_archive))
-    for what, path in given + (("--captions-archive", captions_archive),):
+def prepare(images_archive, embeddings_archive, data_dir=DATA_DIR, captions_archive=None, dataset=None):
+    """Unpack local copies of a dataset's archives into the layout training reads: the images archive
+    (CUB_200_2011.tgz, 102flowers.tgz) and StackGAN's embeddings archive (birds.zip, the flowers archive) together,
+    and/or the captions (AttnGAN's birds.zip or Reed's text_c10 archives) into the dataset's text folder. The dataset
+    is `dataset` (a name), or the one data_dir holds, or birds. Everything is unpacked into a folder inside data_dir
+    and verified there (the pickles through the loaders, the images folder, a sample of the images, the captions)
+    before anything in data_dir is replaced: a damaged or wrong archive leaves data_dir as it was."""
+    dataset = dataset_of(data_dir, dataset)
+    images, embeddings, captions = (dataset.archive(role) for role in ROLES)
+    if images_archive is None and embeddings_archive is None and captions_archive is None:
+        raise UserError(f"give {images.flag} and {embeddings.flag}, and/or {captions.flag}")
+    if (images_archive is None) != (embeddings_archive is None):
+        raise UserError(f"{images.flag} and {embeddings.flag} go together; give both (or only {captions.flag})")
+    for archive, path in ((images, images_archive), (embeddings, embeddings_archive), (captions, captions_archive)):
         if path is not None and not os.path.isfile(path):
             raise UserError(
-                f"{what} {path} not found; {_prepare_hint(data_dir)} (or `python data.py download "
-                f"--data-dir {data_dir}`)"
+                f"{archive.flag} {path} not found; {prepare_hint(dataset, data_dir)} (or `python data.py "
+                f"download{_dataset_flag(dataset)} --data-dir {data_dir}`)"
             )
     tmp = io.staging_folder(data_dir, "prepare")
     try:
-        staged = _stage(cub_archive, embeddings_archive, captions_archive, data_dir, tmp)
-        _install(staged, data_dir, tmp)
+        staged = _stage(dataset, images_archive, embeddings_archive, captions_archive, data_dir, tmp)
+        _install(dataset, staged, data_dir, tmp)
     except OSError as err:  # a full disk, a read-only folder
         raise io.WriteError(data_dir, err) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return check(data_dir, image_sample=IMAGE_SAMPLE)
+    return check(data_dir, image_sample=IMAGE_SAMPLE, dataset=dataset)
 
 
-def _stage(cub_archive, embeddings_archive, captions_archive, data_dir, tmp):
+def _stage(dataset, images_archive, embeddings_archive, captions_archive, data_dir, tmp):
     """Unpack and verify everything in tmp; returns the names (in tmp and data_dir) to install."""
     staged = []
-    if captions_archive:
-        n_captions = _extract_captions(captions_archive, tmp)
-        _verify_captions(tmp, data_dir if cub_archive is None else tmp, captions_archive)
-        staged.append(TEXT_DIR)
-        print(f"Unpacked {n_captions} caption files of {captions_archive}")
-    if cub_archive is not None:
-        _extract_embeddings(embeddings_archive, tmp)
-        count = _extract_cub(cub_archive, tmp)
+    if images_archive is not None:
+        unpack_split_pickles(embeddings_archive, dataset.archive("embeddings"), tmp)
+        images = dataset.archive("images")
+        count = unpack_folder(images_archive, images, tmp, dataset.images_folder, dataset.images_folder_holds)
         print(
-            f"Unpacked {count} entries of {cub_archive} and the split pickles of {embeddings_archive}; verifying them"
+            f"Unpacked {count} entries of {images_archive} and the split pickles of {embeddings_archive}; "
+            "verifying them"
         )
-        verify(tmp, f"the data unpacked from {cub_archive} and {embeddings_archive}", IMAGE_SAMPLE)
+        verify(tmp, f"the data unpacked from {images_archive} and {embeddings_archive}", IMAGE_SAMPLE, dataset)
         staged += [os.path.join(split, f) for split in SPLITS for f in os.listdir(os.path.join(tmp, split))]
-        staged.append(CUB_DIR)
+        staged.append(dataset.images_folder)
+    if captions_archive:
+        text_folder = os.path.relpath(dataset.text_dir(tmp), tmp)
+        n_captions = unpack_captions(captions_archive, dataset.archive("captions"), tmp, text_folder)
+        joined = (tmp, f"{images_archive}") if images_archive is not None else (data_dir, data_dir)
+        _verify_captions(dataset, tmp, *joined, captions_archive)
+        staged.append(text_folder)
+        print(f"Unpacked {n_captions} caption files of {captions_archive}")
     return staged
 
 
-def _install(staged, data_dir, tmp):
+def _install(dataset, staged, data_dir, tmp):
     """Move the verified files and folders into data_dir; real data replaces a synthetic set's marker."""
     trash = os.path.join(tmp, "replaced")
     os.makedirs(trash, exist_ok=True)
-    if CUB_DIR in staged:
+    if dataset.images_folder in staged:
         io.remove_quietly(os.path.join(data_dir, SYNTHETIC_MARKER))
     for name in staged:
         os.makedirs(os.path.dirname(os.path.join(data_dir, name)), exist_ok=True)
@@ -424,30 +487,29 @@ def _install(staged, data_dir, tmp):
     print(f"Installed them in {data_dir}")
 
 
-def _verify_captions(tmp, data_dir, archive):
-    """The staged captions must decode and name images of the data they join (data_dir's train split, if it has
-    one)."""
+def _verify_captions(dataset, tmp, split_dir, split_name, archive):
+    """The staged captions must decode and name images of the data they join (the train split in split_dir, if
+    there is one; split_name names it in the message)."""
     from stackgan.datasets.captions import read_captions
 
-    text = os.path.join(tmp, TEXT_DIR)
-    files = [os.path.join(d, f) for d, _, fs in os.walk(text) for f in fs]
+    files = [os.path.join(d, f) for d, _, fs in os.walk(dataset.text_dir(tmp)) for f in fs]
     for path in files[:: max(1, len(files) // IMAGE_SAMPLE)]:
         read_captions(path)
-    filenames_path = layout.split_files(data_dir, "train").filenames
-    if os.path.isfile(filenames_path):
-        names = loaders.load_filenames(filenames_path)
-        if names and not any(os.path.isfile(birds.DATASET.caption_path(tmp, n)) for n in names):
+    paths = layout.split_files(split_dir, "train")
+    if os.path.isfile(paths.filenames) and os.path.isfile(paths.class_info):
+        names, class_ids = loaders.load_filenames(paths.filenames), loaders.load_class_ids(paths.class_info)
+        if names and not any(os.path.isfile(dataset.caption_path(tmp, n, c)) for n, c in zip(names, class_ids)):
             raise UserError(
-                f"{archive} holds captions of none of the {len(names)} training images in {data_dir}; "
+                f"{archive} holds captions of none of the {len(names)} training images in {split_name}; "
                 f"it belongs to another dataset"
             )
 
 
-def verify(data_dir, what, image_sample):
-    """Load what training reads from data_dir (a staged copy): the pickles, the CUB tables, image_sample images
-    per split; a UserError naming `what` if any of it is unusable."""
+def verify(data_dir, what, image_sample, dataset=None):
+    """Load what training reads from data_dir (a staged copy): the pickles, the dataset's own files (CUB's tables),
+    image_sample images per split; a UserError naming `what` if any of it is unusable."""
     try:
-        inspect(data_dir, image_sample, quiet=True)
+        inspect(data_dir, image_sample, quiet=True, dataset=dataset)
     except UserError as err:
         raise UserError(f"{what} is not usable, nothing was replaced: {err}") from None
 
@@ -471,7 +533,7 @@ def inspect(data_dir, image_sample=None, quiet=False, dataset=None):
     if missing:
         raise UserError(
             f"{data_dir} lacks {len(missing)} required file(s): {', '.join(missing[:3])}"
-            f"{' ...' if len(missing) > 3 else ''}; {dataset.data_hint(data_dir)}"
+            f"{' ...' if len(missing) > 3 else ''}{_sources(dataset, data_dir, missing)}; {dataset.data_hint(data_dir)}"
         )
     boxes = dataset.boxes(data_dir)
     kind = f"synthetic {dataset.name}" if layout.is_synthetic(data_dir) else dataset.title
@@ -514,6 +576,18 @@ def inspect(data_dir, image_sample=None, quiet=False, dataset=None):
         problems += len(set(no_box) | set(no_image) | set(unreadable))  # an image may lack both
     if problems:
         say(f"{problems} images will be skipped (with a warning) when loading")
+
+
+def _sources(dataset, data_dir, missing):
+    """', from <archive> (<link>) and ...' for the archives that hold the missing files: the split pickles come from
+    the embeddings archive, the rest from the images archive."""
+    if not dataset.archives:
+        return ""
+    pickles = {path for split in SPLITS for path in layout.split_files(data_dir, split)}
+    roles = [
+        role for role, needed in (("images", set(missing) - pickles), ("embeddings", set(missing) & pickles)) if needed
+    ]
+    return ", from " + " and ".join(f"{a.filename} ({a.link})" for a in map(dataset.archive, roles))
 
 
 def _undecodable(dataset, data_dir, names, sample, desc):

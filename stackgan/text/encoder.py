@@ -186,7 +186,7 @@ def train_command(results_dir):
     return f"python text_encoder.py train {demo_flags(results_dir) or f'--results-dir {results_dir}'}"
 
 
-def read_config(results_dir, path=None, weights=None):
+def read_encoder_config(results_dir, path=None, weights=None):
     """The JSON config written beside the weights; a UserError naming the training command when either is absent."""
     if path is None:
         path, weights = layout.text_encoder_files(results_dir)
@@ -214,7 +214,7 @@ _LOADED = {}
 def load_encoder(results_dir):
     """(model, config) of the trained encoder in results_dir, rebuilt from its config (cached per file version)."""
     path, weights = layout.text_encoder_files(results_dir)
-    config = read_config(results_dir, path, weights)
+    config = read_encoder_config(results_dir, path, weights)
     key = (os.path.abspath(weights), os.stat(weights).st_mtime_ns, json.dumps(config, sort_keys=True))
     if key not in _LOADED:
         model = build_encoder(config)

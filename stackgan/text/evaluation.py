@@ -1,5 +1,6 @@
 """How well the caption encoder reads: held-out numbers on the test split against a bag-of-words baseline, and on the
-synthetic birds whether birds drawn from wordings it never saw have the colour those wordings ask for."""
+synthetic birds (or flowers) whether images drawn from wordings it never saw have the colour those wordings ask
+for."""
 
 import re
 
@@ -7,9 +8,9 @@ import numpy as np
 
 from stackgan import layout
 from stackgan.cli import UserError
-from stackgan.datasets import synthetic
+from stackgan.datasets import dataset_of, synthetic, synthetic_flowers
 from stackgan.datasets.captions import load_caption_split
-from stackgan.metrics import attributes
+from stackgan.metrics import attributes, petals
 from stackgan.text.encoder import normalize_caption
 from stackgan.text.encoder import encode, encode_captions, load_encoder
 from stackgan.text.pairs import caption_rows, targets_for, training_pairs
@@ -131,13 +132,15 @@ def evaluate_encoder(results_dir, data_dir):
     for name, predict in predictors.items():
         report[name] = retrieval_metrics(predict(norm), test.embeddings, images, indices)
         if layout.is_synthetic(data_dir):
-            report[name].update(synthetic_wording_accuracy(predict, test))
+            flowers = dataset_of(data_dir).name == "flowers"
+            report[name].update((petals.wording_accuracy if flowers else synthetic_wording_accuracy)(predict, test))
     return report
 
 
 def heldout_caption_accuracy(results_dir, data_dir, stage, batch_size=64, seed=0):
     """For every synthetic test bird, one caption per held-out template (synthetic.HELDOUT_TEMPLATES, never in
-    the caption files nor in training) for its colour and wing shade, encoded by the encoder in results_dir and
+    the caption files nor in training) for its colour and wing shade (a flower's: its petal colour and form, from
+    synthetic_flowers.HELDOUT_TEMPLATES), encoded by the encoder in results_dir and
     drawn by the trained Stage-1 (stage 1) or Stage-I + Stage-II (stage 2) generators there. Returns
     {'caption_accuracy': attribute accuracy of those images, 'embedding_accuracy': the same generators drawing
     the bird's own embeddings (embedding k for template k) with the same noise, 'images', 'stage'}."""
@@ -147,28 +150,36 @@ def heldout_caption_accuracy(results_dir, data_dir, stage, batch_size=64, seed=0
     from stackgan import api
 
     if not layout.is_synthetic(data_dir):
-        raise UserError(f"{data_dir} is not the synthetic bird set; held-out wording needs it (use --demo)")
+        raise UserError(
+            f"{data_dir} is not the synthetic bird set nor the synthetic flower set; held-out wording needs one "
+            "(use --demo)"
+        )
     paths = layout.split_files(data_dir, "test")
     class_ids = np.asarray(loaders.load_class_ids(paths.class_info))
     embeddings = loaders.load_embeddings(paths.embeddings)
-    colours, wings = class_ids - 1, attributes.embedding_wings(embeddings)
     rng = np.random.default_rng([seed, 11])
-    texts = [t for c, w in zip(colours, wings) for t in synthetic.heldout_captions(int(c), int(w), rng)]
-    per = len(synthetic.HELDOUT_TEMPLATES)
-    birds = np.repeat(np.arange(len(colours)), per)
-    own = embeddings[birds, np.tile(np.arange(per), len(colours)) % embeddings.shape[1]]
+    if dataset_of(data_dir).name == "flowers":  # the petal colour and form of each class
+        metrics, written = petals, synthetic_flowers
+        attributes_of = [synthetic_flowers.colour_and_form(c) for c in class_ids]
+    else:  # the body colour (the class) and wing shade of each bird
+        metrics, written = attributes, synthetic
+        attributes_of = zip(class_ids - 1, attributes.embedding_wings(embeddings))
+    texts = [t for c, w in attributes_of for t in written.heldout_captions(int(c), int(w), rng)]
+    per = len(written.HELDOUT_TEMPLATES)
+    birds = np.repeat(np.arange(len(class_ids)), per)
+    own = embeddings[birds, np.tile(np.arange(per), len(class_ids)) % embeddings.shape[1]]
     from_text = encode_captions(texts, results_dir)
 
     keras.utils.set_random_seed(seed)
     generators, _ = api.load_generators(results_dir, stage, needed_by="heldout_caption_accuracy")
     z = rng.standard_normal((len(texts), int(generators[0].inputs[1].shape[-1]))).astype(np.float32)
-    wanted = attributes.embedding_colours(embeddings[birds])
+    wanted = metrics.embedding_colours(embeddings[birds])
     hits = {"caption_accuracy": 0, "embedding_accuracy": 0}
     for start in range(0, len(texts), batch_size):
         part = slice(start, start + batch_size)
         for key, vectors in (("caption_accuracy", from_text), ("embedding_accuracy", own)):
             images = api.sample_images(generators, vectors[part], z[part], batch_size)[-1]
-            hits[key] += int(np.sum(attributes.image_colours(images) == wanted[part]))
+            hits[key] += int(np.sum(metrics.image_colours(images) == wanted[part]))
     result = {k: v / len(texts) for k, v in hits.items()}
     result.update(images=len(texts), stage=int(stage))
     return result

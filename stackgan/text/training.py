@@ -27,7 +27,7 @@ from stackgan.text.encoder import (
     encode,
     forget_loaded,
     make_config,
-    read_config,
+    read_encoder_config,
 )
 from stackgan.text.evaluation import retrieval_metrics
 from stackgan.text.pairs import caption_rows, training_pairs
@@ -215,12 +215,12 @@ def _export(model, config, results_dir):
     forget_loaded()
 
 
-def train_demo_encoder(data_dir, results_dir, log_dir):
-    """Train the demo encoder on the synthetic birds (written, or given captions, if needed) with the small
+def train_demo_encoder(data_dir, results_dir, log_dir, dataset="birds"):
+    """Train the demo encoder on the dataset's synthetic set (written, or given captions, if needed) with the small
     ENCODER_DEMO settings; skips the work when results_dir already holds one trained that far."""
-    from stackgan.datasets import synthetic
+    from stackgan.datasets import get_dataset
 
-    synthetic.ensure_synthetic(data_dir)
+    get_dataset(dataset).synthetic().ensure_synthetic(data_dir)
     ckpt_dir = layout.text_encoder_checkpoint_dir(results_dir)
     has_checkpoint = os.path.isdir(ckpt_dir) and any(n.endswith(".index") for n in os.listdir(ckpt_dir))
     if os.path.exists(layout.text_encoder_weights_path(results_dir)) and not has_checkpoint:
@@ -228,5 +228,9 @@ def train_demo_encoder(data_dir, results_dir, log_dir):
             f"Keeping the caption encoder in {results_dir}: it has no checkpoint to continue "
             f"(`python text_encoder.py train --demo --fresh` trains a new one)"
         )
-        return read_config(results_dir)
-    return train(encoder_defaults(demo=True).replace(data_dir=data_dir, results_dir=results_dir, log_dir=log_dir))
+        return read_encoder_config(results_dir)
+    return train(
+        encoder_defaults(demo=True, dataset=dataset).replace(
+            data_dir=data_dir, results_dir=results_dir, log_dir=log_dir
+        )
+    )

@@ -142,9 +142,10 @@ def with_stage1_generator(config, runtime):
     if config.stage == 1:
         return config, None
     if config.demo and not os.path.exists(layout.config_path(config.results_dir, 1)):
+        dataset_flag = "" if config.dataset == layout.DEFAULT_DATASET else f" --dataset {config.dataset}"
         raise UserError(
             f"{layout.config_path(config.results_dir, 1)} not found: the Stage-II demo continues "
-            "from the Stage-I demo; run `python stage1.py --demo` first"
+            f"from the Stage-I demo; run `python stage1.py --demo{dataset_flag}` first"
         )
     with runtime.strategy.scope():
         (stage1_gen,), stage1 = api.load_generators(config.results_dir, 1, "stage2.py")
@@ -161,11 +162,12 @@ def with_stage1_generator(config, runtime):
 def load_training_data(config):
     """The training split (stored for random crops when augmenting) and the test split."""
     from stackgan.config import stored_size
-    from stackgan.datasets import synthetic
+    from stackgan.datasets import get_dataset
     from stackgan.datasets.cache import load_dataset
 
-    if config.demo and synthetic.ensure_synthetic(config.data_dir):
-        print(f"Wrote synthetic birds to {config.data_dir}")
+    dataset = get_dataset(config.dataset)
+    if config.demo and dataset.synthetic().ensure_synthetic(config.data_dir):
+        print(f"Wrote synthetic {dataset.name} to {config.data_dir}")
     stored = stored_size(config.image_size, config.augment)
     train_split = load_dataset(config.data_dir, "train", stored, config.dataset, config.embedding_dim)
     test_split = load_dataset(config.data_dir, "test", config.image_size, config.dataset, config.embedding_dim)
@@ -259,12 +261,13 @@ def write_sample_grid(ctx, step):
 
 
 def evaluate_samples(ctx, images, step):
-    """Attribute accuracy of the grid's images, on synthetic birds (None on other data)."""
+    """Attribute accuracy of the grid's images (the colour asked for: the birds' body, the flowers' petals), on a
+    synthetic set (None on other data)."""
     if not ctx.synthetic:
         return None
-    from stackgan.metrics.attributes import attribute_accuracy
+    from stackgan.datasets import get_dataset
 
-    accuracy = attribute_accuracy(images[-1], ctx.sample_embeddings)
+    accuracy = get_dataset(ctx.config.dataset).attributes().attribute_accuracy(images[-1], ctx.sample_embeddings)
     write_log(ctx.writer, "eval/attribute_accuracy", accuracy, step)
     return accuracy
 
