@@ -5,11 +5,12 @@ that colour never has in training), in the petal colour their captions ask for f
 import numpy as np
 import pytest
 
-from stackgan import demo, sampling
+from stackgan import api, demo
 from stackgan.datasets import synthetic_flowers
 from stackgan.datasets.cache import load_dataset
 from stackgan.metrics import petals
-from stackgan.training import command, loop
+from stackgan import config as command
+from stackgan.training import loop
 
 # 600 steps of the demo's networks and recipe, the learning rate halved after 240 and 480: 0.787 (twice) with seed 0,
 # 0.762 with seed 1; 400 steps gave 0.569 and 0.494 (docs/experiments.md, 2026-12-04).
@@ -30,9 +31,9 @@ def test_the_flowers_demo_learns_the_petal_colour_of_classes_it_never_saw(traine
     assert "Petal-colour accuracy of 160 generated 64x64 test images (16 flowers x 10 captions): " in printed
     assert accuracy >= 0.5, printed  # chance 0.125
     # Not one colour for all: the colours drawn follow the captions.
-    (gen,), config = sampling.load_generators(trained.config.results_dir, 1)
+    (gen,), config = api.load_generators(trained.config.results_dir, 1)
     test = load_dataset(flowers, "test", 64)
     z = np.random.default_rng(3).standard_normal((len(test.embeddings), config["z_dim"])).astype("float32")
-    (images,) = sampling.sample_images([gen], test.embeddings[:, 0], z)
+    (images,) = api.sample_images([gen], test.embeddings[:, 0], z)
     drawn = set(petals.image_colours(images).tolist()) - {-1}
     assert len(drawn) >= 6 and len(set(test.class_ids.tolist())) == len(synthetic_flowers.PALETTE)
