@@ -148,7 +148,7 @@ def tensorflow_and_jax_steps(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("jax")
     trainer = StackGANTrainer(StageConfig(**TINY_CONFIG))
-    ca = trainer.gen.get_layer("ca_dense")
+    ca = trainer.gen.get_layer("ca_model").get_layer("ca_dense")
     kernel, bias = ca.get_weights()
     half = kernel.shape[1] // 2
     kernel[:, half:], bias[half:] = 0.0, -100.0  # LeakyReLU(0.2): log sigma = -20
