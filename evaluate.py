@@ -4,9 +4,10 @@
     python evaluate.py fid --real test --fake samples/ [--inception-weights notop.h5]
     python evaluate.py is --images samples/ [--inception-weights full.h5] [--splits 10]
 
-attributes  For the synthetic birds only: how often the colours in each generated image
-            match the colours its text embedding asks for, and how different the samples of
-            one embedding are from each other (0 = mode collapse).
+attributes  For the synthetic birds only: how often each generated image has the body colour,
+            the wing shade and both that its bird has (both also on the pairs never seen in
+            training), and how different the samples of one embedding are from each other
+            (0 = mode collapse).
 fid         Frechet Inception Distance between a reference set and generated images, on
             ImageNet InceptionV3 pool features (2048-d), as in the published CUB FIDs.
 is          Inception Score with the ImageNet InceptionV3 classifier. This is NOT the
@@ -39,9 +40,10 @@ def build_parser():
 
     a = sub.add_parser(
         "attributes",
-        help="attribute accuracy and sample diversity (synthetic birds)",
-        description="Attribute accuracy of generated synthetic birds: does each image show the "
-        "colours its text embedding asks for? Plus diversity: the mean absolute pixel "
+        help="body colour, wing shade and both right, on seen and unseen pairs (synthetic birds)",
+        description="Attributes of generated synthetic birds: does each image show the body colour and "
+        "the wing shade of the bird whose embedding drew it (each alone, both together, and both on the "
+        "(colour, shade) pairs never seen in training)? Plus diversity: the mean absolute pixel "
         "distance (0..1) between samples of the same embedding; 0 means mode collapse, "
         "'n/a' with one sample per embedding (use generate.py --samples-per-embedding).",
     )
@@ -123,9 +125,9 @@ def main(argv=None, model_factory=None):
             print(json.dumps(r, sort_keys=True))
         else:
             print(
-                f"attribute accuracy {r['attribute_accuracy']:.4f}, diversity {_fmt(r['diversity'])} "
+                f"{attributes.describe(r)}, diversity {_fmt(r['diversity'])} "
                 f"({r['images']} images of {r['embeddings']} embeddings from the {args.split} split, "
-                f"{r['image_size']}x{r['image_size']}); most frequent mistakes: "
+                f"{r['unseen_images']} of unseen pairs, {r['image_size']}x{r['image_size']}); most frequent mistakes: "
                 + attributes.describe_mistakes(r["mistakes"])
             )
         return 0

@@ -28,6 +28,7 @@ from stackgan.cli import (
 )
 from stackgan.config import EncoderConfig, encoder_defaults
 from stackgan.datasets import synthetic
+from stackgan.metrics.attributes import describe
 from stackgan.text.encoder import LOSSES, TARGETS
 from stackgan.text.evaluation import evaluate_encoder, heldout_caption_accuracy
 from stackgan.text.training import train
@@ -129,8 +130,9 @@ def print_report(report):
     if "generated" in report:
         g = report["generated"]
         print(
-            f"Stage-{g['stage']} images from held-out wording: attribute accuracy {g['caption_accuracy']:.3f} "
-            f"({g['images']} images); from the birds' own embeddings {g['embedding_accuracy']:.3f}"
+            f"Stage-{g['stage']} images from held-out wording ({g['images']} images, "
+            f"{g['from_caption']['unseen_images']} of unseen pairs): {describe(g['from_caption'])}; "
+            f"from the birds' own embeddings: {describe(g['from_embedding'])}"
         )
 
 

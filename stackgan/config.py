@@ -51,6 +51,10 @@ class StageConfig:
     kl_coef: float = 2.0
     lr_decay_epochs: int = 600
     g_ema: float | None = None
+    hard_wrong: float = 0.0
+    text_loss: float = 0.0
+    mix_conditions: float = 0.0
+    matching: str = "concat"
     augment: bool = True
     seed: int = 0
     # outputs

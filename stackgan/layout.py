@@ -7,6 +7,10 @@ and the files that training writes into a results folder. Every module asks here
     data/birds/test/...                               the same three files
     data/birds/CUB_200_2011/images.txt, bounding_boxes.txt, images/<class>/<image>.jpg
     data/birds/text/<class>/<image>.txt               ten captions per image (optional: the caption encoder)
+    data/birds/attributes.txt                         '1 has_primary_color::red': attribute ids and names, and
+    data/birds/CUB_200_2011/attributes/image_attribute_labels.txt   '<image id> <attribute id> <present> ...'
+                                                      (CUB's archive; written for the synthetic birds, read by
+                                                      their attribute metric only)
     data/birds/cache/                                 decoded crops, written on first use
 """
 
@@ -23,6 +27,7 @@ CUB_DIR = "CUB_200_2011"
 CACHE_DIR = "cache"
 TEXT_DIR = "text"
 SYNTHETIC_MARKER = "SYNTHETIC.json"
+ATTRIBUTE_NAMES_FILE = "attributes.txt"
 
 
 class SplitFiles(NamedTuple):
@@ -45,6 +50,15 @@ def cub_dir(data_dir):
 def cub_tables(data_dir):
     """(images.txt, bounding_boxes.txt) of the CUB folder."""
     return tuple(os.path.join(cub_dir(data_dir), f) for f in ("images.txt", "bounding_boxes.txt"))
+
+
+def attribute_files(data_dir):
+    """(attributes.txt, image_attribute_labels.txt): the attribute names (beside CUB_200_2011/, as CUB's archive
+    has them) and every image's labels."""
+    return (
+        os.path.join(data_dir, ATTRIBUTE_NAMES_FILE),
+        os.path.join(cub_dir(data_dir), "attributes", "image_attribute_labels.txt"),
+    )
 
 
 def images_dir(data_dir):

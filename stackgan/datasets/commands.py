@@ -1,5 +1,7 @@
 """The command line of data.py: download, prepare and check the real data, or write the synthetic birds."""
 
+import argparse
+
 from stackgan import cli
 from stackgan.datasets import prepare, synthetic
 from stackgan.layout import CAPTIONS_DRIVE_ID, DATA_DIR, SYNTHETIC_DATA_DIR
@@ -54,6 +56,31 @@ def main(argv=None):
     p.add_argument("--n-train", type=cli.positive_int, default=800, help="training images (default: %(default)s)")
     p.add_argument("--n-test", type=cli.positive_int, default=160, help="test images (default: %(default)s)")
     p.add_argument("--seed", type=cli.non_negative_int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument(
+        "--hues",
+        type=_names,
+        default=synthetic.DEFAULT_HUES,
+        help=f"body colours, comma-separated, of {', '.join(synthetic.COLOURS)} (default: %(default)s)",
+    )
+    p.add_argument(
+        "--shades",
+        type=_names,
+        default=synthetic.DEFAULT_SHADES,
+        help=f"wing shades, comma-separated, of {', '.join(synthetic.SHADES)} (default: %(default)s)",
+    )
+    p.add_argument(
+        "--unseen",
+        type=_pairs,
+        default=synthetic.DEFAULT_UNSEEN,
+        help="(colour, shade) pairs held out of training (only the test split has them), as colour/shade, "
+        "comma-separated, or 'none' (default: one per colour, %(default)s)",
+    )
+    p.add_argument(
+        "--classes",
+        choices=synthetic.CLASS_KINDS,
+        default="hue",
+        help="what class_info.pickle numbers: the body colour or the (colour, shade) pair (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "download":
@@ -63,9 +90,27 @@ def main(argv=None):
     elif args.command == "check":
         prepare.check(args.data_dir)
     elif args.command == "synthetic":
-        synthetic.write_synthetic(args.out, args.n_train, args.n_test, args.seed)
+        design = synthetic.SetDesign(args.hues, args.shades, args.unseen, args.classes)
+        synthetic.write_synthetic(args.out, args.n_train, args.n_test, args.seed, design)
         print(
-            f"Wrote {args.n_train} training and {args.n_test} test synthetic birds ({len(synthetic.PALETTE)} classes) "
-            f"to {args.out}"
+            f"Wrote {args.n_train} training and {args.n_test} test synthetic birds ({len(design.hues)} colours x "
+            f"{len(design.shades)} wing shades, {len(design.unseen)} pairs only in the test split, "
+            f"{len(design.class_names())} classes) to {args.out}"
         )
     return 0
+
+
+def _names(text):
+    return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+def _pairs(text):
+    if text.strip().lower() == "none":
+        return ()
+    pairs = []
+    for item in _names(text):
+        parts = item.split("/")
+        if len(parts) != 2:
+            raise argparse.ArgumentTypeError(f"{item!r} is not a colour/shade pair")
+        pairs.append(tuple(p.strip() for p in parts))
+    return tuple(pairs)

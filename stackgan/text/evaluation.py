@@ -98,19 +98,19 @@ class BagOfWords:
         )
 
 
-def synthetic_wording_accuracy(predict, split, seed=0):
-    """On the synthetic birds: the fraction of vectors whose body colour (and wing shade) is the bird's, for the
-    test captions and for captions written with HELDOUT_TEMPLATES. predict: normalized texts -> vectors."""
-    colours = np.asarray(split.class_ids) - 1
-    wings = attributes.embedding_wings(split.embeddings)
+def synthetic_wording_accuracy(predict, split, asked, probe, seed=0):
+    """On the synthetic birds: the fraction of vectors whose body colour (and wing shade) is the bird's, read by
+    `probe` (attributes.EmbeddingProbe fitted on the training split), for the test captions and for captions written
+    with HELDOUT_TEMPLATES. predict: normalized texts -> vectors; split: a CaptionSplit of a synthetic set; asked: its
+    Attributes."""
     rng = np.random.default_rng([seed, 5])
-    held = [synthetic.heldout_captions(int(c), int(w), rng) for c, w in zip(colours, wings)]
+    held = [synthetic.heldout_captions(asked.hues[b], asked.shades[w], rng) for b, w in zip(asked.body, asked.wing)]
     result = {}
     for name, caps in (("test_wording", split.captions), ("heldout_wording", held)):
         texts, images, _ = caption_rows(caps)
-        vectors = predict([normalize_caption(t) for t in texts])
-        result[f"{name}_colour"] = float(np.mean(attributes.embedding_colours(vectors) == colours[images]))
-        result[f"{name}_wing"] = float(np.mean(attributes.embedding_wings(vectors) == wings[images]))
+        body, wing = probe.read(predict([normalize_caption(t) for t in texts]))
+        result[f"{name}_colour"] = float(np.mean(body == asked.body[images]))
+        result[f"{name}_wing"] = float(np.mean(wing == asked.wing[images]))
     return result
 
 
@@ -128,19 +128,25 @@ def evaluate_encoder(results_dir, data_dir):
         "baseline": baseline.predict,
     }
     report = {"data_dir": data_dir, "results_dir": results_dir, "loss": config["loss"], "target": config["target"]}
+    probe = None
+    if layout.is_synthetic(data_dir):
+        probe = attributes.EmbeddingProbe(
+            train_split.embeddings, attributes.set_attributes(data_dir, train_split.filenames)
+        )
+        test_attributes = attributes.set_attributes(data_dir, test.filenames)
     for name, predict in predictors.items():
         report[name] = retrieval_metrics(predict(norm), test.embeddings, images, indices)
-        if layout.is_synthetic(data_dir):
-            report[name].update(synthetic_wording_accuracy(predict, test))
+        if probe is not None:
+            report[name].update(synthetic_wording_accuracy(predict, test, test_attributes, probe))
     return report
 
 
 def heldout_caption_accuracy(results_dir, data_dir, stage, batch_size=64, seed=0):
     """For every synthetic test bird, one caption per held-out template (synthetic.HELDOUT_TEMPLATES, never in
-    the caption files nor in training) for its colour and wing shade, encoded by the encoder in results_dir and
+    the caption files nor in training) for its body hue and wing shade, encoded by the encoder in results_dir and
     drawn by the trained Stage-1 (stage 1) or Stage-I + Stage-II (stage 2) generators there. Returns
-    {'caption_accuracy': attribute accuracy of those images, 'embedding_accuracy': the same generators drawing
-    the bird's own embeddings (embedding k for template k) with the same noise, 'images', 'stage'}."""
+    {'from_caption': attribute_report of those images, 'from_embedding': the same generators drawing the bird's own
+    embeddings (embedding k for template k) with the same noise, 'images', 'stage'}."""
     import keras
 
     import data
@@ -149,26 +155,24 @@ def heldout_caption_accuracy(results_dir, data_dir, stage, batch_size=64, seed=0
     if not layout.is_synthetic(data_dir):
         raise UserError(f"{data_dir} is not the synthetic bird set; held-out wording needs it (use --demo)")
     paths = layout.split_files(data_dir, "test")
-    class_ids = np.asarray(data.load_class_ids(paths.class_info))
+    asked = attributes.set_attributes(data_dir, data.load_filenames(paths.filenames))
     embeddings = data.load_embeddings(paths.embeddings)
-    colours, wings = class_ids - 1, attributes.embedding_wings(embeddings)
     rng = np.random.default_rng([seed, 11])
-    texts = [t for c, w in zip(colours, wings) for t in synthetic.heldout_captions(int(c), int(w), rng)]
+    texts = [
+        t
+        for b, w in zip(asked.body, asked.wing)
+        for t in synthetic.heldout_captions(asked.hues[b], asked.shades[w], rng)
+    ]
     per = len(synthetic.HELDOUT_TEMPLATES)
-    birds = np.repeat(np.arange(len(colours)), per)
-    own = embeddings[birds, np.tile(np.arange(per), len(colours)) % embeddings.shape[1]]
+    birds = np.repeat(np.arange(len(asked.body)), per)
+    own = embeddings[birds, np.tile(np.arange(per), len(asked.body)) % embeddings.shape[1]]
     from_text = encode_captions(texts, results_dir)
 
     keras.utils.set_random_seed(seed)
     generators, _ = sampling.load_generators(results_dir, stage, needed_by="heldout_caption_accuracy")
     z = rng.standard_normal((len(texts), int(generators[0].inputs[1].shape[-1]))).astype(np.float32)
-    wanted = attributes.embedding_colours(embeddings[birds])
-    hits = {"caption_accuracy": 0, "embedding_accuracy": 0}
-    for start in range(0, len(texts), batch_size):
-        part = slice(start, start + batch_size)
-        for key, vectors in (("caption_accuracy", from_text), ("embedding_accuracy", own)):
-            images = sampling.sample_images(generators, vectors[part], z[part], batch_size)[-1]
-            hits[key] += int(np.sum(attributes.image_colours(images) == wanted[part]))
-    result = {k: v / len(texts) for k, v in hits.items()}
-    result.update(images=len(texts), stage=int(stage))
+    result = {"images": len(texts), "stage": int(stage)}
+    for key, vectors in (("from_caption", from_text), ("from_embedding", own)):
+        images = sampling.sample_images(generators, vectors, z, batch_size)[-1]
+        result[key] = attributes.attribute_report(images, asked.take(birds))
     return result

@@ -34,6 +34,31 @@ def make_parser(stage, demo=False):
         help="sample and export an exponential moving average of the generator's weights with this "
         "momentum per step, e.g. 0.995 (not in the chapter; off unless given)",
     )
+    p.add_argument(
+        "--hard-wrong",
+        type=cli.probability,
+        help="fraction of the discriminator's wrong images taken from the most similar other descriptions (by the "
+        "cosine of their caption embeddings) instead of a random other class (not in the chapter: 0)",
+    )
+    p.add_argument(
+        "--text-loss",
+        type=cli.non_negative_float,
+        help="weight of a text head on D that regresses each image's sentence embedding (D on real images, G on its "
+        "own: a fake must say its text) (not in the chapter: 0)",
+    )
+    p.add_argument(
+        "--mix-conditions",
+        type=cli.probability,
+        help="fraction of fakes drawn from mixed conditions: analogies e_b + e_c - e_a of an image a and two "
+        "neighbours that each differ from it in one respect, so that the generator meets combinations no training "
+        "image has (not in the chapter: 0)",
+    )
+    p.add_argument(
+        "--matching",
+        choices=["concat", "projection"],
+        help="how D reads the text: the chapter's compressed embedding tiled beside the image features (concat), or "
+        "a projection term, the inner product of its features with a linear map of the embedding (not in the chapter)",
+    )
     p.add_argument("--gf-dim", type=cli.positive_int, help="generator width" + ("" if stage == 1 else " (Stage-II)"))
     p.add_argument("--df-dim", type=cli.positive_int, help="discriminator width")
     if stage == 1:
