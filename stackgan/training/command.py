@@ -59,6 +59,13 @@ def make_parser(stage, demo=False):
         help="how D reads the text: the chapter's compressed embedding tiled beside the image features (concat), or "
         "a projection term, the inner product of its features with a linear map of the embedding (not in the chapter)",
     )
+    if stage == 2:
+        p.add_argument(
+            "--stage1-l1",
+            type=cli.non_negative_float,
+            help="weight of the mean absolute difference between the Stage-II image shrunk to 64x64 and the Stage-I "
+            "image it refines: Stage-II keeps what Stage-I drew (not in the chapter: 0)",
+        )
     p.add_argument("--gf-dim", type=cli.positive_int, help="generator width" + ("" if stage == 1 else " (Stage-II)"))
     p.add_argument("--df-dim", type=cli.positive_int, help="discriminator width")
     if stage == 1:

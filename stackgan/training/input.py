@@ -99,7 +99,8 @@ def epoch_plan(
         plan["caption"].append(caption)
         if mixing is not None and mixing[1] > 0:
             table, fraction = mixing
-            pair = table[idx, rng.integers(0, table.shape[1], len(idx))]
+            count = (table[idx, :, 0] >= 0).sum(axis=1)  # valid entries come first in each row
+            pair = table[idx, (rng.random(len(idx)) * count).astype(np.int64)]
             mixed = (rng.random(len(idx)) < fraction) & (pair[:, 0] >= 0)
             mix_b, mix_c = np.where(mixed, pair[:, 0], idx), np.where(mixed, pair[:, 1], idx)
             mix_b_caption = np.where(mixed, rng.integers(0, n_captions, len(idx)), caption)

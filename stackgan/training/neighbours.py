@@ -31,10 +31,35 @@ def _unit(x):
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-8)
 
 
-def hard_negatives(embeddings, k=32):
-    """(N, k) int64: for each image of a split, the k images whose mean caption embedding (embeddings: (N, captions,
-    D)) is most similar to its own, among those that are not the same description; an image with fewer than k such
-    images repeats its candidates. Rows of an image with none hold -1."""
+# Neighbours whose differences from the image point the same way (cosine above this) differ from it in the same
+# respect (on the synthetic birds: two other body colours, or two other wing shades).
+SAME_RESPECT_COSINE = 0.3
+POOL = 128  # nearest candidates grouped by respect for each image ...
+NEAR_BAND = 0.1  # ... those within this cosine of the nearest (on the synthetic birds: one attribute off, not two)
+PROJECTED_DIM = 128  # differences are compared in a fixed random projection of this many dimensions (cosines kept
+# to about +-0.1), which bounds the cost on CUB
+
+
+def _respects(differences):
+    """Group labels of difference vectors (n, D): connected components of cosine > SAME_RESPECT_COSINE."""
+    unit = _unit(differences)
+    linked = unit @ unit.T > SAME_RESPECT_COSINE
+    labels = np.arange(len(unit))
+    while True:  # every label becomes the smallest reachable one
+        lowest = np.where(linked, labels[None, :], len(labels)).min(axis=1)
+        if (lowest == labels).all():
+            return labels
+        labels = lowest
+
+
+def hard_negatives(embeddings, k=32, pool=POOL):
+    """(N, k) int64: for each image of a split, hard wrong images: of the `pool` images whose mean caption embedding
+    (embeddings: (N, captions, D)) is most similar to its own, leaving out those that are the same description and
+    keeping those within NEAR_BAND of the nearest, k
+    taken in turn from each respect in which they differ from it (groups of neighbours whose differences point the
+    same way), most similar first, so that every respect has its share however few neighbours differ that way (the
+    most frequent kind of neighbour does not fill the table); a small group repeats. Rows of an image with no
+    candidate hold -1."""
     e = np.asarray(embeddings, np.float32)
     n = len(e)
     means = _unit(e.mean(axis=1))
@@ -42,16 +67,28 @@ def hard_negatives(embeddings, k=32):
     own = np.einsum("ncd,nd->nc", captions, means)  # each caption's cosine to its image's mean
     same = float(np.quantile(own, SAME_DESCRIPTION_QUANTILE))
     k = max(1, min(int(k), n - 1))
+    pool = max(k, min(int(pool), n - 1))
     table = np.full((n, k), -1, np.int64)
+    projection = np.random.default_rng(0).standard_normal((means.shape[1], PROJECTED_DIM)).astype(np.float32)
+    projected = means @ projection
     for start in range(0, n, CHUNK):
         sims = means[start : start + CHUNK] @ means.T
         sims[sims >= same] = -np.inf  # the image itself and images the text cannot tell from it
-        best = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        rows = np.take_along_axis(sims, best, axis=1)
-        for i, (cands, scores) in enumerate(zip(best, rows)):
-            valid = cands[np.isfinite(scores)]
-            if len(valid):
-                table[start + i] = np.resize(valid, k)
+        best = np.argpartition(-sims, pool - 1, axis=1)[:, :pool]
+        scores = np.take_along_axis(sims, best, axis=1)
+        for i, (cands, score) in enumerate(zip(best, scores)):
+            keep = np.isfinite(score)
+            keep &= score >= score[keep].max(initial=-np.inf) - NEAR_BAND  # the nearest band only
+            cands, score = cands[keep], score[keep]
+            if not len(cands):
+                continue
+            cands = cands[np.argsort(-score, kind="stable")]
+            groups = _respects(projected[cands] - projected[start + i])
+            queues = [cands[groups == g] for g in dict.fromkeys(groups)]  # groups in order of their best
+            # slot t: respect t mod (number of respects), that respect's members in turn (a small one repeats)
+            table[start + i] = [
+                queues[t % len(queues)][(t // len(queues)) % len(queues[t % len(queues)])] for t in range(k)
+            ]
     return table
 
 

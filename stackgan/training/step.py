@@ -11,6 +11,8 @@ import contextlib
 
 from stackgan.layers import Kernels
 
+EXCLUDE_MIXED = True  # experiment switch
+D_ONLY = True  # experiment switch: mixed fakes are left out of D's loss only
 TEXT_LOSS_KEYS = ("d_text_loss", "g_text_loss")  # with --text-loss
 LOSS_KEYS = (
     "d_loss",
@@ -66,7 +68,7 @@ def stackgan_losses(
     d_loss_fake = bce(0.0, fake_logits, fake_weights)
     d_loss_wrong = bce(0.0, wrong_logits)
     kl = models.KL_loss(None, mean_logsigma) * local_batch / global_batch_size
-    g_loss_adv = bce(0.9, fake_logits, fake_weights)
+    g_loss_adv = bce(0.9, fake_logits, None if D_ONLY else fake_weights)
     return dict(
         d_loss=d_loss_real + 0.5 * (d_loss_fake + d_loss_wrong),
         d_loss_real=d_loss_real,
@@ -127,6 +129,7 @@ class StackGANTrainer:
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         # Per-epoch sums of the losses, kept on the device: read once an epoch, not once a step.
         keys = LOSS_KEYS + (TEXT_LOSS_KEYS if config.text_loss > 0 else ())
+        keys += ("g_stage1_l1",) if stage1_gen is not None and config.stage1_l1 > 0 else ()
         self.loss_sums = {k: tf.Variable(0.0, trainable=False, name=f"sum_{k}") for k in keys}
         self.steps_summed = tf.Variable(0, dtype=tf.int64, trainable=False, name="steps_summed")
         self.source = source  # a DeviceSplit or HostSplit, when batches are dicts
@@ -145,7 +148,7 @@ class StackGANTrainer:
         if isinstance(batch, dict):
             real, embeddings, wrong = self.source.assemble(batch)
             drawn = self.source.fake_embeddings(batch)
-            if self.config.mix_conditions > 0:  # D never learns from the fakes of mixed conditions
+            if self.config.mix_conditions > 0 and EXCLUDE_MIXED:  # D never learns from the fakes of mixed conditions
                 own = (batch["mix_b"] == batch["index"]) & (batch["mix_c"] == batch["index"])
                 fake_weights = tf.cast(own, tf.float32)
         else:
@@ -154,7 +157,9 @@ class StackGANTrainer:
         real, wrong = to_float_images(real), to_float_images(wrong)
         z = self.noise.normal((tf.shape(embeddings)[0], self.config.z_dim))
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            logits, mean_logsigma, _, *text = self.adversarial([embeddings, z, real, wrong, drawn], training=True)
+            logits, mean_logsigma, fake_image, *text = self.adversarial(
+                [embeddings, z, real, wrong, drawn], training=True
+            )
             real_logits, wrong_logits, fake_logits = tf.split(logits, 3)
             losses = stackgan_losses(
                 real_logits,
@@ -171,6 +176,10 @@ class StackGANTrainer:
                 losses["g_text_loss"] = text_loss(fake_text, self.standardised(drawn), self.global_batch_size)
                 losses["d_loss"] += self.config.text_loss * losses["d_text_loss"]
                 losses["g_loss"] += self.config.text_loss * losses["g_text_loss"]
+            if self.stage1_gen is not None and self.config.stage1_l1 > 0:
+                lr_image = self.stage1_gen([drawn, z], training=False)[0]
+                losses["g_stage1_l1"] = stage1_l1(fake_image, lr_image, self.global_batch_size)
+                losses["g_loss"] += self.config.stage1_l1 * losses["g_stage1_l1"]
             d_loss, g_loss = losses["d_loss"], losses["g_loss"]
             if self.fp16:
                 d_loss, g_loss = self.d_opt.scale_loss(d_loss), self.g_opt.scale_loss(g_loss)
@@ -246,6 +255,16 @@ class StackGANTrainer:
         return tf.train.Checkpoint(
             gen=self.gen, dis=self.dis, g_opt=self.g_opt, d_opt=self.d_opt, epoch=self.epoch, noise=self.noise
         )
+
+
+def stage1_l1(image, lr_image, global_batch_size):
+    """Mean absolute difference between a Stage-II image shrunk to the Stage-I size (average pooling) and the Stage-I
+    image it was drawn from, summed over this replica's examples / global batch."""
+    from keras import ops
+
+    factor = image.shape[1] // lr_image.shape[1]
+    small = ops.average_pool(image, factor, factor)
+    return ops.sum(ops.mean(ops.abs(small - lr_image), axis=(1, 2, 3))) / global_batch_size
 
 
 def text_loss(predicted, target, global_batch_size):
