@@ -5,14 +5,16 @@ Every step makes one discriminator update on BCE(D(real, e), 0.9) + 0.5 * (BCE(D
 BCE(D(wrong, e), 0)) and one generator update on BCE(D(G(e, z), e), 0.9) + kl_coef * KL, both from a
 single forward pass through the adversarial model, which runs D once on the real, wrong and fake
 batches together. Gradients come from tf.GradientTape.
+
+Options beyond the chapter (all off by default): --text-loss adds D's text head (D regresses each real image's
+embedding, G's fakes must regress to their own); --mix-conditions draws some fakes from mixed conditions, which D's
+loss leaves out; --stage1-l1 ties the Stage-II image, shrunk, to the Stage-I image it refines.
 """
 
 import contextlib
 
 from stackgan.layers import Kernels
 
-EXCLUDE_MIXED = True  # experiment switch
-D_ONLY = True  # experiment switch: mixed fakes are left out of D's loss only
 TEXT_LOSS_KEYS = ("d_text_loss", "g_text_loss")  # with --text-loss
 LOSS_KEYS = (
     "d_loss",
@@ -47,8 +49,8 @@ def stackgan_losses(
 
     Summing the values over replicas gives the global-batch mean (what one device would compute).
     keras.ops only, so the JAX benchmark path (bench.py) computes exactly the same losses.
-    fake_weights (B,): how much each fake counts in D's loss and in G's adversarial loss (0 for a fake of a mixed
-    condition, which G learns from only through the text head); default 1.
+    fake_weights (B,): how much each fake counts in D's loss (0 for a fake of a mixed condition: D would learn that a
+    combination never seen with a real image is always fake); default 1. G learns from every fake.
     """
     from keras import ops
 
@@ -68,7 +70,7 @@ def stackgan_losses(
     d_loss_fake = bce(0.0, fake_logits, fake_weights)
     d_loss_wrong = bce(0.0, wrong_logits)
     kl = models.KL_loss(None, mean_logsigma) * local_batch / global_batch_size
-    g_loss_adv = bce(0.9, fake_logits, None if D_ONLY else fake_weights)
+    g_loss_adv = bce(0.9, fake_logits)
     return dict(
         d_loss=d_loss_real + 0.5 * (d_loss_fake + d_loss_wrong),
         d_loss_real=d_loss_real,
@@ -148,7 +150,7 @@ class StackGANTrainer:
         if isinstance(batch, dict):
             real, embeddings, wrong = self.source.assemble(batch)
             drawn = self.source.fake_embeddings(batch)
-            if self.config.mix_conditions > 0 and EXCLUDE_MIXED:  # D never learns from the fakes of mixed conditions
+            if self.config.mix_conditions > 0:  # D never learns from the fakes of mixed conditions
                 own = (batch["mix_b"] == batch["index"]) & (batch["mix_c"] == batch["index"])
                 fake_weights = tf.cast(own, tf.float32)
         else:
