@@ -6,10 +6,10 @@
     python evaluate.py rprecision --images samples/ [--data-dir data/birds] [--split test] [--caption-index 0]
     python evaluate.py card RESULTS_DIR [--data-dir D] [--out RESULTS_DIR/card.md]
 
-attributes  For the synthetic birds or flowers only: how often the colour in each generated
-            image (the birds' body, the flowers' petals) matches the colour its text
-            embedding asks for, and how different the samples of one embedding are from
-            each other (0 = mode collapse).
+attributes  For the synthetic birds or flowers only: how often each generated image has what
+            its text asks for (a bird's body colour, its wing shade, both, and both on the
+            pairs never seen in training; a flower's petal colour), and how different the
+            samples of one embedding are from each other (0 = mode collapse).
 fid         Frechet Inception Distance between a reference set and generated images, on
             ImageNet InceptionV3 pool features (2048-d), as in the published CUB FIDs.
 is          Inception Score with the ImageNet InceptionV3 classifier. This is NOT the
@@ -48,9 +48,10 @@ def build_parser():
 
     a = sub.add_parser(
         "attributes",
-        help="attribute accuracy and sample diversity (synthetic birds or flowers)",
-        description="Attribute accuracy of generated synthetic birds or flowers: does each image show the colour "
-        "its text embedding asks for (a bird's body, a flower's petals)? Plus diversity: the mean absolute pixel "
+        help="body colour, wing shade, both, on seen and unseen pairs (synthetic birds); petal colour (flowers)",
+        description="Attributes of generated synthetic birds or flowers: does each image show what its text asks "
+        "for (a bird's body colour and wing shade, each alone, both together, and both on the (colour, shade) pairs "
+        "never seen in training; a flower's petal colour)? Plus diversity: the mean absolute pixel "
         "distance (0..1) between samples of the same embedding; 0 means mode collapse, "
         "'n/a' with one sample per embedding (use generate.py --samples-per-embedding).",
     )
@@ -278,10 +279,10 @@ def main(argv=None, model_factory=None):
             print(json.dumps(r, sort_keys=True))
         else:
             print(
-                f"{getattr(metrics, 'WHAT', 'attribute accuracy')} {r['attribute_accuracy']:.4f}, "
-                f"diversity {_fmt(r['diversity'])} "
+                f"{metrics.describe(r)}, diversity {_fmt(r['diversity'])} "
                 f"({r['images']} images of {r['embeddings']} embeddings from the {args.split} split, "
-                f"{r['image_size']}x{r['image_size']}); most frequent mistakes: "
+                + ("" if "unseen_images" not in r else f"{r['unseen_images']} of unseen pairs, ")
+                + f"{r['image_size']}x{r['image_size']}); most frequent mistakes: "
                 + metrics.describe_mistakes(r["mistakes"])
             )
         return 0

@@ -140,9 +140,11 @@ def print_report(report):
         print(f"{key:24}{enc[key]:>14.3f}{base[key]:>22.3f}")
     if "generated" in report:
         g = report["generated"]
+        unseen = g["from_caption"].get("unseen_images")
         print(
-            f"Stage-{g['stage']} images from held-out wording: attribute accuracy {g['caption_accuracy']:.3f} "
-            f"({g['images']} images); from the birds' own embeddings {g['embedding_accuracy']:.3f}"
+            f"Stage-{g['stage']} images from held-out wording ({g['images']} images"
+            + ("" if unseen is None else f", {unseen} of unseen pairs")
+            + f"): {g['from_caption']['summary']}; from the set's own embeddings: {g['from_embedding']['summary']}"
         )
 
 

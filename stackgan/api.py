@@ -37,6 +37,7 @@ class StackGAN:
         self._generators = None
         self._encoder = None
         self._neighbours = None
+        self._probe = None
 
     @classmethod
     def from_preset(cls, directory, stage=None, encoder_dir=None, needed_by="StackGAN.from_preset"):
@@ -184,13 +185,30 @@ class StackGAN:
             from stackgan.metrics.petals import describe_vector
 
             result.update(describe_vector(vector))
-        elif self.data_dir and layout.is_synthetic(self.data_dir):
-            from stackgan.datasets.synthetic import PALETTE, WING_SHADES
-            from stackgan.metrics.attributes import embedding_colours, embedding_wings
-
-            result["colour"] = PALETTE[int(embedding_colours(vector[None])[0])][0]
-            result["wings"] = WING_SHADES[int(embedding_wings(vector[None])[0])]
+        else:
+            probe = self._attribute_probe()
+            if probe is not None:
+                (body,), (wing,) = probe.read(vector[None])
+                result["colour"], result["wings"] = self._probe_names[0][body], self._probe_names[1][wing]
         return result
+
+    def _attribute_probe(self):
+        """On synthetic birds, an EmbeddingProbe fitted on the training split's embeddings and attributes (None
+        elsewhere, or where the set has no attribute files); fitted once."""
+        if self._probe is None:
+            self._probe = False
+            if self.data_dir and layout.is_synthetic(self.data_dir):
+                from stackgan.datasets.cache import load_split_lists
+                from stackgan.metrics.attributes import EmbeddingProbe, set_attributes
+
+                try:
+                    filenames, _, embeddings = load_split_lists(self.data_dir, "train")
+                    asked = set_attributes(self.data_dir, filenames)
+                except UserError:
+                    return None
+                self._probe = EmbeddingProbe(embeddings, asked)
+                self._probe_names = asked.hues, asked.shades
+        return self._probe or None
 
     def nearest_captions(self, vector, k=3):
         """[{'caption', 'image', 'score'}] of the k training captions whose embeddings are nearest (cosine) to

@@ -225,6 +225,29 @@ def _compressed_text(embedding, condition_dim, height, width):
     return _spatial_tile(compressed, height, width, name="compressor_tile")
 
 
+def _text_head(x, embedding_dim):
+    """An optional head (not in the chapter; --text-loss): the sentence embedding regressed from D's image features
+    by one Dense layer, float32 (B, embedding_dim)."""
+    x = layers.Flatten(name="text_head_flatten")(x)
+    return layers.Dense(embedding_dim, dtype="float32", name="text_head")(x)
+
+
+def _projection_classifier(x, embedding, df_dim, kernels):
+    """The chapter's classifier without the tiled text: 1x1 conv 8df (with bias), BN, LeakyReLU, Flatten, Dense(1),
+    plus a projection term (Miyato & Koyama, 2018; not in the chapter, the demo's --matching projection): the inner
+    product of those features with a linear map of the embedding. The text then enters the logit linearly, so that
+    a description D never saw with a real image (a new combination of attributes) is judged by its parts."""
+    x = _conv(kernels, df_dim * 8, kernel_size=1, strides=1, padding="same")(x)
+    x = _batch_norm(kernels)(x)
+    x = layers.LeakyReLU(negative_slope=0.2)(x)
+    unconditional = layers.Dense(1, dtype="float32", name="logits")(layers.Flatten()(x))
+    pooled = layers.GlobalAveragePooling2D(name="projection_pool")(x)
+    text = layers.UnitNormalization(name="projection_unit")(embedding)  # any embedding scale
+    projected = layers.Dense(df_dim * 8, use_bias=False, name="projection")(text)
+    matching = layers.Dot(axes=1, dtype="float32", name="projection_dot")([pooled, projected])
+    return layers.Add(dtype="float32", name="projection_logits")([unconditional, matching])
+
+
 def _classifier(x, compressed, df_dim, kernels):
     """Concat text, 1x1 conv 8df (with bias), BN, LeakyReLU, Flatten, Dense(1) logits."""
     x = layers.Concatenate(axis=-1)([x, compressed])
@@ -254,8 +277,11 @@ def build_stage1_generator(gf_dim=GF, z_dim=Z, condition_dim=COND, embedding_dim
     return keras.Model([embedding, z], [image, mean_logsigma], name="stage1_generator")
 
 
-def build_stage1_discriminator(df_dim=DF, condition_dim=COND, embedding_dim=EMB, kernels=FAST_KERNELS):
-    """[image (B,64,64,3), embedding] -> logits (B, 1)."""
+def build_stage1_discriminator(
+    df_dim=DF, condition_dim=COND, embedding_dim=EMB, kernels=FAST_KERNELS, text_head=False, matching="concat"
+):
+    """[image (B,64,64,3), embedding] -> logits (B, 1); with text_head, [logits, the embedding regressed from the
+    image (B, embedding_dim)]."""
     image = keras.Input(shape=(LR_IMAGE_SIZE, LR_IMAGE_SIZE, 3), name="image")
     embedding = keras.Input(shape=(embedding_dim,), name="embedding")
 
@@ -263,9 +289,13 @@ def build_stage1_discriminator(df_dim=DF, condition_dim=COND, embedding_dim=EMB,
     for channels in (df_dim * 2, df_dim * 4, df_dim * 8):
         x = _down_block(x, channels, kernels)
 
-    compressed = _compressed_text(embedding, condition_dim, x.shape[1], x.shape[2])
-    logits = _classifier(x, compressed, df_dim, kernels)
-    return keras.Model([image, embedding], logits, name="stage1_discriminator")
+    if matching == "projection":
+        logits = _projection_classifier(x, embedding, df_dim, kernels)
+    else:
+        compressed = _compressed_text(embedding, condition_dim, x.shape[1], x.shape[2])
+        logits = _classifier(x, compressed, df_dim, kernels)
+    outputs = [logits, _text_head(x, embedding_dim)] if text_head else logits
+    return keras.Model([image, embedding], outputs, name="stage1_discriminator")
 
 
 # ---------------------------------------------------------------------------
@@ -303,8 +333,10 @@ def build_stage2_generator(gf_dim=GF, condition_dim=COND, embedding_dim=EMB, ker
     return keras.Model([embedding, lr_image], [image, mean_logsigma], name="stage2_generator")
 
 
-def build_stage2_discriminator(df_dim=DF, condition_dim=COND, embedding_dim=EMB, kernels=FAST_KERNELS):
-    """[image (B,256,256,3), embedding] -> logits (B, 1)."""
+def build_stage2_discriminator(
+    df_dim=DF, condition_dim=COND, embedding_dim=EMB, kernels=FAST_KERNELS, text_head=False, matching="concat"
+):
+    """[image (B,256,256,3), embedding] -> logits (B, 1); with text_head, [logits, the regressed embedding]."""
     image = keras.Input(shape=(HR_IMAGE_SIZE, HR_IMAGE_SIZE, 3), name="image")
     embedding = keras.Input(shape=(embedding_dim,), name="embedding")
 
@@ -329,15 +361,19 @@ def build_stage2_discriminator(df_dim=DF, condition_dim=COND, embedding_dim=EMB,
     x = layers.Add()([x, x2])
     x = layers.LeakyReLU(negative_slope=0.2)(x)
 
-    compressed = _compressed_text(embedding, condition_dim, x.shape[1], x.shape[2])
-    logits = _classifier(x, compressed, df_dim, kernels)
-    return keras.Model([image, embedding], logits, name="stage2_discriminator")
+    if matching == "projection":
+        logits = _projection_classifier(x, embedding, df_dim, kernels)
+    else:
+        compressed = _compressed_text(embedding, condition_dim, x.shape[1], x.shape[2])
+        logits = _classifier(x, compressed, df_dim, kernels)
+    outputs = [logits, _text_head(x, embedding_dim)] if text_head else logits
+    return keras.Model([image, embedding], outputs, name="stage2_discriminator")
 
 
 # ---------------------------------------------------------------------------
 # Adversarial wrapper and loss
 # ---------------------------------------------------------------------------
-def build_adversarial_model(gen_model, dis_model, stage1_gen=None, with_real_images=False):
+def build_adversarial_model(gen_model, dis_model, stage1_gen=None, with_real_images=False, fake_embedding=False):
     """[embedding, z] -> [logits, mean_logsigma, fake_image]: the chapter's G -> D wrapper.
 
     Stage-I: fake, mls = gen([e, z]); logits = dis([fake, e]).
@@ -352,6 +388,10 @@ def build_adversarial_model(gen_model, dis_model, stage1_gen=None, with_real_ima
     subtract their batch mean, hiding from D a colour cast that every fake of the
     batch shares.
 
+    ``fake_embedding=True`` (with real images): a fifth input, the embedding the
+    fake is drawn from and judged with (a mixed condition, say), where the real
+    and wrong images are judged with ``embedding``.
+
     The discriminator is NOT frozen here (in Keras 3 that would also empty its
     trainable variables for its own step and put its BN in inference mode);
     the generator step must apply gradients to ``gen_model.trainable_variables``
@@ -363,24 +403,28 @@ def build_adversarial_model(gen_model, dis_model, stage1_gen=None, with_real_ima
 
     embedding = keras.Input(shape=(embedding_dim,), name="embedding")
     z = keras.Input(shape=(z_dim,), name="z")
+    drawn = embedding
+    if with_real_images and fake_embedding:
+        drawn = keras.Input(shape=(embedding_dim,), name="fake_embedding")
     if stage1_gen is None:
-        fake, mean_logsigma = gen_model([embedding, z])
+        fake, mean_logsigma = gen_model([drawn, z])
     else:
         stage1_gen.trainable = False
-        lr_image = stage1_gen([embedding, z], training=False)[0]
-        fake, mean_logsigma = gen_model([embedding, lr_image])
+        lr_image = stage1_gen([drawn, z], training=False)[0]
+        fake, mean_logsigma = gen_model([drawn, lr_image])
     inputs = [embedding, z]
     if with_real_images:
         real = keras.Input(shape=fake.shape[1:], name="real_image")
         wrong = keras.Input(shape=fake.shape[1:], name="wrong_image")
-        inputs += [real, wrong]
+        inputs += [real, wrong] + ([drawn] if fake_embedding else [])
         images = layers.Concatenate(axis=0, name="real_wrong_fake")([real, wrong, fake])
-        embeddings = layers.Concatenate(axis=0, name="embedding_x3")([embedding] * 3)
-        logits = dis_model([images, embeddings])
+        embeddings = layers.Concatenate(axis=0, name="embedding_x3")([embedding, embedding, drawn])
+        outputs = dis_model([images, embeddings])
     else:
-        logits = dis_model([fake, embedding])
+        outputs = dis_model([fake, embedding])
+    logits, *text = outputs if isinstance(outputs, (list, tuple)) else [outputs]
     name = "stage1_adversarial" if stage1_gen is None else "stage2_adversarial"
-    return keras.Model(inputs, [logits, mean_logsigma, fake], name=name)
+    return keras.Model(inputs, [logits, mean_logsigma, fake] + text, name=name)
 
 
 def KL_loss(y_true, y_pred):
@@ -394,10 +438,14 @@ def KL_loss(y_true, y_pred):
     return ops.mean(loss)
 
 
-def custom_generator_loss(y_true, y_pred):
+def custom_generator_loss(y_true, y_pred, sample_weight=None):
     """The chapter's custom_generator_loss: binary cross-entropy of D's output against the target labels, averaged.
-    Our discriminators return logits, so the sigmoid is applied inside (from_logits)."""
-    return ops.mean(ops.binary_crossentropy(y_true, y_pred, from_logits=True))
+    Our discriminators return logits, so the sigmoid is applied inside (from_logits). sample_weight (B,), not in the
+    chapter: how much each example counts (the average is still over all B)."""
+    loss = ops.binary_crossentropy(y_true, y_pred, from_logits=True)
+    if sample_weight is not None:
+        loss = loss * ops.reshape(ops.cast(sample_weight, loss.dtype), (-1,) + (1,) * (len(loss.shape) - 1))
+    return ops.mean(loss)
 
 
 # ---------------------------------------------------------------------------
@@ -420,10 +468,13 @@ def build_generator(stage, config=None, kernels=FAST_KERNELS):
     raise ValueError(f"stage must be 1 or 2, got {stage!r}")
 
 
-def build_discriminator(stage, config=None, kernels=FAST_KERNELS):
+def build_discriminator(stage, config=None, kernels=FAST_KERNELS, text_head=False, matching="concat"):
+    """The stage's discriminator; text_head adds the regressed-embedding output (--text-loss); matching "projection"
+    judges the text by a projection term instead of the chapter's tiled compressed text ("concat")."""
     cfg = _cfg(config)
+    args = (cfg["df_dim"], cfg["condition_dim"], cfg["embedding_dim"], kernels, text_head, matching)
     if stage == 1:
-        return build_stage1_discriminator(cfg["df_dim"], cfg["condition_dim"], cfg["embedding_dim"], kernels)
+        return build_stage1_discriminator(*args)
     if stage == 2:
-        return build_stage2_discriminator(cfg["df_dim"], cfg["condition_dim"], cfg["embedding_dim"], kernels)
+        return build_stage2_discriminator(*args)
     raise ValueError(f"stage must be 1 or 2, got {stage!r}")

@@ -62,7 +62,7 @@ def test_both_stages_train_on_flowers_and_say_so(flowers, flowers_run):
         assert config["dataset"] == "flowers" and config["data_dir"] == flowers
     # The grid of each stage is scored on the petal colour (a number, whatever the two steps learned).
     history = json.load(open(layout.history_path(results, 1)))
-    assert 0.0 <= history[-1]["attribute_accuracy"] <= 1.0
+    assert 0.0 <= history[-1]["eval_colour"] <= 1.0
     assert re.search(r"stage1 epoch 1/1 .* attribute acc \d\.\d\d", printed)
 
 
@@ -89,7 +89,7 @@ def test_generate_and_evaluate_flowers(flowers, flowers_run, tmp_path, capsys):
     assert "wrote 32 images (64x64, 16 embeddings x 2 samples)" in capsys.readouterr().out  # the flowers' test split
     assert evaluate.main(["attributes", "--images", out, "--data-dir", flowers, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["images"] == 32 and report["embeddings"] == 16 and 0 <= report["attribute_accuracy"] <= 1
+    assert report["images"] == 32 and report["embeddings"] == 16 and 0 <= report["colour"] <= 1
     assert all(m["asked"] in COLOURS for m in report["mistakes"])
     assert evaluate.main(["attributes", "--images", out, "--data-dir", flowers]) == 0
     assert capsys.readouterr().out.startswith("petal-colour accuracy ")

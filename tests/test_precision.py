@@ -34,7 +34,7 @@ def test_the_demo_chain_runs_to_the_end_in_every_precision(birds_copy, tmp_path,
     stage1.main(["--demo", *folders, *TINY1, *precision])  # Stage-I, then the demo's caption encoder
     assert keras.config.dtype_policy().name == "float32"
     printed = capsys.readouterr().out
-    assert "Attribute accuracy of 160 generated 64x64 test images" in printed
+    assert "Attributes of 160 generated 64x64 test images" in printed
     assert "Wrote " in printed and layout.text_encoder_weights_path(str(results)) in printed
     encoder = json.loads(open(layout.text_encoder_config_path(str(results))).read())
     assert encoder["epochs_trained"] == 5  # the demo encoder trained in float32 after a run in `mode`
@@ -46,7 +46,7 @@ def test_the_demo_chain_runs_to_the_end_in_every_precision(birds_copy, tmp_path,
 
     stage2.main(["--demo", *folders, *TINY2, *precision])
     assert keras.config.dtype_policy().name == "float32"
-    assert "Attribute accuracy of 160 generated 256x256 test images" in capsys.readouterr().out
+    assert "Attributes of 160 generated 256x256 test images" in capsys.readouterr().out
     assert evaluate.main(["attributes", "--images", str(out), "--data-dir", birds_copy, "--split", "test"]) == 0
     assert keras.config.dtype_policy().name == "float32"
 

@@ -268,7 +268,7 @@ def test_the_demo_prints_the_cards_command(capsys):
     from stackgan import demo
 
     config = types.SimpleNamespace(results_dir="results/demo", stage=1, log_dir="logs/demo", dataset="birds")
-    assert demo.report(types.SimpleNamespace(config=config, synthetic=False, test_split=None)) is None
+    assert demo.report(types.SimpleNamespace(config=config, eval_attributes=None, test_split=None)) is None
     assert "python evaluate.py card results/demo   (writes results/demo/card.md)" in capsys.readouterr().out
 
 

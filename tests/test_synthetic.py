@@ -3,6 +3,7 @@ them and ensure_synthetic."""
 
 import errno
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -39,7 +40,7 @@ def test_synthetic_round_trip(birds, tmp_path):
         names, ids, emb = data.load_filenames(f_path), data.load_class_ids(c_path), data.load_embeddings(e_path)
         assert len(names) == len(ids) == n and emb.shape == (n, 10, 1024)
         assert ids == sorted(ids) and names == sorted(names)  # class-sorted like the real files
-        assert set(ids) == set(range(1, 9))
+        assert set(ids) == set(range(1, len(synthetic.DEFAULT_HUES) + 1))
         for name, c in zip(names, ids):
             assert name.startswith(f"{c:03d}.{synthetic.PALETTE[c - 1][0].capitalize()}_Bird/")
             with Image.open(os.path.join(cub, "images", name + ".jpg")) as im:
@@ -68,11 +69,58 @@ def test_synthetic_round_trip(birds, tmp_path):
 def test_synthetic_command(tmp_path, capsys):
     out = str(tmp_path / "cmd")
     assert commands.main(["synthetic", "--out", out, "--n-train", "16", "--n-test", "8", "--seed", "5"]) == 0
-    assert "Wrote 16 training and 8 test synthetic birds" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert (
+        "Wrote 16 training and 8 test synthetic birds (6 colours x 3 wing shades, 6 pairs only in the test split"
+        in said
+    )
     assert len(data.load_filenames(os.path.join(out, "test", layout.FILENAMES_FILE))) == 8
     assert layout.is_synthetic(out)
     with pytest.raises(UserError, match="--n-train 1"):
         commands.main(["synthetic", "--out", out, "--n-train", "1"])
+
+
+def test_the_compositional_split(tmp_path, capsys):
+    """The training split never holds a held-out (colour, shade) pair, the test split holds every pair; every colour
+    and every shade is still seen in training; the attribute files say each image's pair in CUB's layout; the
+    design (colours, shades, unseen pairs, what a class is) is the writer's to choose."""
+    out = str(tmp_path / "pairs")
+    argv = ["synthetic", "--out", out, "--n-train", "60", "--n-test", "36", "--hues", "red,green,blue,yellow"]
+    argv += ["--unseen", "red/white,green/black", "--classes", "pair"]
+    assert commands.main(argv) == 0
+    assert "(4 colours x 3 wing shades, 2 pairs only in the test split, 12 classes)" in capsys.readouterr().out
+    train, test = (attributes.split_attributes(out, s) for s in layout.SPLITS)
+    pairs = {s: set(zip(a.body.tolist(), a.wing.tolist())) for s, a in (("train", train), ("test", test))}
+    unseen = {(0, 2), (1, 0)}  # red/white, green/black
+    assert pairs["test"] == {(b, w) for b in range(4) for w in range(3)} and not pairs["train"] & unseen
+    assert pairs["train"] == pairs["test"] - unseen
+    assert test.unseen.sum() == 6 and not train.unseen.any()  # 36 test birds over 12 pairs
+    assert (test.unseen == [p in unseen for p in zip(test.body.tolist(), test.wing.tolist())]).all()
+    assert test.hues == ("red", "green", "blue", "yellow") and test.shades == ("black", "grey", "white")
+    # class = pair: the class id names the pair, and the class folders say it
+    names, ids = (
+        data.load_filenames(layout.split_files(out, "test").filenames),
+        data.load_class_ids(layout.split_files(out, "test").class_info),
+    )
+    assert all(n.startswith("%03d." % c) for n, c in zip(names, ids)) and len(set(ids)) == 12
+    assert (np.array(ids) - 1 == test.body * 3 + test.wing).all()
+    assert any(n.split("/")[0].endswith("Red_Bird_Black_Wings") for n in names)
+    with open(DATASET.attribute_files(out)[0]) as f:
+        assert f.read().splitlines()[:1] + f.read().splitlines()[-1:] in (["1 has_primary_color::red"], [])
+    labels = open(DATASET.attribute_files(out)[1]).read().splitlines()
+    assert len(labels) == 96 * 7 and labels[0].split()[2:] == ["1", "4", "0.0"]  # CUB's five columns
+    # the captions name the body and the wings of each bird, unseen pairs too
+    caps = captions.load_caption_split(out, "test")
+    for b, w, lines in zip(test.body, test.wing, caps.captions):
+        for line in lines:
+            assert re.search(rf"\b{test.hues[b]}\b", line), line
+            assert any(re.search(rf"\b{word}\b", line) for word in synthetic._WING_WORDS[test.shades[w]]), line
+    # a design that leaves a shade out of training, or names unknown colours, is refused in one line
+    every_black = ["--hues", "red,green", "--unseen", "red/black,green/black"]
+    for bad, said in ((every_black, "leave a hue or a shade out"), (["--hues", "red,magenta"], "magenta")):
+        with pytest.raises(UserError, match=said):
+            commands.main(["synthetic", "--out", str(tmp_path / "bad"), "--n-train", "8", *bad])
+    assert not os.path.exists(tmp_path / "bad")
 
 
 def test_ensure_synthetic(tmp_path, monkeypatch):
@@ -100,67 +148,69 @@ def template_pattern(template):
 
 
 def test_synthetic_captions_say_colour_and_wing(birds):
-    colour_words = [name for name, _ in synthetic.PALETTE]
-    training = [template_pattern(t) for t in synthetic.CAPTION_TEMPLATES + synthetic.WINGLESS_TEMPLATES]
+    colour_words = list(synthetic.COLOURS)
+    training = [template_pattern(t) for t in synthetic.CAPTION_TEMPLATES]
     held = [template_pattern(t) for t in synthetic.HELDOUT_TEMPLATES]
-    mention, silent = [], []
     for split in layout.SPLITS:
         s = captions.load_caption_split(birds, split)
-        wings = attributes.embedding_wings(s.embeddings)
-        wing_axis = synthetic.code_basis()[1 + len(synthetic.PALETTE) :]
+        asked = attributes.set_attributes(birds, s.filenames)
         for i, caps in enumerate(s.captions):
             assert len(caps) == 10 and len(set(caps)) >= 8  # varied wording
-            colour = colour_words[s.class_ids[i] - 1]
-            for k, caption in enumerate(caps):
+            colour, shade = asked.hues[asked.body[i]], asked.shades[asked.wing[i]]
+            for caption in caps:
                 assert re.search(rf"\b{colour}\b", caption) and not any(
                     re.search(rf"\b{c}\b", caption) for c in colour_words if c != colour
                 ), caption
                 assert any(p.match(caption) for p in training), caption
                 assert not any(p.match(caption) for p in held), caption
-                weight = float(s.embeddings[i, k] @ wing_axis[wings[i]])
-                if "wing" in caption or "coverts" in caption or "secondaries" in caption:
-                    words = synthetic._WING_WORDS[synthetic.WING_SHADES[wings[i]]]
-                    assert any(re.search(rf"\b{w}\b", caption) for w in words), caption
-                    mention.append(weight)
-                else:
-                    silent.append(weight)
-    # caption k leaves the wings out where embedding k barely has them (weight < 0.15 of the scale 6, + cross-talk)
-    assert silent and max(silent) < 6 * 0.3 and np.mean(mention) > 6 * 0.4 > 6 * 0.1 > np.mean(silent)
+                assert any(re.search(rf"\b{w}\b", caption) for w in synthetic._WING_WORDS[shade]), caption
+        # every embedding says the wing as plainly as the colour: each caption's weights on both are 0.8-1.2
+        basis = synthetic.code_rows(asked.hues + asked.shades)
+        weights = np.einsum("ncd,kd->nck", s.embeddings, basis) / 6.0
+        body_w = np.take_along_axis(weights[:, :, : len(asked.hues)], asked.body[:, None, None], 2)
+        wing_w = np.take_along_axis(weights[:, :, len(asked.hues) :], asked.wing[:, None, None], 2)
+        assert 0.7 < body_w.min() and body_w.max() < 1.3 and 0.7 < wing_w.min() and wing_w.max() < 1.3
 
 
 def test_heldout_templates_are_disjoint_and_fill(birds):
-    training = set(synthetic.CAPTION_TEMPLATES) | set(synthetic.WINGLESS_TEMPLATES)
+    training = set(synthetic.CAPTION_TEMPLATES)
     assert not training & set(synthetic.HELDOUT_TEMPLATES)
     rng = np.random.default_rng(0)
-    caps = synthetic.heldout_captions(1, 0, rng)
+    caps = synthetic.heldout_captions("yellow", "black", rng)
     assert len(caps) == len(synthetic.HELDOUT_TEMPLATES)
-    assert all("orange" in c for c in caps)
+    assert all("yellow" in c for c in caps)
     written = {
         c for split in layout.SPLITS for caps in captions.load_caption_split(birds, split).captions for c in caps
     }
     held = set()
-    for colour in range(len(synthetic.PALETTE)):
-        for wing in range(2):
-            held |= set(synthetic.heldout_captions(colour, wing, rng))
+    for colour in synthetic.COLOURS:
+        for shade in synthetic.SHADES:
+            held |= set(synthetic.heldout_captions(colour, shade, rng))
     assert not written & held
     assert not [c for c in written | held if re.search(r"\ba [aeiou]", c)]  # 'a' -> 'an' before a vowel
     assert [c for c in written | held if re.search(r"\ban orange", c)]
 
 
 def test_captions_leave_images_and_embeddings_as_they_were(birds, tmp_path):
-    """The wording has its own random stream: for seed 0 the embeddings are those of the set written before
-    captions existed (hashes recorded then), and a set without captions gets them back unchanged."""
+    """The wording has its own random stream: for seed 0 the embeddings and boxes are those recorded when the
+    default design (6 hues x 3 shades) was made (2026-12-04), and a set without captions gets them back unchanged; a
+    set written by the older design (8 colours, dark or light wings, no attribute files) is written again."""
     small = str(tmp_path / "small")
     synthetic.write_synthetic(small, n_train=40, n_test=16, seed=0)
     expected = {
-        "train": "d8af4485e5d4eb7764932435e6fc6fc860091f02",
-        "test": "9a255747869f3b44984811f8098ee8a465a4d953",
+        "train": "6aa851dc93a787c2784d828ffb74003b6b95a40c",
+        "test": "dc22b5bce97303b200833ad172c1e1be4dd0f392",
     }
     for split, digest in expected.items():
         emb = data.load_embeddings(os.path.join(small, split, layout.EMBEDDINGS_FILE))
         assert hashlib.sha1(emb.tobytes()).hexdigest() == digest
     boxes = open(os.path.join(small, CUB_DIR, "bounding_boxes.txt"), "rb").read()
-    assert hashlib.sha1(boxes).hexdigest() == "9b2d4f88ddac5c6abbbf420827ebc5f146943482"
+    assert hashlib.sha1(boxes).hexdigest() == "0eecbb7594c4f5c299c8780cd715b857e0c6efb4"
+    marker = json.loads(Path(small, layout.SYNTHETIC_MARKER).read_text())
+    Path(small, layout.SYNTHETIC_MARKER).write_text(json.dumps(dict(marker, version=1, seed=3)))
+    os.remove(DATASET.attribute_files(small)[1])
+    assert synthetic.ensure_synthetic(small) is True
+    assert os.path.isfile(DATASET.attribute_files(small)[1]) and synthetic.read_design(small)[1]["seed"] == 3
 
     old = tmp_path / "old"
     shutil.copytree(birds, old, ignore=shutil.ignore_patterns("cache", "text"))

@@ -135,8 +135,12 @@ def test_the_petal_colour_reader(flowers):
     np.testing.assert_array_equal(petals.image_colours(leaves), [-1, -1])
     test = load_dataset(flowers, "test", 64)
     wrong = np.roll(test.images, 2, axis=0)  # the images of other test classes: other colours
-    accuracy, mistakes = petals.attribute_report(wrong, test.embeddings)
-    assert accuracy < 0.2 and mistakes and petals.describe_mistakes(mistakes).split()[1] == "drawn"
+    report = petals.attribute_report(wrong, petals.Asked(petals.embedding_colours(test.embeddings)))
+    assert report["colour"] < 0.2 and report["images"] == len(wrong)
+    assert report["mistakes"] and petals.describe_mistakes(report["mistakes"]).split()[1] == "drawn"
+    assert (
+        petals.split_attributes(flowers, "test").colour.tolist() == petals.embedding_colours(test.embeddings).tolist()
+    )
 
 
 def test_the_synthetic_command_and_ensure_synthetic(tmp_path, monkeypatch, capsys):

@@ -211,10 +211,15 @@ def test_heldout_caption_accuracy(trained, birds, tmp_path, capsys):
     io.write_json(layout.config_path(results, 1), dict(GEN_CONFIG, stage=1))
     got = evaluation.heldout_caption_accuracy(results, birds, 1, batch_size=32)
     assert got["images"] == 16 * len(synthetic.HELDOUT_TEMPLATES) and got["stage"] == 1
-    assert 0.0 <= got["caption_accuracy"] <= 1.0 and 0.0 <= got["embedding_accuracy"] <= 1.0
+    for source in ("from_caption", "from_embedding"):
+        report = got[source]
+        assert report["images"] == got["images"] and report["unseen_images"] > 0
+        assert all(0.0 <= report[k] <= 1.0 for k in ("body", "wing", "both", "both_seen", "both_unseen"))
     argv = ["evaluate", "--data-dir", birds, "--results-dir", results, "--generated-stage", "1"]
     assert run_main(text_encoder.main, argv) == 0
-    assert "Stage-1 images from held-out wording: attribute accuracy" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert re.search(r"Stage-1 images from held-out wording \(96 images, \d+ of unseen pairs\): body [\d.]+, wing", out)
+    assert "from the birds' own embeddings: body" in out
     with pytest.raises(UserError, match="not the synthetic bird set"):
         evaluation.heldout_caption_accuracy(results, str(tmp_path), 1)
 

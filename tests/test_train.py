@@ -69,7 +69,10 @@ def test_tensorboard_logs_hold_the_losses_and_the_grid(stage1_run):
         "lr/generator",
         "lr/discriminator",
         "samples",
-        "eval/attribute_accuracy",
+        "eval/body",
+        "eval/wing",
+        "eval/both",
+        "eval/both_unseen",
     ):
         assert tag in tags, tag
     import tensorflow as tf
@@ -85,8 +88,8 @@ def test_grid_is_rescaled_from_tanh(stage1_run):
     grid = np.asarray(Image.open(results / "stage1" / "epoch_0002.png"))
     assert grid.dtype == np.uint8 and grid.shape[2] == 3
     assert grid.shape[:2] == (2 + 2 * 66, 2 + 8 * 66)  # 16 test images, 8 per row, 64 px + 2 px padding
-    tile = grid[2:66, 2:66].astype(float)  # the first sample
-    assert len(np.unique(tile)) > 20 and 40 < tile.mean() < 215  # tanh output mapped to [0,255], not clipped
+    tiles = grid[2:, 2:].reshape(2, 66, 8, 66, 3)[:, :64, :, :64].astype(float)  # the 16 samples
+    assert len(np.unique(tiles)) > 20 and 40 < tiles.mean() < 215  # tanh output mapped to [0,255], not clipped
     np.testing.assert_array_equal(io.to_uint8(np.array([-1.0, 0.0, 1.0])), [0, 128, 255])
 
 
@@ -318,8 +321,14 @@ def test_g_ema_exports_the_average_and_resume_needs_the_same_setting(birds, tmp_
 def test_demo_report_scores_every_caption_of_every_test_bird(birds, tmp_path, capsys):
     stage1.main(common(birds, tmp_path / "r", tmp_path / "l") + TINY + ["--demo", "--epochs", "1"])
     out = capsys.readouterr().out
-    assert "Attribute accuracy of 160 generated 64x64 test images (16 birds x 10 captions): " in out
-    assert re.search(r"\(chance 0\.125\); most frequent mistakes: (none|[a-z]+ drawn as [a-z ]+ \d+)", out)
+    line = re.search(
+        r"Attributes of 160 generated 64x64 test images \(16 birds x 10 captions, (\d+) of pairs never .*", out
+    )
+    assert line and int(line.group(1)) > 0, out
+    assert re.search(
+        r": body [\d.]+, wing [\d.]+, both [\d.]+ \(seen pairs [\d.]+, unseen pairs [\d.]+\)", line.group(0)
+    )
+    assert re.search(r"most frequent mistakes: (none|[a-z]+/[a-z]+ drawn as [a-z ]+/[a-z ]+ \d+)", line.group(0))
 
 
 def test_steps_per_call_gives_the_same_weights_as_single_steps(birds):

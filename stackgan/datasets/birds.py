@@ -15,6 +15,7 @@ from stackgan.datasets.loaders import require_file
 
 CUB_DIR = "CUB_200_2011"
 TEXT_DIR = "text"
+ATTRIBUTE_NAMES_FILE = "attributes.txt"  # beside CUB_200_2011/, as CUB's archive has it
 TABLES = ("images.txt", "bounding_boxes.txt")
 # The old vision.caltech.edu/visipedia-data link is dead.
 CUB_URL = "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz"
@@ -73,6 +74,15 @@ class Birds(Dataset):
 
     def text_dir(self, data_dir):
         return os.path.join(data_dir, TEXT_DIR)
+
+    def attribute_files(self, data_dir):
+        """(attributes.txt, image_attribute_labels.txt): the attribute names ('1 has_primary_color::red') and every
+        image's labels ('<image id> <attribute id> <present> ...'), as CUB's archive has them; the synthetic birds
+        write them, their attribute metric reads them, training never does."""
+        return (
+            os.path.join(data_dir, ATTRIBUTE_NAMES_FILE),
+            os.path.join(self.cub_dir(data_dir), "attributes", "image_attribute_labels.txt"),
+        )
 
     def caption_path(self, data_dir, name, class_id=None):
         return os.path.join(self.text_dir(data_dir), name.strip() + ".txt")

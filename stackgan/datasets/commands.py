@@ -1,12 +1,16 @@
 """The command line of data.py: download, prepare and check a dataset's real data (birds or flowers), or write its
 synthetic set."""
 
+import argparse
+
 from stackgan import cli
 from stackgan.datasets import NAMES, dataset_of, get_dataset, prepare
+from stackgan.datasets import synthetic as synthetic_birds
 from stackgan.layout import DEFAULT_DATASET, dataset_dir, demo_dirs
 
 DATA_DIR = dataset_dir(DEFAULT_DATASET)
 SYNTHETIC_DATA_DIR = demo_dirs(DEFAULT_DATASET)["data_dir"]
+BIRDS_DESIGN = (synthetic_birds.DEFAULT_HUES, synthetic_birds.DEFAULT_SHADES, synthetic_birds.DEFAULT_UNSEEN)
 
 
 def _archives(role):
@@ -82,7 +86,8 @@ def main(argv=None):
         "synthetic",
         help="write a synthetic set (birds or flowers)",
         description="Write a deterministic synthetic set in the real layout, for quick training runs and tests: "
-        "birds (class = body colour) or flowers (class = petal colour and form, a class-disjoint split).",
+        "birds (a body colour and a wing shade each, some pairs only in the test split; class = body colour or pair) "
+        "or flowers (class = petal colour and form, a class-disjoint split).",
     )
     p.add_argument("--dataset", choices=NAMES, default=DEFAULT_DATASET, help="birds or flowers (default: %(default)s)")
     p.add_argument(
@@ -91,17 +96,51 @@ def main(argv=None):
     p.add_argument("--n-train", type=cli.positive_int, default=800, help="training images (default: %(default)s)")
     p.add_argument("--n-test", type=cli.positive_int, default=160, help="test images (default: %(default)s)")
     p.add_argument("--seed", type=cli.non_negative_int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument(
+        "--hues",
+        type=_names,
+        default=synthetic_birds.DEFAULT_HUES,
+        help=f"birds: body colours, comma-separated, of {', '.join(synthetic_birds.COLOURS)} (default: %(default)s)",
+    )
+    p.add_argument(
+        "--shades",
+        type=_names,
+        default=synthetic_birds.DEFAULT_SHADES,
+        help=f"birds: wing shades, comma-separated, of {', '.join(synthetic_birds.SHADES)} (default: %(default)s)",
+    )
+    p.add_argument(
+        "--unseen",
+        type=_pairs,
+        default=synthetic_birds.DEFAULT_UNSEEN,
+        help="birds: (colour, shade) pairs held out of training (only the test split has them), as colour/shade, "
+        "comma-separated, or 'none' (default: one per colour, %(default)s)",
+    )
+    p.add_argument(
+        "--classes",
+        choices=synthetic_birds.CLASS_KINDS,
+        default="hue",
+        help="birds: what class_info.pickle numbers: the body colour or the (colour, shade) pair (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "synthetic":
         dataset = get_dataset(args.dataset)
         out = args.out or demo_dirs(dataset.name)["data_dir"]
-        synthetic = dataset.synthetic()
-        synthetic.write_synthetic(out, args.n_train, args.n_test, args.seed)
-        print(
-            f"Wrote {args.n_train} training and {args.n_test} test synthetic {dataset.name} "
-            f"({getattr(synthetic, 'N_CLASSES', len(synthetic.PALETTE))} classes) to {out}"
-        )
+        if dataset.name == DEFAULT_DATASET:
+            design = synthetic_birds.SetDesign(args.hues, args.shades, args.unseen, args.classes)
+            synthetic_birds.write_synthetic(out, args.n_train, args.n_test, args.seed, design)
+            kind = (
+                f"{len(design.hues)} colours x {len(design.shades)} wing shades, {len(design.unseen)} pairs only in "
+                f"the test split, {len(design.class_names())} classes"
+            )
+        else:
+            design_flags = (args.hues, args.shades, args.unseen, args.classes)
+            if design_flags != (*BIRDS_DESIGN, "hue"):
+                raise cli.UserError("--hues, --shades, --unseen and --classes describe synthetic birds; drop them")
+            flowers = dataset.synthetic()
+            flowers.write_synthetic(out, args.n_train, args.n_test, args.seed)
+            kind = f"{flowers.N_CLASSES} classes"
+        print(f"Wrote {args.n_train} training and {args.n_test} test synthetic {dataset.name} ({kind}) to {out}")
         return 0
     dataset = dataset_of(args.data_dir, args.dataset)
     data_dir = args.data_dir or dataset.default_dir
@@ -112,3 +151,19 @@ def main(argv=None):
     elif args.command == "check":
         prepare.check(data_dir, dataset=dataset)
     return 0
+
+
+def _names(text):
+    return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+def _pairs(text):
+    if text.strip().lower() == "none":
+        return ()
+    pairs = []
+    for item in _names(text):
+        parts = item.split("/")
+        if len(parts) != 2:
+            raise argparse.ArgumentTypeError(f"{item!r} is not a colour/shade pair")
+        pairs.append(tuple(p.strip() for p in parts))
+    return tuple(pairs)

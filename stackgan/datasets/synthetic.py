@@ -1,9 +1,12 @@
 """Synthetic birds in the exact CUB + StackGAN layout (`python data.py synthetic`, and what --demo trains on).
 
-Each bird has one of 8 body colours (its class) and a dark or light wing; its ten 1024-d "caption
-embeddings" are a fixed projection of both plus noise, and its ten captions say both in words (training
-templates; HELDOUT_TEMPLATES are kept apart for evaluation). stackgan.metrics.attributes reads the colour back
-from generated images.
+Each bird has a body hue and a wing shade (by default 6 hues x black / grey / white); its ten 1024-d "caption
+embeddings" are a fixed projection of both plus noise, and its ten captions name both in words (training
+templates; HELDOUT_TEMPLATES are kept apart for evaluation). Some (hue, shade) pairs never occur in training: the
+test split holds birds of every pair, so that a generator can be asked for pairs it never saw together (a
+compositional split, as C-CUB's test_unseen). Each image's attributes are written in CUB's own files
+(attributes.txt, CUB_200_2011/attributes/image_attribute_labels.txt) and the set's hues, shades and unseen pairs in
+its SYNTHETIC.json marker; stackgan.metrics.attributes reads them, training never does.
 """
 
 import colorsys
@@ -20,7 +23,7 @@ from PIL import Image, ImageDraw
 from stackgan import io, layout
 from stackgan.cli import UserError
 from stackgan.config import EMBEDDING_DIM
-from stackgan.datasets.birds import CUB_DIR, DATASET, TEXT_DIR
+from stackgan.datasets.birds import ATTRIBUTE_NAMES_FILE, CUB_DIR, DATASET, TEXT_DIR
 from stackgan.layout import (
     CLASS_INFO_FILE,
     EMBEDDINGS_FILE,
@@ -29,50 +32,79 @@ from stackgan.layout import (
     SYNTHETIC_MARKER,
 )
 
-
-# Body colours (one class each), far apart in hue so that a classifier separates them reliably.
-PALETTE = [
-    ("red", (230, 30, 30)),
-    ("orange", (230, 123, 30)),
-    ("yellow", (230, 210, 30)),
-    ("green", (30, 200, 46)),
-    ("cyan", (30, 210, 230)),
-    ("blue", (30, 80, 230)),
-    ("purple", (136, 30, 230)),
-    ("pink", (230, 30, 156)),
-]
-WING_SHADES = ("dark", "light")  # a second visible attribute, in the embeddings but not in the class
+# Body colours a set may use, far apart in hue so that a classifier separates them reliably.
+COLOURS = {
+    "red": (230, 30, 30),
+    "orange": (230, 123, 30),
+    "yellow": (230, 210, 30),
+    "green": (30, 200, 46),
+    "cyan": (30, 210, 230),
+    "blue": (30, 80, 230),
+    "purple": (136, 30, 230),
+    "pink": (230, 30, 156),
+}
+# Wing shades a set may use: the range of HSV value they are drawn with (saturation at most 0.06) and the level a
+# reader compares a wing with (the middle of the range, as the body's shading leaves it).
+SHADES = {
+    "black": ((0.08, 0.2), 0.14),
+    "grey": ((0.45, 0.6), 0.5),
+    "white": ((0.88, 0.97), 0.88),
+}
+DEFAULT_HUES = ("red", "yellow", "green", "cyan", "blue", "purple")
+DEFAULT_SHADES = ("black", "grey", "white")
+# (hue, shade) pairs of the default set that only the test split holds: one per hue, two per shade, so that every
+# hue and every shade is still seen in training (with the other shades and hues).
+DEFAULT_UNSEEN = (
+    ("red", "grey"),
+    ("yellow", "white"),
+    ("green", "black"),
+    ("cyan", "grey"),
+    ("blue", "black"),
+    ("purple", "white"),
+)
+CLASS_KINDS = ("hue", "pair")  # what class_info.pickle numbers: the body hue (default) or the (hue, shade) pair
+# The default set's palette and shades, as (name, RGB) and names.
+PALETTE = [(name, COLOURS[name]) for name in DEFAULT_HUES]
+WING_SHADES = DEFAULT_SHADES
+# The attribute names written to attributes.txt, CUB's own.
+BODY_ATTRIBUTE = "has_primary_color"
+WING_ATTRIBUTE = "has_wing_color"
+MARKER_VERSION = 2  # 2: hues, shades, unseen pairs and the attribute files (1: 8 hues, dark/light wings)
 
 N_CAPTIONS = 10
 _EMBEDDING_SCALE = 6.0
 _CODE_SEED = 20170823  # fixed: the same text code for every synthetic set, whatever --seed
+_CODE_NAMES = ("bird",) + tuple(COLOURS) + tuple(SHADES)
 
 
 @functools.cache
 def code_basis():
-    """Unit 1024-d directions: row 0 'a bird', rows 1..8 the body colours, then the wing shades."""
-    g = np.random.default_rng(_CODE_SEED).standard_normal((1 + len(PALETTE) + len(WING_SHADES), EMBEDDING_DIM))
+    """Unit 1024-d directions, one per name of _CODE_NAMES: 'a bird', every colour, every shade."""
+    g = np.random.default_rng(_CODE_SEED).standard_normal((len(_CODE_NAMES), EMBEDDING_DIM))
     return (g / np.linalg.norm(g, axis=1, keepdims=True)).astype(np.float32)
 
 
-def _synthetic_embeddings(rng, colour, wing):
-    """Ten 'captions' of one bird: a fixed projection of its attributes, each caption weighting them
-    differently (some barely mention the wings), plus per-image and per-caption noise. Returns the (10, 1024)
-    embeddings and each caption's wing weight (10,)."""
-    basis = code_basis()
+def code_rows(names):
+    """The rows of code_basis() for these colour or shade names, (len(names), 1024)."""
+    return code_basis()[[_CODE_NAMES.index(n) for n in names]]
+
+
+def _synthetic_embeddings(rng, hue, shade):
+    """Ten 'captions' of one bird: a fixed projection of its body hue and wing shade (names), each caption weighting
+    them a little differently (every caption names both, as most real captions name the wings), plus per-image and
+    per-caption noise. (10, 1024) float32."""
+    bird, body, wing = code_rows(("bird", hue, shade))
     w_body = rng.uniform(0.8, 1.2, (N_CAPTIONS, 1))
-    w_wing = rng.uniform(0.0, 1.0, (N_CAPTIONS, 1))
-    code = basis[0] + w_body * basis[1 + colour] + w_wing * basis[1 + len(PALETTE) + wing]
+    w_wing = rng.uniform(0.8, 1.2, (N_CAPTIONS, 1))
+    code = bird + w_body * body + w_wing * wing
     noise = rng.normal(0, 0.03, EMBEDDING_DIM) + rng.normal(0, 0.05, (N_CAPTIONS, EMBEDDING_DIM))
-    return (_EMBEDDING_SCALE * code + noise).astype(np.float32), w_wing[:, 0]
+    return (_EMBEDDING_SCALE * code + noise).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------
 # Captions: ten sentences per bird, in the text/<class>/<image>.txt layout of Reed's text_c10
 # ---------------------------------------------------------------------------
-# {c}: body colour, {w}: wing shade, {size}: a size word. Caption k leaves the wings out when its embedding
-# weights them below WING_MENTION (as a real caption may say nothing about the wings), so caption k and
-# embedding k of a bird agree, as StackGAN assumes for the real files.
+# {c}: body colour, {w}: wing shade, {size}: a size word. Every caption names both attributes.
 CAPTION_TEMPLATES = (
     "this bird is mostly {c} with {w} wings",
     "a {size} bird with a {c} body and {w} wings",
@@ -89,13 +121,6 @@ CAPTION_TEMPLATES = (
     "this bird has {w} wings and its body is {c}.",
     "a {c} {size} bird with {w} coverts and a {c} throat",
 )
-WINGLESS_TEMPLATES = (
-    "this bird is {c} all over",
-    "a {size} bird with a {c} body and a short beak",
-    "the bird has a {c} belly and a {c} crown.",
-    "this {size} bird is mostly {c}",
-    "a {c} bird with a pointed beak",
-)
 # Never written to the caption files nor used in training: new sentence structures for evaluating the text
 # encoder on wording it has not seen (text_encoder.heldout_caption_accuracy).
 HELDOUT_TEMPLATES = (
@@ -106,45 +131,36 @@ HELDOUT_TEMPLATES = (
     "the plumage is {c} and the wings are {w}",
     "my bird: {c} body, {w} wings",
 )
-WING_MENTION = 0.15
 _COLOUR_MODIFIERS = ("", "", "", "bright ", "vivid ", "deep ")
 _WING_WORDS = {
-    "dark": ("dark", "black", "dark grey", "dark gray", "blackish", "charcoal"),
-    "light": ("light", "white", "pale", "light grey", "light gray", "whitish", "silvery"),
+    "black": ("black", "dark", "jet black", "blackish", "charcoal", "sooty"),
+    "grey": ("grey", "gray", "ash grey", "slate grey", "greyish", "mid grey"),
+    "white": ("white", "pale", "snow white", "whitish", "milky", "creamy white"),
 }
 _SIZE_WORDS = ("small", "tiny", "little", "medium sized", "plump", "large")
 _CAPTION_SALT = 271828  # the wording has its own random stream: images and embeddings stay as they were
 
 
-def fill_template(template, colour, wing, rng):
-    """One sentence from a template for palette index `colour` and WING_SHADES index `wing`, the words drawn
-    with rng ('a' becomes 'an' before a vowel)."""
+def fill_template(template, hue, shade, rng):
+    """One sentence from a template for a body hue and a wing shade (names), the words drawn with rng ('a' becomes
+    'an' before a vowel)."""
     sentence = template.format(
-        c=rng.choice(_COLOUR_MODIFIERS) + PALETTE[colour][0],
-        w=rng.choice(_WING_WORDS[WING_SHADES[wing]]),
+        c=rng.choice(_COLOUR_MODIFIERS) + hue,
+        w=rng.choice(_WING_WORDS[shade]),
         size=rng.choice(_SIZE_WORDS),
     )
     return re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", sentence)
 
 
-def bird_captions(colour, wing, wing_weights, rng):
-    """Ten captions of one bird: caption k names the wing shade unless wing_weights[k] < WING_MENTION;
-    templates drawn without repeats, so the wording and word order vary."""
-    with_wing = rng.permutation(len(CAPTION_TEMPLATES))
-    without = rng.permutation(len(WINGLESS_TEMPLATES))
-    captions = []
-    for k, weight in enumerate(wing_weights):
-        if weight < WING_MENTION:
-            template = WINGLESS_TEMPLATES[without[k % len(without)]]
-        else:
-            template = CAPTION_TEMPLATES[with_wing[k % len(with_wing)]]
-        captions.append(fill_template(template, colour, wing, rng))
-    return captions
+def bird_captions(hue, shade, rng):
+    """Ten captions of one bird, templates drawn without repeats, so the wording and word order vary."""
+    order = rng.permutation(len(CAPTION_TEMPLATES))
+    return [fill_template(CAPTION_TEMPLATES[order[k]], hue, shade, rng) for k in range(N_CAPTIONS)]
 
 
-def heldout_captions(colour, wing, rng):
-    """One caption per held-out template for a bird of this colour and wing shade."""
-    return [fill_template(t, colour, wing, rng) for t in HELDOUT_TEMPLATES]
+def heldout_captions(hue, shade, rng):
+    """One caption per held-out template for a bird of this body hue and wing shade (names)."""
+    return [fill_template(t, hue, shade, rng) for t in HELDOUT_TEMPLATES]
 
 
 def _rotated_ellipse(cx, cy, a, b, angle=0.0, n=40):
@@ -218,8 +234,8 @@ def _background(rng, width, height):
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _draw_synthetic_bird(rng, colour, wing):
-    """(RGB image, [x, y, w, h] box of the bird) for one synthetic bird."""
+def _draw_synthetic_bird(rng, hue, shade):
+    """(RGB image, [x, y, w, h] box of the bird) for one synthetic bird of a body hue and wing shade (names)."""
     width, height = (int(v) for v in rng.integers(120, 221, 2))
     img = Image.fromarray(_background(rng, width, height))
     length = rng.uniform(0.42, 0.66) * min(width, height)
@@ -243,8 +259,8 @@ def _draw_synthetic_bird(rng, colour, wing):
             fill=_grey(rng, (0.25, 0.5), 0.25),
             width=max(2, int(length * 0.06)),
         )
-    body = _jitter_colour(rng, PALETTE[colour][1])
-    wing_rgb = _grey(rng, (0.1, 0.22), 0.2) if WING_SHADES[wing] == "dark" else _grey(rng, (0.88, 0.97), 0.06)
+    body = _jitter_colour(rng, COLOURS[hue])
+    wing_rgb = _grey(rng, SHADES[shade][0], 0.15 if shade == "black" else 0.06)
     fills = {
         "leg": _grey(rng, (0.15, 0.3)),
         "tail": wing_rgb,
@@ -273,21 +289,80 @@ def _draw_synthetic_bird(rng, colour, wing):
     return img, [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
 
 
-def _class_dir(k):
-    return f"{k + 1:03d}.{PALETTE[k][0].capitalize()}_Bird"
+class SetDesign:
+    """What a synthetic set is made of: body hues and wing shades (names of COLOURS and SHADES), the (hue, shade)
+    pairs held out of training, and what a class is ('hue' or 'pair')."""
+
+    def __init__(self, hues=DEFAULT_HUES, shades=DEFAULT_SHADES, unseen=DEFAULT_UNSEEN, classes="hue"):
+        self.hues, self.shades = tuple(hues), tuple(shades)
+        self.unseen = tuple(tuple(p) for p in unseen)
+        self.classes = classes
+        for names, known, what in ((self.hues, COLOURS, "hue"), (self.shades, SHADES, "shade")):
+            if len(set(names)) != len(names) or len(names) < 1 or not set(names) <= set(known):
+                raise UserError(f"{what}s {list(names)}: give distinct names among {', '.join(known)}")
+        if len(self.hues) < 2:
+            raise UserError(f"hues {list(self.hues)}: give at least two (wrong images come from another class)")
+        pairs = set(self.pairs())
+        if not set(self.unseen) <= pairs:
+            raise UserError(
+                f"unseen pairs {list(self.unseen)}: each must be a (hue, shade) of {self.hues} x {self.shades}"
+            )
+        seen = [p for p in self.pairs() if p not in self.unseen]
+        if {h for h, _ in seen} != set(self.hues) or {s for _, s in seen} != set(self.shades):
+            raise UserError("the unseen pairs leave a hue or a shade out of training; hold out fewer pairs")
+        if classes not in CLASS_KINDS:
+            raise UserError(f"classes {classes!r}: expected one of {', '.join(CLASS_KINDS)}")
+
+    def pairs(self):
+        """Every (hue, shade), hue-major."""
+        return [(h, s) for h in self.hues for s in self.shades]
+
+    def seen(self):
+        return [p for p in self.pairs() if p not in self.unseen]
+
+    def class_of(self, pair):
+        """0-based class of a (hue, shade) pair."""
+        return self.hues.index(pair[0]) if self.classes == "hue" else self.pairs().index(pair)
+
+    def class_names(self):
+        if self.classes == "hue":
+            return [f"{h.capitalize()}_Bird" for h in self.hues]
+        return [f"{h.capitalize()}_Bird_{s.capitalize()}_Wings" for h, s in self.pairs()]
+
+    def marker(self):
+        """The design as SYNTHETIC.json records it."""
+        return {
+            "version": MARKER_VERSION,
+            "classes": self.classes,
+            "hues": [[h, list(COLOURS[h])] for h in self.hues],
+            "shades": [[s, SHADES[s][1]] for s in self.shades],
+            "unseen": [list(p) for p in self.unseen],
+        }
+
+    def attribute_names(self):
+        """attributes.txt's names, in order: the body hues, then the wing shades."""
+        return [f"{BODY_ATTRIBUTE}::{h}" for h in self.hues] + [f"{WING_ATTRIBUTE}::{s}" for s in self.shades]
 
 
-def write_synthetic(out_dir, n_train=800, n_test=160, seed=0):
+def _spread(n, pairs, rng):
+    """n birds over the pairs as evenly as possible (the remainder to pairs drawn with rng): a list of pairs."""
+    counts = np.full(len(pairs), n // len(pairs))
+    counts[rng.permutation(len(pairs))[: n % len(pairs)]] += 1
+    return [p for p, c in zip(pairs, counts) for _ in range(c)]
+
+
+def write_synthetic(out_dir, n_train=800, n_test=160, seed=0, design=None):
     """Write a deterministic synthetic bird set in the real layout (train/ and test/ pickles,
-    CUB_200_2011/images.txt, bounding_boxes.txt, images/<class>/<name>.jpg, text/<class>/<name>.txt). The class
-    is the body colour; each image's ten embeddings encode body colour and wing shade, and its ten captions
-    say them in words (caption k matching embedding k)."""
+    CUB_200_2011/images.txt, bounding_boxes.txt, images/<class>/<name>.jpg, text/<class>/<name>.txt, and the
+    attribute files). design: a SetDesign (default: 6 hues x 3 shades, 6 pairs unseen, class = hue). The training
+    split spreads its birds evenly over the seen pairs, the test split over every pair; each image's ten
+    embeddings encode its hue and shade, and its ten captions say them in words (caption k matching embedding k)."""
     n_train, n_test, seed = int(n_train), int(n_test), int(seed)
+    design = design or SetDesign()
     if n_train < 2 or n_test < 1:
         raise UserError(f"--n-train {n_train} / --n-test {n_test}: need at least 2 training and 1 test image")
     if seed < 0:
         raise UserError(f"--seed {seed}: seeds are 0 or more")
-    n_classes = len(PALETTE)
     if not layout.is_synthetic(out_dir) and any(os.path.exists(os.path.join(out_dir, n)) for n in SPLITS + (CUB_DIR,)):
         raise UserError(
             f"{out_dir} holds a dataset that is not synthetic birds (it has no {SYNTHETIC_MARKER}); "
@@ -295,49 +370,53 @@ def write_synthetic(out_dir, n_train=800, n_test=160, seed=0):
         )
     tmp = io.staging_folder(out_dir, "synthetic")
     try:
-        _write_set(tmp, out_dir, n_train, n_test, seed, n_classes)
+        _write_set(tmp, out_dir, n_train, n_test, seed, design)
     except OSError as err:  # a full disk, a read-only folder: the set there (and its marker) as it was
         raise io.WriteError(out_dir, err) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _write_set(tmp, out_dir, n_train, n_test, seed, n_classes):
+def _write_set(tmp, out_dir, n_train, n_test, seed, design):
     """write_synthetic's work: the whole set in tmp, then moved into out_dir (its marker last)."""
     images_root = os.path.join(tmp, CUB_DIR, "images")
     text_root = os.path.join(tmp, TEXT_DIR)
-    for d in [os.path.join(tmp, s) for s in SPLITS] + [images_root]:
+    attributes_root = os.path.join(tmp, CUB_DIR, "attributes")
+    for d in [os.path.join(tmp, s) for s in SPLITS] + [images_root, attributes_root]:
         os.makedirs(d, exist_ok=True)
-    per_class = {
-        s: [n // n_classes + (k < n % n_classes) for k in range(n_classes)]
-        for s, n in (("train", n_train), ("test", n_test))
-    }
+    rng = np.random.default_rng([seed, 7919])
+    birds = [("train", p) for p in _spread(n_train, design.seen(), rng)]
+    birds += [("test", p) for p in _spread(n_test, design.pairs(), rng)]
+    # Class-sorted like the real files; within a class the splits interleave as CUB's images of one species do.
+    order = rng.permutation(len(birds))
+    birds = sorted((birds[i] for i in order), key=lambda b: design.class_of(b[1]))
+    class_names = design.class_names()
+    names = design.attribute_names()
     split_rows = {s: [] for s in SPLITS}  # (filename, class id, embeddings)
-    image_lines, box_lines = [], []
-    uid = 0
-    for k in range(n_classes):
-        cls = _class_dir(k)
+    image_lines, box_lines, label_lines = [], [], []
+    counters = [0] * len(class_names)
+    for uid, (split, (hue, shade)) in enumerate(birds, 1):
+        k = design.class_of((hue, shade))
+        cls = f"{k + 1:03d}.{class_names[k]}"
+        counters[k] += 1
         os.makedirs(os.path.join(images_root, cls), exist_ok=True)
-        m = per_class["train"][k] + per_class["test"][k]
-        is_test = np.zeros(m, dtype=bool)
-        is_test[np.random.default_rng([seed, 7919, k]).permutation(m)[: per_class["test"][k]]] = True
-        for j in range(m):
-            uid += 1
-            rng = np.random.default_rng([seed, uid])
-            wing = int(rng.integers(len(WING_SHADES)))
-            img, box = _draw_synthetic_bird(rng, k, wing)
-            if rng.random() < 0.025:  # a few grayscale JPEGs, like CUB's
-                img = img.convert("L")
-            name = f"{cls}/{PALETTE[k][0].capitalize()}_Bird_{j + 1:04d}_{uid}"
-            img.save(os.path.join(images_root, name + ".jpg"), quality=90)
-            image_lines.append(f"{uid} {name}.jpg\n")
-            box_lines.append(f"{uid} {box[0]:.1f} {box[1]:.1f} {box[2]:.1f} {box[3]:.1f}\n")
-            embeddings, wing_weights = _synthetic_embeddings(rng, k, wing)
-            split_rows["test" if is_test[j] else "train"].append((name, k + 1, embeddings))
-            words = bird_captions(k, wing, wing_weights, np.random.default_rng([seed, uid, _CAPTION_SALT]))
-            os.makedirs(os.path.join(text_root, cls), exist_ok=True)
-            with open(os.path.join(text_root, name + ".txt"), "w", encoding="utf-8") as f:
-                f.write("\n".join(words) + "\n")
+        rng = np.random.default_rng([seed, uid])
+        img, box = _draw_synthetic_bird(rng, hue, shade)
+        if rng.random() < 0.025:  # a few grayscale JPEGs, like CUB's
+            img = img.convert("L")
+        name = f"{cls}/{class_names[k]}_{counters[k]:04d}_{uid}"
+        img.save(os.path.join(images_root, name + ".jpg"), quality=90)
+        image_lines.append(f"{uid} {name}.jpg\n")
+        box_lines.append(f"{uid} {box[0]:.1f} {box[1]:.1f} {box[2]:.1f} {box[3]:.1f}\n")
+        present = {f"{BODY_ATTRIBUTE}::{hue}", f"{WING_ATTRIBUTE}::{shade}"}
+        # CUB's columns: image id, attribute id, present, certainty (4: definitely), seconds the worker took
+        label_lines.extend(f"{uid} {a} {int(n in present)} 4 0.0\n" for a, n in enumerate(names, 1))
+        embeddings = _synthetic_embeddings(rng, hue, shade)
+        split_rows[split].append((name, k + 1, embeddings))
+        words = bird_captions(hue, shade, np.random.default_rng([seed, uid, _CAPTION_SALT]))
+        os.makedirs(os.path.join(text_root, cls), exist_ok=True)
+        with open(os.path.join(text_root, name + ".txt"), "w", encoding="utf-8") as f:
+            f.write("\n".join(words) + "\n")
     for s in SPLITS:
         rows = split_rows[s]
         d = os.path.join(tmp, s)
@@ -354,42 +433,57 @@ def _write_set(tmp, out_dir, n_train, n_test, seed, n_classes):
     with open(os.path.join(cub, "bounding_boxes.txt"), "w") as f:
         f.writelines(box_lines)
     with open(os.path.join(cub, "classes.txt"), "w") as f:
-        f.writelines(f"{k + 1} {_class_dir(k)}\n" for k in range(n_classes))
+        f.writelines(f"{k + 1} {k + 1:03d}.{n}\n" for k, n in enumerate(class_names))
+    with open(os.path.join(attributes_root, "image_attribute_labels.txt"), "w") as f:
+        f.writelines(label_lines)
+    with open(os.path.join(tmp, ATTRIBUTE_NAMES_FILE), "w") as f:  # beside CUB_200_2011/, as in CUB's archive
+        f.writelines(f"{a} {n}\n" for a, n in enumerate(names, 1))
     # The set is complete in tmp: now it replaces the old one, whose marker stays until the new one is in.
     replaced = os.path.join(tmp, "replaced")
     os.makedirs(replaced)
-    for name in SPLITS + (CUB_DIR, TEXT_DIR):
+    for name in SPLITS + (CUB_DIR, TEXT_DIR, ATTRIBUTE_NAMES_FILE):
         dest = os.path.join(out_dir, name)
         if os.path.lexists(dest):
             os.replace(dest, os.path.join(replaced, name))
         os.replace(os.path.join(tmp, name), dest)
     io.write_json(
         os.path.join(out_dir, SYNTHETIC_MARKER),
-        {
-            "n_train": n_train,
-            "n_test": n_test,
-            "seed": seed,
-            "classes": n_classes,
-            "palette": [name for name, _ in PALETTE],
-            "wing_shades": list(WING_SHADES),
-        },
+        dict(design.marker(), n_train=n_train, n_test=n_test, seed=seed),
     )
 
 
+def read_design(data_dir):
+    """(SetDesign, sizes {n_train, n_test, seed}) from a set's SYNTHETIC.json; (None, sizes) for a set written before
+    designs were recorded (or an unreadable marker: sizes then {})."""
+    try:
+        with open(os.path.join(data_dir, SYNTHETIC_MARKER)) as f:
+            made = json.load(f)
+        sizes = {k: int(made[k]) for k in ("n_train", "n_test", "seed")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, {}
+    if made.get("version") != MARKER_VERSION:
+        return None, sizes
+    try:
+        design = SetDesign(
+            [h for h, _ in made["hues"]], [s for s, _ in made["shades"]], made["unseen"], made["classes"]
+        )
+    except (KeyError, TypeError, ValueError, UserError):
+        return None, sizes
+    return design, sizes
+
+
 def ensure_synthetic(out_dir):
-    """Write the default synthetic set into out_dir unless it already holds a complete dataset (with captions,
-    if it is a synthetic one). Returns True if it wrote one."""
+    """Write the default synthetic set into out_dir unless it already holds a complete dataset (a synthetic one with
+    captions and attribute files). A synthetic set written by an older version is written again, of the same
+    sizes and seed. Returns True if it wrote one."""
     complete = not layout.missing_files(out_dir, DATASET)
-    if complete and (not layout.is_synthetic(out_dir) or os.path.isdir(os.path.join(out_dir, TEXT_DIR))):
+    if complete and not layout.is_synthetic(out_dir):
         return False
-    if complete:  # a synthetic set written before captions existed: the same birds again, now with captions
-        try:
-            with open(os.path.join(out_dir, SYNTHETIC_MARKER)) as f:
-                made = json.load(f)
-            sizes = int(made["n_train"]), int(made["n_test"]), int(made["seed"])
-        except (OSError, ValueError, KeyError, TypeError):
-            sizes = ()
-        write_synthetic(out_dir, *sizes)
+    if complete:
+        design, sizes = read_design(out_dir)
+        if design is not None and os.path.isdir(os.path.join(out_dir, TEXT_DIR)):
+            return False
+        write_synthetic(out_dir, **sizes)
         return True
     if not layout.is_synthetic(out_dir) and any(os.path.exists(os.path.join(out_dir, n)) for n in SPLITS + (CUB_DIR,)):
         raise UserError(

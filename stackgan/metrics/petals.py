@@ -9,6 +9,7 @@ import collections
 import colorsys
 import functools
 import os
+from typing import NamedTuple
 
 import numpy as np
 
@@ -17,6 +18,31 @@ from stackgan.cli import UserError
 from stackgan.datasets import synthetic_flowers as flowers
 
 WHAT = "petal-colour accuracy"
+EVAL_KEYS = ("colour",)  # the numbers of attribute_report that training logs per sampled epoch
+
+
+class Asked(NamedTuple):
+    """What a set's flowers have, one row per image: the petal colour (PALETTE index) its embeddings say."""
+
+    colour: np.ndarray  # int64 (N,)
+
+    def take(self, rows):
+        return Asked(self.colour[np.asarray(rows)])
+
+
+def split_attributes(data_dir, split="test"):
+    """Asked of every flower of a split of a synthetic flowers set, in the order of its filenames.pickle."""
+    from stackgan.datasets import loaders
+
+    path = layout.split_files(data_dir, split).embeddings
+    if not os.path.isfile(path):
+        raise UserError(f"{path} not found; pass the --data-dir and --split the images were generated from")
+    if not layout.is_synthetic(data_dir):
+        raise UserError(
+            f"{data_dir} is not a synthetic flower set (no {layout.SYNTHETIC_MARKER}): petal-colour accuracy "
+            f"needs the colour code of the synthetic embeddings; for Oxford-102 use `evaluate.py fid` or `is`"
+        )
+    return Asked(embedding_colours(loaders.load_embeddings(path)))
 
 
 @functools.cache
@@ -94,33 +120,31 @@ def image_colours(images, min_saturation=0.45, min_value=0.25, min_fraction=0.01
     return result
 
 
-def _drawn_and_asked(images, embeddings):
-    drawn, asked = image_colours(images), embedding_colours(embeddings)
-    if len(drawn) != len(asked):
-        raise UserError(f"{len(drawn)} images but {len(asked)} embeddings: pass one embedding per image")
-    return drawn, asked
-
-
 def attribute_accuracy(images, embeddings):
     """Fraction of images whose petal colour is the one their (synthetic) embeddings ask for."""
-    drawn, asked = _drawn_and_asked(images, embeddings)
-    return float(np.mean(drawn == asked)) if len(drawn) else 0.0
+    return attribute_report(images, Asked(embedding_colours(embeddings)))["colour"]
 
 
-def attribute_report(images, embeddings, top=3):
-    """(petal-colour accuracy, the `top` most frequent mistakes as dicts of asked colour, drawn colour (or "no
-    colour") and count, most frequent first)."""
-    drawn, asked = _drawn_and_asked(images, embeddings)
-    if not len(drawn):
-        return 0.0, []
-    wrong = drawn != asked
-    counts = collections.Counter(zip(asked[wrong].tolist(), drawn[wrong].tolist()))
+def attribute_report(images, asked, top=3):
+    """How well images (N, H, W, 3) show the petal colour their flowers have (`asked`: Asked with N rows), as a
+    dict: images, colour (the fraction right) and mistakes, the `top` most frequent as dicts of asked colour, drawn
+    colour (or "no colour") and count, most frequent first."""
+    drawn = image_colours(images)
+    if len(drawn) != len(asked.colour):
+        raise UserError(f"{len(drawn)} images but {len(asked.colour)} asked colours: pass one row per image")
+    wrong = drawn != asked.colour
+    counts = collections.Counter(zip(asked.colour[wrong].tolist(), drawn[wrong].tolist()))
     names = [name for name, _ in flowers.PALETTE]
     mistakes = [
         dict(asked=names[a], drawn=names[d] if d >= 0 else "no colour", count=n)
         for (a, d), n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:top]
     ]
-    return float(np.mean(~wrong)), mistakes
+    return {"images": int(len(drawn)), "colour": float(np.mean(~wrong)) if len(drawn) else 0.0, "mistakes": mistakes}
+
+
+def describe(report):
+    """'petal-colour accuracy 0.919' for an attribute_report."""
+    return f"petal-colour accuracy {report['colour']:.3f}"
 
 
 def describe_mistakes(mistakes):
@@ -146,10 +170,8 @@ def diversity(images_by_index):
 
 
 def evaluate_folder(images_dir, data_dir, split="test"):
-    """Petal-colour accuracy, most frequent mistakes and diversity of generate.py's output for the synthetic flowers:
-    OUT/{index:05d}_{sample}.png drawn from row `index` of the split's embeddings."""
-    from stackgan.datasets import loaders
-
+    """attribute_report of generate.py's output for the synthetic flowers (OUT/{index:05d}_{sample}.png drawn from
+    row `index` of the split), with embeddings (how many rows), max_samples_per_embedding, diversity and image_size."""
     if not os.path.isdir(images_dir):
         raise UserError(f"--images {images_dir} is not a folder; give the --out folder of generate.py")
     found = io.generated_images(images_dir)
@@ -158,39 +180,29 @@ def evaluate_folder(images_dir, data_dir, split="test"):
             f"{images_dir} holds no {{index:05d}}_{{sample}}.png images; "
             f"write them with `python generate.py --out {images_dir}`"
         )
-    path = layout.split_files(data_dir, split).embeddings
-    if not os.path.isfile(path):
-        raise UserError(f"{path} not found; pass the --data-dir and --split the images were generated from")
-    if not layout.is_synthetic(data_dir):
-        raise UserError(
-            f"{data_dir} is not a synthetic flower set (no {layout.SYNTHETIC_MARKER}): petal-colour accuracy "
-            f"needs the colour code of the synthetic embeddings; for Oxford-102 use `evaluate.py fid` or `is`"
-        )
-    embeddings = np.asarray(loaders.load_embeddings(path))
+    asked = split_attributes(data_dir, split)
     indices = np.array([i for i, _, _ in found])
-    if indices.max() >= len(embeddings):
+    if indices.max() >= len(asked.colour):
         raise UserError(
             f"{images_dir} has images for embedding {indices.max()} but the {split} split of "
-            f"{data_dir} has only {len(embeddings)}; pass the --data-dir/--split used by generate.py"
+            f"{data_dir} has only {len(asked.colour)}; pass the --data-dir/--split used by generate.py"
         )
     images = [io.load_image(p) for _, _, p in found]
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
         raise UserError(f"{images_dir} mixes image sizes {sorted(shapes)}; evaluate one generate.py run at a time")
     images = np.stack(images)
-    accuracy, mistakes = attribute_report(images, embeddings[indices])
+    report = attribute_report(images, asked.take(indices))
     by_index = collections.defaultdict(list)
     for (index, _, _), im in zip(found, images):
         by_index[index].append(im)
-    return {
-        "images": len(images),
-        "embeddings": len(by_index),
-        "max_samples_per_embedding": max(len(v) for v in by_index.values()),
-        "attribute_accuracy": accuracy,
-        "mistakes": mistakes,
-        "diversity": diversity(by_index),
-        "image_size": int(images.shape[1]),
-    }
+    report.update(
+        embeddings=len(by_index),
+        max_samples_per_embedding=max(len(v) for v in by_index.values()),
+        diversity=diversity(by_index),
+        image_size=int(images.shape[1]),
+    )
+    return report
 
 
 def wording_accuracy(predict, split, seed=0):

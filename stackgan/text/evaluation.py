@@ -99,19 +99,19 @@ class BagOfWords:
         )
 
 
-def synthetic_wording_accuracy(predict, split, seed=0):
-    """On the synthetic birds: the fraction of vectors whose body colour (and wing shade) is the bird's, for the
-    test captions and for captions written with HELDOUT_TEMPLATES. predict: normalized texts -> vectors."""
-    colours = np.asarray(split.class_ids) - 1
-    wings = attributes.embedding_wings(split.embeddings)
+def synthetic_wording_accuracy(predict, split, asked, probe, seed=0):
+    """On the synthetic birds: the fraction of vectors whose body colour (and wing shade) is the bird's, read by
+    `probe` (attributes.EmbeddingProbe fitted on the training split), for the test captions and for captions written
+    with HELDOUT_TEMPLATES. predict: normalized texts -> vectors; split: a CaptionSplit of a synthetic set; asked: its
+    Attributes."""
     rng = np.random.default_rng([seed, 5])
-    held = [synthetic.heldout_captions(int(c), int(w), rng) for c, w in zip(colours, wings)]
+    held = [synthetic.heldout_captions(asked.hues[b], asked.shades[w], rng) for b, w in zip(asked.body, asked.wing)]
     result = {}
     for name, caps in (("test_wording", split.captions), ("heldout_wording", held)):
         texts, images, _ = caption_rows(caps)
-        vectors = predict([normalize_caption(t) for t in texts])
-        result[f"{name}_colour"] = float(np.mean(attributes.embedding_colours(vectors) == colours[images]))
-        result[f"{name}_wing"] = float(np.mean(attributes.embedding_wings(vectors) == wings[images]))
+        body, wing = probe.read(predict([normalize_caption(t) for t in texts]))
+        result[f"{name}_colour"] = float(np.mean(body == asked.body[images]))
+        result[f"{name}_wing"] = float(np.mean(wing == asked.wing[images]))
     return result
 
 
@@ -129,21 +129,29 @@ def evaluate_encoder(results_dir, data_dir):
         "baseline": baseline.predict,
     }
     report = {"data_dir": data_dir, "results_dir": results_dir, "loss": config["loss"], "target": config["target"]}
+    probe = None
+    if layout.is_synthetic(data_dir) and dataset_of(data_dir).name == "birds":
+        probe = attributes.EmbeddingProbe(
+            train_split.embeddings, attributes.set_attributes(data_dir, train_split.filenames)
+        )
+        test_attributes = attributes.set_attributes(data_dir, test.filenames)
     for name, predict in predictors.items():
         report[name] = retrieval_metrics(predict(norm), test.embeddings, images, indices)
-        if layout.is_synthetic(data_dir):
-            flowers = dataset_of(data_dir).name == "flowers"
-            report[name].update((petals.wording_accuracy if flowers else synthetic_wording_accuracy)(predict, test))
+        if probe is not None:
+            report[name].update(synthetic_wording_accuracy(predict, test, test_attributes, probe))
+        elif layout.is_synthetic(data_dir):  # the synthetic flowers
+            report[name].update(petals.wording_accuracy(predict, test))
     return report
 
 
 def heldout_caption_accuracy(results_dir, data_dir, stage, batch_size=64, seed=0):
     """For every synthetic test bird, one caption per held-out template (synthetic.HELDOUT_TEMPLATES, never in
-    the caption files nor in training) for its colour and wing shade (a flower's: its petal colour and form, from
-    synthetic_flowers.HELDOUT_TEMPLATES), encoded by the encoder in results_dir and
+    the caption files nor in training) for its body hue and wing shade (for every synthetic test flower: its petal
+    colour and form, from synthetic_flowers.HELDOUT_TEMPLATES), encoded by the encoder in results_dir and
     drawn by the trained Stage-1 (stage 1) or Stage-I + Stage-II (stage 2) generators there. Returns
-    {'caption_accuracy': attribute accuracy of those images, 'embedding_accuracy': the same generators drawing
-    the bird's own embeddings (embedding k for template k) with the same noise, 'images', 'stage'}."""
+    {'from_caption': attribute_report of those images (with its one-line 'summary'), 'from_embedding': the same
+    generators drawing the bird's own
+    embeddings (embedding k for template k) with the same noise, 'images', 'stage'}."""
     import keras
 
     from stackgan.datasets import loaders
@@ -155,31 +163,30 @@ def heldout_caption_accuracy(results_dir, data_dir, stage, batch_size=64, seed=0
             "(use --demo)"
         )
     paths = layout.split_files(data_dir, "test")
-    class_ids = np.asarray(loaders.load_class_ids(paths.class_info))
+    dataset = dataset_of(data_dir)
+    metrics = dataset.attributes()
+    asked = metrics.split_attributes(data_dir, "test")
     embeddings = loaders.load_embeddings(paths.embeddings)
     rng = np.random.default_rng([seed, 11])
-    if dataset_of(data_dir).name == "flowers":  # the petal colour and form of each class
-        metrics, written = petals, synthetic_flowers
-        attributes_of = [synthetic_flowers.colour_and_form(c) for c in class_ids]
-    else:  # the body colour (the class) and wing shade of each bird
-        metrics, written = attributes, synthetic
-        attributes_of = zip(class_ids - 1, attributes.embedding_wings(embeddings))
-    texts = [t for c, w in attributes_of for t in written.heldout_captions(int(c), int(w), rng)]
+    if dataset.name == "flowers":  # the petal colour and form of each class
+        written = synthetic_flowers
+        pairs = [synthetic_flowers.colour_and_form(c) for c in loaders.load_class_ids(paths.class_info)]
+        texts = [t for c, f in pairs for t in written.heldout_captions(int(c), int(f), rng)]
+    else:  # the body hue and wing shade of each bird
+        written = synthetic
+        pairs = zip(asked.body, asked.wing)
+        texts = [t for b, w in pairs for t in written.heldout_captions(asked.hues[b], asked.shades[w], rng)]
     per = len(written.HELDOUT_TEMPLATES)
-    birds = np.repeat(np.arange(len(class_ids)), per)
-    own = embeddings[birds, np.tile(np.arange(per), len(class_ids)) % embeddings.shape[1]]
+    items = np.repeat(np.arange(len(embeddings)), per)
+    own = embeddings[items, np.tile(np.arange(per), len(embeddings)) % embeddings.shape[1]]
     from_text = encode_captions(texts, results_dir)
 
     keras.utils.set_random_seed(seed)
     generators, _ = api.load_generators(results_dir, stage, needed_by="heldout_caption_accuracy")
     z = rng.standard_normal((len(texts), int(generators[0].inputs[1].shape[-1]))).astype(np.float32)
-    wanted = metrics.embedding_colours(embeddings[birds])
-    hits = {"caption_accuracy": 0, "embedding_accuracy": 0}
-    for start in range(0, len(texts), batch_size):
-        part = slice(start, start + batch_size)
-        for key, vectors in (("caption_accuracy", from_text), ("embedding_accuracy", own)):
-            images = api.sample_images(generators, vectors[part], z[part], batch_size)[-1]
-            hits[key] += int(np.sum(metrics.image_colours(images) == wanted[part]))
-    result = {k: v / len(texts) for k, v in hits.items()}
-    result.update(images=len(texts), stage=int(stage))
+    result = {"images": len(texts), "stage": int(stage)}
+    for key, vectors in (("from_caption", from_text), ("from_embedding", own)):
+        images = api.sample_images(generators, vectors, z, batch_size)[-1]
+        result[key] = metrics.attribute_report(images, asked.take(items))
+        result[key]["summary"] = metrics.describe(result[key])
     return result

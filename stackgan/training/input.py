@@ -35,8 +35,11 @@ PLACEMENTS = ("device", "host")
 HOST_BATCHES_ON_DEVICE = 2
 # Bytes per copy while DeviceSplit fills its variables from the cache.
 UPLOAD_CHUNK_BYTES = 64 << 20
-PLAN_KEYS = ("index", "caption", "wrong", "real_y", "real_x", "real_flip", "wrong_y", "wrong_x", "wrong_flip")
-CROP_KEYS = PLAN_KEYS[3:]
+CROP_KEYS = ("real_y", "real_x", "real_flip", "wrong_y", "wrong_x", "wrong_flip")
+# The fake's condition is e[mix_b] + e[mix_c] - e[index] (each at its caption): the sample's own caption unless the
+# plan mixes its condition (mix_b = mix_c = index then).
+MIX_KEYS = ("mix_b", "mix_b_caption", "mix_c", "mix_c_caption")
+PLAN_KEYS = ("index", "caption", "wrong") + CROP_KEYS + MIX_KEYS
 
 
 def _check(split, batch_size, size, augment):
@@ -67,9 +70,16 @@ def _check(split, batch_size, size, augment):
         )
 
 
-def epoch_plan(class_ids, n_captions, batch_size, stored, size, augment, seed, epoch, shuffle=True):
+def epoch_plan(
+    class_ids, n_captions, batch_size, stored, size, augment, seed, epoch, shuffle=True, hard=None, mixing=None
+):
     """Everything random about one epoch, as arrays with one row per batch: sample index, caption, wrong
-    image (of another class), and crop rows/columns and flips for the real and the wrong images.
+    image (of another class), crop rows/columns and flips for the real and the wrong images, and the fake's condition.
+    hard: (table, fraction): that fraction of the wrong images comes instead from the sample's row of the
+    (N, k) table of hard wrong images (stackgan.training.neighbours; -1: none, the other-class one stays).
+    mixing: (table, fraction): that fraction of the fakes is drawn from a mixed condition e_b + e_c - e_index, (b, c)
+    from the sample's row of the (N, m, 2) table of stackgan.training.neighbours.mixed_conditions (-1: none, the
+    sample's own caption stays), each at a random caption.
     The same (seed, epoch) always gives the same plan."""
     class_ids = np.asarray(class_ids)
     n = len(class_ids)
@@ -84,8 +94,27 @@ def epoch_plan(class_ids, n_captions, batch_size, stored, size, augment, seed, e
         cls = class_index[idx]
         r = rng.integers(0, n - counts[cls])  # a position among the samples of the other classes
         plan["index"].append(idx)
-        plan["wrong"].append(order[np.where(r < starts[cls], r, r + counts[cls])])
-        plan["caption"].append(rng.integers(0, n_captions, len(idx)))
+        wrong = order[np.where(r < starts[cls], r, r + counts[cls])]
+        if hard is not None and hard[1] > 0:
+            table, fraction = hard
+            candidate = table[idx, rng.integers(0, table.shape[1], len(idx))]
+            wrong = np.where((rng.random(len(idx)) < fraction) & (candidate >= 0), candidate, wrong)
+        plan["wrong"].append(wrong)
+        mix_b, mix_c = idx, idx
+        mix_b_caption = mix_c_caption = caption = rng.integers(0, n_captions, len(idx))
+        plan["caption"].append(caption)
+        if mixing is not None and mixing[1] > 0:
+            table, fraction = mixing
+            count = (table[idx, :, 0] >= 0).sum(axis=1)  # valid entries come first in each row
+            pair = table[idx, (rng.random(len(idx)) * count).astype(np.int64)]
+            mixed = (rng.random(len(idx)) < fraction) & (pair[:, 0] >= 0)
+            mix_b, mix_c = np.where(mixed, pair[:, 0], idx), np.where(mixed, pair[:, 1], idx)
+            mix_b_caption = np.where(mixed, rng.integers(0, n_captions, len(idx)), caption)
+            mix_c_caption = np.where(mixed, rng.integers(0, n_captions, len(idx)), caption)
+        plan["mix_b"].append(mix_b)
+        plan["mix_b_caption"].append(mix_b_caption)
+        plan["mix_c"].append(mix_c)
+        plan["mix_c_caption"].append(mix_c_caption)
         for kind in ("real", "wrong"):
             if augment:
                 plan[f"{kind}_y"].append(rng.integers(0, stored - size + 1, len(idx)))
@@ -98,8 +127,21 @@ def epoch_plan(class_ids, n_captions, batch_size, stored, size, augment, seed, e
     return {k: np.asarray(v, dtype=bool if k.endswith("flip") else np.int64) for k, v in plan.items()}
 
 
-def make_plan_dataset(split, batch_size, image_size, augment=True, seed=None, shuffle=True, first_epoch=0):
+def make_plan_dataset(
+    split,
+    batch_size,
+    image_size,
+    augment=True,
+    seed=None,
+    shuffle=True,
+    first_epoch=0,
+    hard_wrong=0.0,
+    mix_conditions=0.0,
+):
     """A tf.data.Dataset of plan batches (dicts of PLAN_KEYS, each (batch_size,)) for one epoch per iteration.
+    hard_wrong: the fraction of wrong images drawn from each sample's hard wrong images (hard_negatives of the
+    split's embeddings) instead of a random other class; mix_conditions: the fraction of fakes drawn from mixed
+    conditions (stackgan.training.neighbours).
 
     Batches have exactly batch_size rows (the remainder is dropped). The k-th iteration is epoch
     first_epoch + k: with a seed the sequence of epochs is the same in every run, and a resumed run
@@ -111,11 +153,21 @@ def make_plan_dataset(split, batch_size, image_size, augment=True, seed=None, sh
     stored, n_captions = split.images.shape[1], split.embeddings.shape[1]
     n_batches = len(split.images) // batch_size
     next_epoch = [int(first_epoch)]
+    hard = mixing = None
+    if hard_wrong > 0 or mix_conditions > 0:
+        from stackgan.training.neighbours import hard_negatives, mixed_conditions
+
+        neighbours = hard_negatives(split.embeddings)
+        hard = (neighbours, float(hard_wrong))
+        if mix_conditions > 0:
+            mixing = (mixed_conditions(split.embeddings, neighbours, seed=seed or 0), float(mix_conditions))
 
     def next_plan():
         epoch = next_epoch[0]
         next_epoch[0] += 1
-        plan = epoch_plan(split.class_ids, n_captions, batch_size, stored, size, augment, seed, epoch, shuffle)
+        plan = epoch_plan(
+            split.class_ids, n_captions, batch_size, stored, size, augment, seed, epoch, shuffle, hard, mixing
+        )
         return [plan[k] for k in PLAN_KEYS]
 
     def planned(_):
@@ -200,6 +252,15 @@ class DeviceSplit:
         embeddings = tf.gather(self.embeddings, plan["index"] * self.n_captions + plan["caption"])
         return real, embeddings, wrong
 
+    def fake_embeddings(self, plan):
+        """The condition each fake of a plan batch is drawn from: float32 (B, D)."""
+        import tensorflow as tf
+
+        rows = [plan[k] * self.n_captions + plan[f"{k}_caption"] for k in ("mix_b", "mix_c")]
+        rows.append(plan["index"] * self.n_captions + plan["caption"])
+        b, c, a = tf.split(tf.gather(self.embeddings, tf.concat(rows, 0)), 3)
+        return b + c - a
+
 
 class HostSplit:
     """A split left memory-mapped on the host: gather (in tf.data) reads a plan's real and wrong images at their
@@ -212,26 +273,35 @@ class HostSplit:
         self.images = RowReader(split.images)
         self.captions = RowReader(caption_rows(split.embeddings))
 
-    def read(self, index, wrong, caption):
-        """NumPy, in tf.data's threads: (real images, wrong images, embeddings) of one batch."""
+    def read(self, index, wrong, caption, mix_b, mix_b_caption, mix_c, mix_c_caption):
+        """NumPy, in tf.data's threads: (real images, wrong images, embeddings, the fakes' conditions) of one batch."""
         embeddings = self.captions.take(index * self.n_captions + caption)
-        return self.images.take(index), self.images.take(wrong), embeddings
+        mixed = (
+            self.captions.take(mix_b * self.n_captions + mix_b_caption)
+            + self.captions.take(mix_c * self.n_captions + mix_c_caption)
+            - embeddings
+        )
+        return self.images.take(index), self.images.take(wrong), embeddings, mixed.astype(np.float32)
 
     def gather(self, plan):
         """A plan batch -> the batch the step assembles: its real and wrong uint8 images (B, T, T, 3), embeddings
         float32 (B, D), and the plan's crops and flips."""
         import tensorflow as tf
 
-        real, wrong, embeddings = tf.numpy_function(
-            self.read, [plan["index"], plan["wrong"], plan["caption"]], [tf.uint8, tf.uint8, tf.float32], stateful=False
+        real, wrong, embeddings, mixed = tf.numpy_function(
+            self.read,
+            [plan["index"], plan["wrong"], plan["caption"]] + [plan[k] for k in MIX_KEYS],
+            [tf.uint8, tf.uint8, tf.float32, tf.float32],
+            stateful=False,
         )
         batch = plan["index"].shape[0]
         images = (batch, self.stored, self.stored, 3)
-        gathered = {k: plan[k] for k in CROP_KEYS}
+        gathered = {k: plan[k] for k in CROP_KEYS + ("index",) + MIX_KEYS}
         gathered.update(
             real=tf.ensure_shape(real, images),
             wrong=tf.ensure_shape(wrong, images),
             embedding=tf.ensure_shape(embeddings, (batch, self.captions.row_shape[0])),
+            fake_embedding=tf.ensure_shape(mixed, (batch, self.captions.row_shape[0])),
         )
         return gathered
 
@@ -241,6 +311,10 @@ class HostSplit:
         if self.augment:
             real, wrong = crop_pair(real, wrong, batch, self.size)
         return real, batch["embedding"], wrong
+
+    def fake_embeddings(self, batch):
+        """The condition each fake of a gathered batch is drawn from: float32 (B, D)."""
+        return batch["fake_embedding"]
 
 
 def make_source(split, image_size, augment, placement):
@@ -284,7 +358,18 @@ class TrainingInput:
     sequence of epochs); iterator() gives one iterator for the whole run (a fresh iterator of a distributed dataset
     costs about 3 s per epoch)."""
 
-    def __init__(self, split, image_size, batch_size, augment, seed, steps_per_epoch=None, placement="device"):
+    def __init__(
+        self,
+        split,
+        image_size,
+        batch_size,
+        augment,
+        seed,
+        steps_per_epoch=None,
+        placement="device",
+        hard_wrong=0.0,
+        mix_conditions=0.0,
+    ):
         # A DeviceSplit goes once onto the machine's first device (outside any strategy scope: no copy to broadcast
         # between workers); the replicas gather their batches from it.
         _check(split, int(batch_size), int(image_size), augment)
@@ -292,12 +377,20 @@ class TrainingInput:
         self.batch_size = int(batch_size)
         self.placement = placement
         self.source = make_source(split, image_size, augment, placement)
+        self.hard_wrong, self.mix_conditions = hard_wrong, mix_conditions
         batches = len(split.images) // int(batch_size)
         self.steps = batches if steps_per_epoch is None else min(batches, steps_per_epoch)
 
     def dataset(self, first_epoch=0):
         plans = make_plan_dataset(
-            self.split, self.batch_size, self.image_size, augment=self.augment, seed=self.seed, first_epoch=first_epoch
+            self.split,
+            self.batch_size,
+            self.image_size,
+            augment=self.augment,
+            seed=self.seed,
+            first_epoch=first_epoch,
+            hard_wrong=self.hard_wrong,
+            mix_conditions=self.mix_conditions,
         )
         if self.steps < len(plans):
             plans = plans.take(self.steps)
