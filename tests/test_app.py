@@ -148,7 +148,8 @@ def test_examples_are_test_captions_of_different_classes(tiny):
     examples = page.example_captions(tiny.data_dir)
     split = load_caption_split(tiny.data_dir, "test")
     owners = [next(i for i, c in enumerate(split.captions) if text in c) for text in examples]
-    assert len(examples) == page.EXAMPLES and len({int(split.class_ids[i]) for i in owners}) == page.EXAMPLES
+    wanted = min(page.EXAMPLES, len(set(split.class_ids.tolist())))  # one per class, at most EXAMPLES
+    assert len(examples) == wanted and len({int(split.class_ids[i]) for i in owners}) == wanted
     assert page.example_captions(os.path.join(tiny.data_dir, "nothing")) == [] and page.example_captions(None) == []
 
 
@@ -269,7 +270,7 @@ def test_http_round_trip(server, tmp_path):
     paths = [item["image"] for item in gallery]
     yellow = yellow_images(paths)
     assert len(paths) == 8 and yellow >= 6, f"{yellow} of 8 yellow; {panel}"  # the demo draws the colour it heard
-    assert COLOUR_LINE.search(panel).groups() == ("yellow", "dark")
+    assert COLOUR_LINE.search(panel).groups() == ("yellow", "black")
     assert "**Nearest training captions**" in panel and "yellow" in panel.split("**Nearest training captions**")[1]
     again, _ = client.predict(CAPTION, 8, 0, 0, api_name="/generate")
     assert [open(p, "rb").read() for p in paths] == [open(i["image"], "rb").read() for i in again]
@@ -338,12 +339,13 @@ def test_hostile_values_are_refused_in_one_line_each(server, tmp_path):
             assert str(shown.value) == message
             expected_log.append(f"refused {endpoint}: {message}")
     # What gradio_client cannot send: too few values, NaN, a bad example number.
+    last_example = len(page.example_captions(StackGAN.from_preset(server.results).data_dir)) - 1
     names = "Caption, Samples, Noise seed (z), Conditioning seed"
     raw = [
         ("generate", '{"data": ["a red bird", 1, 0]}', f"/generate takes 4 values ({names}), got 3"),
         ("generate", '{"data": []}', f"/generate takes 4 values ({names}), got 0"),
         ("generate", '{"data": ["a red bird", NaN, 0, 0]}', "samples must be a whole number, got nan"),
-        ("example", '{"data": [99999]}', "the example's number must be from 0 to 7, got 99999"),
+        ("example", '{"data": [99999]}', f"the example's number must be from 0 to {last_example}, got 99999"),
         ("example", '{"data": ["x"]}', "the example's number must be a whole number, got 'x'"),
         ("example", '{"data": []}', "/example takes 1 value (Captions of test birds), got 0"),
     ]
@@ -529,7 +531,7 @@ def test_in_a_real_browser(browser_executable, server, tmp_path):
     print(f"driving {browser_executable.path} (found in {browser_executable.found_in})")
     with browser.chromium(browser_executable.path) as chromium:
         tab, panel = browser.capture(chromium, url, shot)  # what `python app.py --screenshot` does
-        assert COLOUR_LINE.search(panel).groups() == ("yellow", "dark"), panel
+        assert COLOUR_LINE.search(panel).groups() == ("yellow", "black"), panel
         assert "Words it cannot read: none" in panel and "Nearest training captions" in panel
         images = browser.images_of(tab, 1)
         assert len(images) == 4 and all(src.startswith(url) for src in images)  # the default 4 samples, served
