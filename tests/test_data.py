@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 import data
-from stackgan.datasets import loaders
+from stackgan.datasets import loaders, synthetic
 from helpers import PICKLES, REPO, dump, split_paths
 from stackgan import layout, safe_pickle
 from stackgan.cli import UserError
@@ -54,7 +54,7 @@ def test_synthetic_pickles_load_like_the_real_ones(birds):
     emb = data.load_embeddings(split_paths(birds)[2])
     assert len(names) == len(ids) == len(emb) == 48
     assert all(isinstance(n, str) for n in names) and names[0].startswith("001.Red_Bird/Red_Bird_")
-    assert all(type(c) is int for c in ids) and sorted(set(ids)) == list(range(1, 9))
+    assert all(type(c) is int for c in ids) and sorted(set(ids)) == list(range(1, len(synthetic.DEFAULT_HUES) + 1))
     assert emb.shape == (48, 10, 1024) and emb.dtype == np.float32
 
 

@@ -63,7 +63,7 @@ def test_both_stages_train_on_flowers_and_say_so(flowers, flowers_run):
     # The grid of each stage is scored on the petal colour (a number, whatever the two steps learned).
     history = json.load(open(layout.history_path(results, 1)))
     assert 0.0 <= history[-1]["eval_colour"] <= 1.0
-    assert re.search(r"stage1 epoch 1/1 .* attribute acc \d\.\d\d", printed)
+    assert re.search(r"stage1 epoch 1/1 .* colour \d\.\d\d", printed)
 
 
 def test_the_whole_image_is_used(flowers):

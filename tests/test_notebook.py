@@ -67,7 +67,7 @@ def test_the_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     assert f"models: {tmp_path / 'results' / 'demo'}" in by_heading["Install"][0]
     assert by_heading["Synthetic birds"][1] == 1
     trained = by_heading["Train the Stage-I demo"][0]
-    assert "stage1 epoch 2/2" in trained and "Attribute accuracy of 160 generated 64x64 test images" in trained
+    assert "stage1 epoch 2/2" in trained and "Attributes of 160 generated 64x64 test images" in trained
     assert by_heading["Loss curves and samples"] == ("the latest grid: epoch_0002.png\n", 2)
     drawn = by_heading["Birds from your own sentences"]
     assert drawn[0] == "(3, 4, 64, 64, 3) uint8\n" and drawn[1] == 1

@@ -47,7 +47,7 @@ def test_prepare_from_fake_archives(birds, tmp_path, capsys):
     cub, birds = make_archives(birds, tmp_path)
     out = str(tmp_path / "data" / "birds")
     assert commands.main(["prepare", "--cub-archive", cub, "--embeddings-archive", birds, "--data-dir", out]) == 0
-    assert "train: 48 images, 8 classes" in capsys.readouterr().out
+    assert "train: 48 images, 6 classes" in capsys.readouterr().out
     assert sorted(os.listdir(out)) == ["CUB_200_2011", "test", "train"]
     assert sorted(os.listdir(os.path.join(out, "train"))) == sorted(PICKLES)
     assert not os.path.exists(os.path.join(out, "attributes.txt")) and not layout.is_synthetic(out)
@@ -78,7 +78,7 @@ def test_prepare_from_fake_archives(birds, tmp_path, capsys):
 def test_check(birds_copy, tmp_path, capsys):
     assert commands.main(["check", "--data-dir", birds_copy]) == 0
     out = capsys.readouterr().out
-    assert "synthetic birds" in out and "train: 48 images, 8 classes, embeddings (48, 10, 1024)" in out
+    assert "synthetic birds" in out and "train: 48 images, 6 classes, embeddings (48, 10, 1024)" in out
     os.remove(os.path.join(birds_copy, "test", layout.FILENAMES_FILE))
     with pytest.raises(UserError, match=r"lacks 1 required file.*test.filenames\.pickle.*python data\.py download"):
         commands.main(["check", "--data-dir", birds_copy])

@@ -219,7 +219,7 @@ def test_heldout_caption_accuracy(trained, birds, tmp_path, capsys):
     assert run_main(text_encoder.main, argv) == 0
     out = capsys.readouterr().out
     assert re.search(r"Stage-1 images from held-out wording \(96 images, \d+ of unseen pairs\): body [\d.]+, wing", out)
-    assert "from the birds' own embeddings: body" in out
+    assert "from the set's own embeddings: body" in out
     with pytest.raises(UserError, match="not the synthetic bird set"):
         evaluation.heldout_caption_accuracy(results, str(tmp_path), 1)
 

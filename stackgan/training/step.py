@@ -85,13 +85,21 @@ def stackgan_losses(
     )
 
 
-def embedding_stats(embeddings):
-    """(mean (D,), scale): the mean caption embedding of a split and the root mean square per dimension about it."""
+def embedding_stats(embeddings, rows=4096):
+    """(mean (D,), scale): the mean caption embedding of a split (N, captions, D) and the root mean square per
+    dimension about it, read `rows` images at a time (a memory-mapped split stays on disk)."""
     import numpy as np
 
-    e = np.asarray(embeddings, np.float32).reshape(-1, embeddings.shape[-1])
-    mean = e.mean(axis=0)
-    return mean, float(np.sqrt(np.mean(np.square(e - mean))))
+    n, dim = len(embeddings), embeddings.shape[-1]
+    total, squares, count = np.zeros(dim, np.float64), np.zeros(dim, np.float64), 0
+    for start in range(0, n, rows):
+        e = np.asarray(embeddings[start : start + rows], np.float64).reshape(-1, dim)
+        total += e.sum(axis=0)
+        squares += np.square(e).sum(axis=0)
+        count += len(e)
+    mean = total / max(count, 1)
+    variance = np.maximum(squares / max(count, 1) - np.square(mean), 0.0)
+    return mean.astype(np.float32), float(np.sqrt(variance.mean()))
 
 
 # ---------------------------------------------------------------------------
@@ -162,7 +170,8 @@ class StackGANTrainer:
                 mix_conditions=config.mix_conditions,
             )
             source = self.input.source
-            text_stats = text_stats if text_stats is not None else embedding_stats(split.embeddings)
+            if text_stats is None and config.text_loss > 0:  # the text head's targets, standardised
+                text_stats = embedding_stats(split.embeddings)
         self.source = source  # a DeviceSplit or HostSplit, when batches are dicts
         mean, scale = text_stats if text_stats is not None else (0.0, 1.0)
         self.text_mean = tf.constant(mean, tf.float32)
