@@ -34,7 +34,7 @@ from stackgan import io, layout, runtime
 from stackgan.cli import ArgumentParser, UserError, caption_index, non_negative_int, positive_int, run_main
 from stackgan.datasets import dataset_of
 from stackgan.layout import DEFAULT_DATASET, SPLITS, dataset_dir
-from stackgan.metrics import evaluator, inception, rprecision
+from stackgan.metrics import evaluator, generated, inception, rprecision
 
 
 def build_parser():
@@ -274,7 +274,7 @@ def main(argv=None, model_factory=None):
 
     if args.command == "attributes":
         metrics = dataset_of(args.data_dir).attributes()  # the reader of the set's birds or flowers
-        r = metrics.evaluate_folder(args.images, args.data_dir, args.split)
+        r = generated.evaluate_folder(args.images, args.data_dir, args.split)
         if args.json:
             print(json.dumps(r, sort_keys=True))
         else:

@@ -16,7 +16,7 @@ from stackgan import layout
 from stackgan.cli import UserError, run_main
 from stackgan.datasets import birds, synthetic
 from stackgan.datasets.cache import load_dataset
-from stackgan.metrics import attributes
+from stackgan.metrics import attributes, generated
 
 HUES, SHADES = synthetic.DEFAULT_HUES, synthetic.DEFAULT_SHADES
 
@@ -125,8 +125,8 @@ def test_the_embedding_probe_reads_pairs_it_never_saw(birds):
 
 def test_diversity():
     a, b = np.zeros((4, 4, 3), np.uint8), np.full((4, 4, 3), 255, np.uint8)
-    assert attributes.diversity({0: [a, b], 1: [a, a]}) == pytest.approx(0.5)
-    assert attributes.diversity({0: [a], 1: [b]}) is None
+    assert generated.diversity({0: [a, b], 1: [a, a]}) == pytest.approx(0.5)
+    assert generated.diversity({0: [a], 1: [b]}) is None
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,7 @@ class Dataset:
     key_names = ()  # files whose contents decide how the images are cropped: a change rebuilds the image cache
     # The synthetic set of this dataset's --demo (write_synthetic, ensure_synthetic, PALETTE) and the module that reads
     # its attributes back from generated images (WHAT, EVAL_KEYS, split_attributes, attribute_report, describe,
-    # describe_mistakes, evaluate_folder), by module name: imported when asked for.
+    # describe_mistakes), by module name: imported when asked for.
     synthetic_module = ""
     attributes_module = ""
     archives = ()  # its Archives: images, embeddings, captions, in download order

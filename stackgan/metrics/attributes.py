@@ -1,7 +1,7 @@
 """Whether a generator drew what the sentence said, on the synthetic birds: the body colour and the wing shade read
 back from each image, each right or wrong against the attributes its bird has, both right together, and both right
-on the (hue, shade) pairs that training never saw; the most frequent mistakes; the diversity of several samples of
-one embedding.
+on the (hue, shade) pairs that training never saw; the most frequent mistakes (a folder of generate.py's images:
+stackgan.metrics.generated).
 
 What each bird has comes from the set's own files (attributes.txt and CUB_200_2011/attributes/
 image_attribute_labels.txt, the hues, shades and unseen pairs of its SYNTHETIC.json), never from its embeddings:
@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from stackgan import config, io, layout
+from stackgan import config, layout
 from stackgan.cli import UserError
 from stackgan.datasets import birds, synthetic
 
@@ -43,6 +43,10 @@ class Attributes(NamedTuple):
     body: np.ndarray  # int64 (N,)
     wing: np.ndarray  # int64 (N,)
     unseen: np.ndarray  # bool (N,)
+
+    @property
+    def rows(self):
+        return len(self.body)
 
     def take(self, rows):
         rows = np.asarray(rows)
@@ -349,60 +353,3 @@ class EmbeddingProbe:
         v = np.asarray(vectors, np.float64)
         scores = np.concatenate([v, np.ones((len(v), 1))], axis=1) @ self.weights
         return scores[:, : self.n_hues].argmax(axis=1), scores[:, self.n_hues :].argmax(axis=1)
-
-
-def diversity(images_by_index):
-    """Mean absolute pixel distance (in [0, 1] units) between different samples of one embedding.
-
-    `images_by_index`: {index: [uint8 image, ...]}. Averaged over pairs within an embedding, then
-    over embeddings with at least two samples; None if there are none.
-    """
-    per_embedding = []
-    for images in images_by_index.values():
-        if len(images) < 2:
-            continue
-        x = np.stack(images).astype("float32") / 255.0
-        d = [np.abs(x[i] - x[j]).mean() for i in range(len(x)) for j in range(i + 1, len(x))]
-        per_embedding.append(np.mean(d))
-    return float(np.mean(per_embedding)) if per_embedding else None
-
-
-def evaluate_folder(images_dir, data_dir, split="test"):
-    """attribute_report of generate.py's output for a synthetic set (OUT/{index:05d}_{sample}.png drawn from row
-    `index` of the split), with embeddings (how many rows), max_samples_per_embedding, diversity and image_size."""
-    from stackgan.datasets import loaders
-
-    if not os.path.isdir(images_dir):
-        raise UserError(f"--images {images_dir} is not a folder; give the --out folder of generate.py")
-    found = io.generated_images(images_dir)
-    if not found:
-        raise UserError(
-            f"{images_dir} holds no {{index:05d}}_{{sample}}.png images; "
-            f"write them with `python generate.py --out {images_dir}`"
-        )
-    path = layout.split_files(data_dir, split).filenames
-    if not os.path.isfile(path):
-        raise UserError(f"{path} not found; pass the --data-dir and --split the images were generated from")
-    asked = set_attributes(data_dir, loaders.load_filenames(path))
-    indices = np.array([i for i, _, _ in found])
-    if indices.max() >= len(asked.body):
-        raise UserError(
-            f"{images_dir} has images for embedding {indices.max()} but the {split} split of "
-            f"{data_dir} has only {len(asked.body)}; pass the --data-dir/--split used by generate.py"
-        )
-    images = [io.load_image(p) for _, _, p in found]
-    shapes = {im.shape for im in images}
-    if len(shapes) > 1:
-        raise UserError(f"{images_dir} mixes image sizes {sorted(shapes)}; evaluate one generate.py run at a time")
-    images = np.stack(images)
-    report = attribute_report(images, asked.take(indices))
-    by_index = collections.defaultdict(list)
-    for (index, _, _), im in zip(found, images):
-        by_index[index].append(im)
-    report.update(
-        embeddings=len(by_index),
-        max_samples_per_embedding=max(len(v) for v in by_index.values()),
-        diversity=diversity(by_index),
-        image_size=int(images.shape[1]),
-    )
-    return report

@@ -1,8 +1,7 @@
 """Whether a generator learned its condition, on the synthetic flowers (stackgan.datasets.synthetic_flowers): the
 petal-colour accuracy (the fraction of generated images whose petal colour is the one their embedding asks for; chance
-1/8), its most frequent mistakes, and the diversity of several samples of one embedding. The same names as
-stackgan.metrics.attributes, the synthetic birds' reader, so that a caller picks the module of its dataset
-(Dataset.attributes()).
+1/8) and its most frequent mistakes. The same names as stackgan.metrics.attributes, the synthetic birds' reader, so
+that a caller picks the module of its dataset (Dataset.attributes()).
 """
 
 import collections
@@ -13,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from stackgan import config, io, layout
+from stackgan import config, layout
 from stackgan.cli import UserError
 from stackgan.datasets import synthetic_flowers as flowers
 
@@ -25,6 +24,10 @@ class Asked(NamedTuple):
     """What a set's flowers have, one row per image: the petal colour (PALETTE index) its embeddings say."""
 
     colour: np.ndarray  # int64 (N,)
+
+    @property
+    def rows(self):
+        return len(self.colour)
 
     def take(self, rows):
         return Asked(self.colour[np.asarray(rows)])
@@ -154,55 +157,6 @@ def describe_mistakes(mistakes):
     return ", ".join(
         f"{m['asked']} {'drawn ' if i == 0 else ''}as {m['drawn']} {m['count']}" for i, m in enumerate(mistakes)
     )
-
-
-def diversity(images_by_index):
-    """Mean absolute pixel distance (in [0, 1] units) between different samples of one embedding, averaged over the
-    embeddings with at least two samples; None if there are none."""
-    per_embedding = []
-    for images in images_by_index.values():
-        if len(images) >= 2:
-            x = np.stack(images).astype("float32") / 255.0
-            per_embedding.append(
-                np.mean([np.abs(x[i] - x[j]).mean() for i in range(len(x)) for j in range(i + 1, len(x))])
-            )
-    return float(np.mean(per_embedding)) if per_embedding else None
-
-
-def evaluate_folder(images_dir, data_dir, split="test"):
-    """attribute_report of generate.py's output for the synthetic flowers (OUT/{index:05d}_{sample}.png drawn from
-    row `index` of the split), with embeddings (how many rows), max_samples_per_embedding, diversity and image_size."""
-    if not os.path.isdir(images_dir):
-        raise UserError(f"--images {images_dir} is not a folder; give the --out folder of generate.py")
-    found = io.generated_images(images_dir)
-    if not found:
-        raise UserError(
-            f"{images_dir} holds no {{index:05d}}_{{sample}}.png images; "
-            f"write them with `python generate.py --out {images_dir}`"
-        )
-    asked = split_attributes(data_dir, split)
-    indices = np.array([i for i, _, _ in found])
-    if indices.max() >= len(asked.colour):
-        raise UserError(
-            f"{images_dir} has images for embedding {indices.max()} but the {split} split of "
-            f"{data_dir} has only {len(asked.colour)}; pass the --data-dir/--split used by generate.py"
-        )
-    images = [io.load_image(p) for _, _, p in found]
-    shapes = {im.shape for im in images}
-    if len(shapes) > 1:
-        raise UserError(f"{images_dir} mixes image sizes {sorted(shapes)}; evaluate one generate.py run at a time")
-    images = np.stack(images)
-    report = attribute_report(images, asked.take(indices))
-    by_index = collections.defaultdict(list)
-    for (index, _, _), im in zip(found, images):
-        by_index[index].append(im)
-    report.update(
-        embeddings=len(by_index),
-        max_samples_per_embedding=max(len(v) for v in by_index.values()),
-        diversity=diversity(by_index),
-        image_size=int(images.shape[1]),
-    )
-    return report
 
 
 def wording_accuracy(predict, split, seed=0):
