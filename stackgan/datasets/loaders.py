@@ -158,6 +158,22 @@ def load_embeddings(embeddings_file_path):
 RELOAD = "download or prepare the data again"
 
 
+def write_split_files(split_dir, rows):
+    """The three split pickles of StackGAN's layout in split_dir, from rows of (name, class id, (captions, D)
+    embeddings): the lists in protocol 0, as StackGAN's files are, the embeddings as a list of arrays (protocol 2).
+    For the synthetic sets; load_filenames, load_class_ids and load_embeddings read them back."""
+    import pickle
+
+    from stackgan.layout import CLASS_INFO_FILE, EMBEDDINGS_FILE, FILENAMES_FILE
+
+    with open(os.path.join(split_dir, FILENAMES_FILE), "wb") as f:
+        pickle.dump([name for name, _, _ in rows], f, protocol=0)
+    with open(os.path.join(split_dir, CLASS_INFO_FILE), "wb") as f:
+        pickle.dump([c for _, c, _ in rows], f, protocol=0)
+    with open(os.path.join(split_dir, EMBEDDINGS_FILE), "wb") as f:
+        pickle.dump([e for _, _, e in rows], f, protocol=2)
+
+
 def check_embeddings(embeddings, what, embedding_dim=None, fix=RELOAD, values=True):
     """The one check of text embeddings, whatever they come from (a dataset's pickle, a file given to generate.py,
     the API): an array of shape (N, D) or (N, captions, D) with N >= 1, D = embedding_dim when given, and (with

@@ -13,7 +13,6 @@ import colorsys
 import functools
 import json
 import os
-import pickle
 import re
 import shutil
 
@@ -23,11 +22,9 @@ from PIL import Image, ImageDraw
 from stackgan import io, layout
 from stackgan.cli import UserError
 from stackgan.config import EMBEDDING_DIM
+from stackgan.datasets import loaders
 from stackgan.datasets.birds import ATTRIBUTE_NAMES_FILE, CUB_DIR, DATASET, TEXT_DIR
 from stackgan.layout import (
-    CLASS_INFO_FILE,
-    EMBEDDINGS_FILE,
-    FILENAMES_FILE,
     SPLITS,
     SYNTHETIC_MARKER,
 )
@@ -418,15 +415,7 @@ def _write_set(tmp, out_dir, n_train, n_test, seed, design):
         with open(os.path.join(text_root, name + ".txt"), "w", encoding="utf-8") as f:
             f.write("\n".join(words) + "\n")
     for s in SPLITS:
-        rows = split_rows[s]
-        d = os.path.join(tmp, s)
-        # Protocol 0 for the lists, as the real files; the embeddings as a list of (10, 1024) arrays.
-        with open(os.path.join(d, FILENAMES_FILE), "wb") as f:
-            pickle.dump([name for name, _, _ in rows], f, protocol=0)
-        with open(os.path.join(d, CLASS_INFO_FILE), "wb") as f:
-            pickle.dump([c for _, c, _ in rows], f, protocol=0)
-        with open(os.path.join(d, EMBEDDINGS_FILE), "wb") as f:
-            pickle.dump([e for _, _, e in rows], f, protocol=2)
+        loaders.write_split_files(os.path.join(tmp, s), split_rows[s])
     cub = os.path.join(tmp, CUB_DIR)
     with open(os.path.join(cub, "images.txt"), "w") as f:
         f.writelines(image_lines)

@@ -20,7 +20,6 @@ import colorsys
 import functools
 import json
 import os
-import pickle
 import re
 import shutil
 
@@ -30,8 +29,9 @@ from PIL import Image, ImageDraw, ImageFilter
 from stackgan import io, layout
 from stackgan.cli import UserError
 from stackgan.config import EMBEDDING_DIM
+from stackgan.datasets import loaders
 from stackgan.datasets.flowers import DATASET, IMAGES_DIR, TEXT_DIR
-from stackgan.layout import CLASS_INFO_FILE, EMBEDDINGS_FILE, FILENAMES_FILE, SPLITS, SYNTHETIC_MARKER
+from stackgan.layout import SPLITS, SYNTHETIC_MARKER
 
 # Petal colours, far apart in hue so that a classifier separates them reliably (the synthetic birds' hues).
 PALETTE = [
@@ -341,15 +341,7 @@ def _write_set(tmp, out_dir, n_train, n_test, seed):
             with open(os.path.join(folder, image + ".txt"), "w", encoding="utf-8") as f:
                 f.write("\n".join(words) + "\n")
     for s in SPLITS:
-        rows = split_rows[s]
-        d = os.path.join(tmp, s)
-        # Protocol 0 for the lists, as StackGAN's files; the embeddings as a list of (10, 1024) arrays.
-        with open(os.path.join(d, FILENAMES_FILE), "wb") as f:
-            pickle.dump([name for name, _, _ in rows], f, protocol=0)
-        with open(os.path.join(d, CLASS_INFO_FILE), "wb") as f:
-            pickle.dump([c for _, c, _ in rows], f, protocol=0)
-        with open(os.path.join(d, EMBEDDINGS_FILE), "wb") as f:
-            pickle.dump([e for _, _, e in rows], f, protocol=2)
+        loaders.write_split_files(os.path.join(tmp, s), split_rows[s])
     # The set is complete in tmp: now it replaces the old one, whose marker stays until the new one is in.
     replaced = os.path.join(tmp, "replaced")
     os.makedirs(replaced)
