@@ -258,6 +258,18 @@ def _classifier(x, compressed, df_dim, kernels):
     return layers.Dense(1, dtype="float32", name="logits")(x)
 
 
+def _judge(x, embedding, df_dim, condition_dim, kernels, text_head, matching):
+    """A discriminator's outputs from its image features x: the chapter's classifier on x beside the tiled
+    compressed embedding (matching "concat") or the projection classifier; with text_head, [logits, the embedding
+    regressed from x]."""
+    if matching == "projection":
+        logits = _projection_classifier(x, embedding, df_dim, kernels)
+    else:
+        compressed = _compressed_text(embedding, condition_dim, x.shape[1], x.shape[2])
+        logits = _classifier(x, compressed, df_dim, kernels)
+    return [logits, _text_head(x, embedding.shape[-1])] if text_head else logits
+
+
 # ---------------------------------------------------------------------------
 # Stage I
 # ---------------------------------------------------------------------------
@@ -289,12 +301,7 @@ def build_stage1_discriminator(
     for channels in (df_dim * 2, df_dim * 4, df_dim * 8):
         x = _down_block(x, channels, kernels)
 
-    if matching == "projection":
-        logits = _projection_classifier(x, embedding, df_dim, kernels)
-    else:
-        compressed = _compressed_text(embedding, condition_dim, x.shape[1], x.shape[2])
-        logits = _classifier(x, compressed, df_dim, kernels)
-    outputs = [logits, _text_head(x, embedding_dim)] if text_head else logits
+    outputs = _judge(x, embedding, df_dim, condition_dim, kernels, text_head, matching)
     return keras.Model([image, embedding], outputs, name="stage1_discriminator")
 
 
@@ -361,12 +368,7 @@ def build_stage2_discriminator(
     x = layers.Add()([x, x2])
     x = layers.LeakyReLU(negative_slope=0.2)(x)
 
-    if matching == "projection":
-        logits = _projection_classifier(x, embedding, df_dim, kernels)
-    else:
-        compressed = _compressed_text(embedding, condition_dim, x.shape[1], x.shape[2])
-        logits = _classifier(x, compressed, df_dim, kernels)
-    outputs = [logits, _text_head(x, embedding_dim)] if text_head else logits
+    outputs = _judge(x, embedding, df_dim, condition_dim, kernels, text_head, matching)
     return keras.Model([image, embedding], outputs, name="stage2_discriminator")
 
 

@@ -388,3 +388,37 @@ def test_the_xla_step_assembles_plan_batches_on_the_device(birds):
     trainer.train_steps(iter(training_input.make_plan_dataset(split, 8, 64, seed=0)), 2)
     losses = trainer.pop_mean_losses()
     assert int(trainer.d_opt.iterations.numpy()) == 2 and all(np.isfinite(list(losses.values())))
+
+
+def test_the_options_beyond_the_chapter_train_both_stages(stage1_run, birds, tmp_path):
+    """--matching projection with --text-loss, --hard-wrong and --mix-conditions on Stage-I, --stage1-l1 on Stage-II:
+    each adds its loss to the history (finite) and its layers to the networks, and the run's config records it."""
+    from stackgan import models
+
+    results = tmp_path / "r"
+    options = ["--matching", "projection", "--text-loss", "1", "--hard-wrong", "0.5", "--mix-conditions", "0.5"]
+    ctx = loop.run(command.parse_args(1, common(birds, results, tmp_path / "l") + TINY + ["--epochs", "1", *options]))
+    last = ctx.history[-1]
+    for key in LOSS_KEYS + ("d_text_loss", "g_text_loss"):
+        assert np.isfinite(last[key]), key
+    names = {layer.name for layer in ctx.trainer.dis.layers}
+    assert {"projection", "projection_logits", "text_head"} <= names and "compressor_dense" not in names
+    config = json.loads((results / "stage1_config.json").read_text())
+    assert (config["matching"], config["text_loss"], config["hard_wrong"], config["mix_conditions"]) == (
+        "projection",
+        1.0,
+        0.5,
+        0.5,
+    )
+    # The same heads on Stage-II's discriminator, and Stage-II's L1 to the Stage-I image it refines.
+    dis2 = models.build_discriminator(2, dict(TINY_NETWORKS, df_dim=2), text_head=True, matching="projection")
+    assert [tuple(o.shape) for o in dis2.outputs] == [(None, 1), (None, 1024)]
+    ctx2 = loop.run(
+        command.parse_args(
+            2,
+            common(birds, results, tmp_path / "l")
+            + ["--gf-dim", "4", "--df-dim", "2", "--batch-size", "4", "--epochs", "1", "--steps-per-epoch", "2"]
+            + ["--stage1-l1", "10"],
+        )
+    )
+    assert np.isfinite(ctx2.history[-1]["g_stage1_l1"]) and ctx2.history[-1]["g_stage1_l1"] > 0

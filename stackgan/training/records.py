@@ -99,6 +99,12 @@ class RunCheckpoint:
             batch_size=config.batch_size,
             kl_coef=config.kl_coef,
             g_ema=config.g_ema,
+            # the options beyond the chapter: text_loss and matching also say how to rebuild the exported D
+            text_loss=config.text_loss,
+            matching=config.matching,
+            hard_wrong=config.hard_wrong,
+            mix_conditions=config.mix_conditions,
+            stage1_l1=config.stage1_l1,
             dataset=config.dataset,
             data_dir=config.data_dir,
         )
