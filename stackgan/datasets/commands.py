@@ -119,7 +119,8 @@ def main(argv=None):
         "--classes",
         choices=synthetic_birds.CLASS_KINDS,
         default="hue",
-        help="birds: what class_info.pickle numbers: the body colour or the (colour, shade) pair (default: %(default)s)",
+        help="birds: what class_info.pickle numbers, the body colour or the (colour, shade) pair "
+        "(default: %(default)s)",
     )
     args = parser.parse_args(argv)
 

@@ -313,9 +313,8 @@ def _decode(embeddings, names):
     if e.ndim == 3:
         e = e.mean(axis=1)
     if e.ndim != 2 or e.shape[-1] != config.EMBEDDING_DIM:
-        raise UserError(
-            f"embeddings of shape {e.shape}: expected (N, {config.EMBEDDING_DIM}) or (N, captions, {config.EMBEDDING_DIM})"
-        )
+        dim = config.EMBEDDING_DIM
+        raise UserError(f"embeddings of shape {e.shape}: expected (N, {dim}) or (N, captions, {dim})")
     return np.argmax(e @ synthetic.code_rows(names).T, axis=1).astype(np.int64)
 
 

@@ -273,8 +273,9 @@ def write_sample_grid(ctx, step):
 
 def evaluate_samples(ctx, step):
     """On a synthetic set, {key: number} of the EVAL_KEYS of the attribute_report of one image per test image
-    (caption i % 10 of image i, fixed noise) through the generator(s), also written as TensorBoard scalars (eval/body, eval/wing, eval/both and
-    eval/both_unseen for the birds, eval/colour for the flowers); None on other data."""
+    (caption i % 10 of image i, fixed noise) through the generator(s), also written as TensorBoard scalars
+    (eval/body, eval/wing, eval/both and eval/both_unseen for the birds, eval/colour for the flowers); None on other
+    data."""
     if ctx.eval_attributes is None:
         return None
     import numpy as np
