@@ -164,6 +164,18 @@ def staging_folder(folder, purpose):
         raise WriteError(folder, err) from None
 
 
+def swap_in(staged, folder, names):
+    """Move each of `names` from the staging folder `staged` into `folder`, the entry it replaces (if any) moved
+    aside into staged/replaced, which goes with the staging folder."""
+    replaced = os.path.join(staged, "replaced")
+    os.makedirs(replaced)
+    for name in names:
+        dest = os.path.join(folder, name)
+        if os.path.lexists(dest):
+            os.replace(dest, os.path.join(replaced, name))
+        os.replace(os.path.join(staged, name), dest)
+
+
 def write_json(path, obj):
     with atomic_path(path, ".json") as tmp, open(tmp, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True)

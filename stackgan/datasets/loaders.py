@@ -174,6 +174,21 @@ def write_split_files(split_dir, rows):
         pickle.dump([e for _, _, e in rows], f, protocol=2)
 
 
+def caption_vectors(embeddings):
+    """Caption embeddings (N, D) as given, or (N, captions, D) averaged over the captions, as float32 (N, D); a
+    UserError for any other shape."""
+    from stackgan.config import EMBEDDING_DIM
+
+    e = np.asarray(embeddings, dtype=np.float32)
+    if e.ndim == 3:
+        e = e.mean(axis=1)
+    if e.ndim != 2 or e.shape[-1] != EMBEDDING_DIM:
+        raise UserError(
+            f"embeddings of shape {e.shape}: expected (N, {EMBEDDING_DIM}) or (N, captions, {EMBEDDING_DIM})"
+        )
+    return e
+
+
 def check_embeddings(embeddings, what, embedding_dim=None, fix=RELOAD, values=True):
     """The one check of text embeddings, whatever they come from (a dataset's pickle, a file given to generate.py,
     the API): an array of shape (N, D) or (N, captions, D) with N >= 1, D = embedding_dim when given, and (with

@@ -428,13 +428,7 @@ def _write_set(tmp, out_dir, n_train, n_test, seed, design):
     with open(os.path.join(tmp, ATTRIBUTE_NAMES_FILE), "w") as f:  # beside CUB_200_2011/, as in CUB's archive
         f.writelines(f"{a} {n}\n" for a, n in enumerate(names, 1))
     # The set is complete in tmp: now it replaces the old one, whose marker stays until the new one is in.
-    replaced = os.path.join(tmp, "replaced")
-    os.makedirs(replaced)
-    for name in SPLITS + (CUB_DIR, TEXT_DIR, ATTRIBUTE_NAMES_FILE):
-        dest = os.path.join(out_dir, name)
-        if os.path.lexists(dest):
-            os.replace(dest, os.path.join(replaced, name))
-        os.replace(os.path.join(tmp, name), dest)
+    io.swap_in(tmp, out_dir, SPLITS + (CUB_DIR, TEXT_DIR, ATTRIBUTE_NAMES_FILE))
     io.write_json(
         os.path.join(out_dir, SYNTHETIC_MARKER),
         dict(design.marker(), n_train=n_train, n_test=n_test, seed=seed),

@@ -343,13 +343,7 @@ def _write_set(tmp, out_dir, n_train, n_test, seed):
     for s in SPLITS:
         loaders.write_split_files(os.path.join(tmp, s), split_rows[s])
     # The set is complete in tmp: now it replaces the old one, whose marker stays until the new one is in.
-    replaced = os.path.join(tmp, "replaced")
-    os.makedirs(replaced)
-    for name in SPLITS + (IMAGES_DIR, TEXT_DIR):
-        dest = os.path.join(out_dir, name)
-        if os.path.lexists(dest):
-            os.replace(dest, os.path.join(replaced, name))
-        os.replace(os.path.join(tmp, name), dest)
+    io.swap_in(tmp, out_dir, SPLITS + (IMAGES_DIR, TEXT_DIR))
     io.write_json(
         os.path.join(out_dir, SYNTHETIC_MARKER),
         {

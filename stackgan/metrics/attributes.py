@@ -15,9 +15,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from stackgan import config, layout
+from stackgan import layout
 from stackgan.cli import UserError
 from stackgan.datasets import birds, synthetic
+from stackgan.datasets.loaders import caption_vectors
 
 # Pixel classes: a pixel is coloured when its chroma is at least MIN_SATURATION of its value and its value at least
 # MIN_VALUE (backgrounds, wings, beaks and legs are greyish).
@@ -309,13 +310,7 @@ def describe_mistakes(mistakes):
 # What an embedding of our own synthetic sets says (their fixed code; meaningless for other embeddings)
 # ---------------------------------------------------------------------------
 def _decode(embeddings, names):
-    e = np.asarray(embeddings, dtype=np.float32)
-    if e.ndim == 3:
-        e = e.mean(axis=1)
-    if e.ndim != 2 or e.shape[-1] != config.EMBEDDING_DIM:
-        dim = config.EMBEDDING_DIM
-        raise UserError(f"embeddings of shape {e.shape}: expected (N, {dim}) or (N, captions, {dim})")
-    return np.argmax(e @ synthetic.code_rows(names).T, axis=1).astype(np.int64)
+    return np.argmax(caption_vectors(embeddings) @ synthetic.code_rows(names).T, axis=1).astype(np.int64)
 
 
 def embedding_colours(embeddings, hues=synthetic.DEFAULT_HUES):

@@ -12,9 +12,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from stackgan import config, layout
+from stackgan import layout
 from stackgan.cli import UserError
 from stackgan.datasets import synthetic_flowers as flowers
+from stackgan.datasets.loaders import caption_vectors
 
 WHAT = "petal-colour accuracy"
 EVAL_KEYS = ("colour",)  # the numbers of attribute_report that training logs per sampled epoch
@@ -53,27 +54,17 @@ def _palette_hues():
     return np.array([colorsys.rgb_to_hsv(*(c / 255 for c in rgb))[0] for _, rgb in flowers.PALETTE], np.float32)
 
 
-def _mean_embedding(embeddings):
-    e = np.asarray(embeddings, dtype=np.float32)
-    if e.ndim == 3:
-        e = e.mean(axis=1)
-    if e.ndim != 2 or e.shape[-1] != config.EMBEDDING_DIM:
-        dim = config.EMBEDDING_DIM
-        raise UserError(f"embeddings of shape {e.shape}: expected (N, {dim}) or (N, captions, {dim})")
-    return e
-
-
 def embedding_colours(embeddings):
     """PALETTE index of the petal colour that each synthetic flower embedding encodes: (N, 1024) or (N, 10, 1024)
     (captions averaged) -> int (N,). Meaningless for real embeddings."""
     rows = flowers.code_basis()[1 : 1 + len(flowers.PALETTE)]
-    return np.argmax(_mean_embedding(embeddings) @ rows.T, axis=1).astype(np.int64)
+    return np.argmax(caption_vectors(embeddings) @ rows.T, axis=1).astype(np.int64)
 
 
 def embedding_forms(embeddings):
     """FORMS index of the petal form that each synthetic flower embedding encodes, like embedding_colours."""
     rows = flowers.code_basis()[1 + len(flowers.PALETTE) :]
-    return np.argmax(_mean_embedding(embeddings) @ rows.T, axis=1).astype(np.int64)
+    return np.argmax(caption_vectors(embeddings) @ rows.T, axis=1).astype(np.int64)
 
 
 def describe_vector(vector):
