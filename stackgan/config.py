@@ -17,7 +17,10 @@ from stackgan.layout import DEFAULT_DATASET, dataset_dir, demo_dirs
 
 EMBEDDING_DIM = 1024  # char-CNN-RNN sentence embeddings
 IMAGE_SIZE = {1: 64, 2: 256}
-NETWORK_KEYS = ("gf_dim", "df_dim", "z_dim", "condition_dim", "embedding_dim")
+NETWORK_KEYS = ("gf_dim", "df_dim", "z_dim", "condition_dim", "embedding_dim", "generator_condition", "residual")
+# How the generator takes its condition c: "input" (the chapter: once, beside z / the image features) or "film"
+# (also every up-sampling block: its batch-normalised features scaled and shifted by a linear map of c).
+GENERATOR_CONDITIONS = ("input", "film")
 
 
 def stored_size(image_size, augment):
@@ -48,6 +51,8 @@ class StageConfig:
     z_dim: int = 100
     condition_dim: int = 128
     embedding_dim: int = EMBEDDING_DIM
+    generator_condition: str = "input"
+    residual: bool = False  # Stage-II: draw a change to the enlarged Stage-I image
     # recipe
     epochs: int = 1000
     batch_size: int = 64
@@ -172,13 +177,22 @@ DEMO_PRESETS = {
     ),
 }
 # The birds' demo asks for two attributes (body colour and wing shade). Stage-I: a 64-d condition with a lighter KL
-# term carries the wing through the conditioning augmentation; D's text head gives the generator the wing as plainly
-# as the colour; half the fakes come from mixed conditions (combinations no training image has). Stage-II: an L1
-# term keeps the Stage-I image it refines (without it Stage-II paints the wing over).
+# term carries the wing through the conditioning augmentation; the generator reads c in every up-sampling block
+# (film); D's text head gives the generator the wing as plainly as the colour; half the fakes come from mixed
+# conditions (combinations no training image has); 56 epochs, the rates halved every 14. Stage-II: film, and it
+# draws a change to the enlarged Stage-I image (residual) that an L1 term keeps close to it at 64x64.
 DEMO_DATASET_PRESETS = {
     "birds": {
-        1: dict(condition_dim=64, kl_coef=0.5, text_loss=2.0, mix_conditions=0.5),
-        2: dict(stage1_l1=50.0),
+        1: dict(
+            condition_dim=64,
+            kl_coef=0.5,
+            text_loss=2.0,
+            mix_conditions=0.5,
+            generator_condition="film",
+            epochs=56,
+            lr_decay_epochs=14,
+        ),
+        2: dict(stage1_l1=50.0, generator_condition="film", residual=True),
     },
 }
 
@@ -319,6 +333,19 @@ def make_parser(stage, demo=False, dataset=DEFAULT_DATASET):
             help="weight of the mean absolute difference between the Stage-II image shrunk to 64x64 and the Stage-I "
             "image it refines: Stage-II keeps what Stage-I drew (not in the chapter: 0)",
         )
+        p.add_argument(
+            "--residual",
+            action=argparse.BooleanOptionalAction,
+            help="the generator's last layer draws a change to the Stage-I image enlarged to 256x256 (bilinear) "
+            "instead of a new image (not in the chapter: off)",
+        )
+    p.add_argument(
+        "--generator-condition",
+        choices=GENERATOR_CONDITIONS,
+        help="where the generator reads its condition: the chapter's once at its input (input), or also in every "
+        "up-sampling block, which scales and shifts its normalised features by a linear map of c (film; not in the "
+        "chapter)",
+    )
     p.add_argument("--gf-dim", type=cli.positive_int, help="generator width" + ("" if stage == 1 else " (Stage-II)"))
     p.add_argument("--df-dim", type=cli.positive_int, help="discriminator width")
     if stage == 1:
@@ -365,7 +392,8 @@ def make_parser(stage, demo=False, dataset=DEFAULT_DATASET):
         "mapped, each batch read and prefetched to the device); auto: device when one copy per replica takes at "
         "most half of the device's free memory and the run still fits",
     )
-    preset = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in DEMO_PRESETS[stage].items())
+    preset = dict(DEMO_PRESETS[stage], **DEMO_DATASET_PRESETS.get(dataset, {}).get(stage, {}))
+    preset = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in preset.items())
     p.add_argument(
         "--demo",
         action="store_true",

@@ -131,6 +131,43 @@ def build_ca_model(embedding_dim=EMB, condition_dim=COND):
     return keras.Model(embedding, [c, mean_logsigma], name="ca_model")
 
 
+@keras.saving.register_keras_serializable(package="stackgan")
+class ConditionalAffine(keras.layers.Layer):
+    """FiLM (Perez et al., 2018), as conditional batch norm uses it: [x (B, H, W, C), c (B, D)] ->
+    x * (1 + gamma) + beta, with (gamma, beta) = c @ kernel + bias per channel. Kernel and bias start at zero, so
+    the block starts as the chapter's. Not in the chapter (--generator-condition film)."""
+
+    def build(self, input_shapes):
+        x_shape, c_shape = input_shapes
+        channels = x_shape[-1]
+        self.kernel = self.add_weight(shape=(c_shape[-1], 2 * channels), initializer="zeros", name="kernel")
+        self.bias = self.add_weight(shape=(2 * channels,), initializer="zeros", name="bias")
+        super().build(input_shapes)
+
+    def call(self, inputs):
+        x, c = inputs
+        film = ops.matmul(ops.cast(c, self.compute_dtype), ops.cast(self.kernel, self.compute_dtype))
+        film = film + ops.cast(self.bias, self.compute_dtype)
+        gamma, beta = ops.split(film[:, None, None, :], 2, axis=-1)
+        return x * (1.0 + gamma) + beta
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]
+
+
+@keras.saving.register_keras_serializable(package="stackgan")
+class ResidualImage(keras.layers.Layer):
+    """[change (B, H, W, 3), base image (B, H, W, 3) in [-1, 1]] -> tanh(change + atanh(base)), the base clipped to
+    +-0.99: the image is the base where the change is zero (Stage-II's --residual, not in the chapter). float32."""
+
+    def call(self, inputs):
+        change, base = (ops.cast(t, "float32") for t in inputs)
+        return ops.tanh(change + ops.arctanh(ops.clip(base, -0.99, 0.99)))
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]
+
+
 def build_embedding_compressor_model(embedding_dim=EMB, condition_dim=COND):
     """The chapter's embedding compressor: embedding (B, embedding_dim) -> Dense(condition_dim) + ReLU. Each
     discriminator runs it on its text input, so it trains with D (the chapter only ever called its predict)."""
@@ -195,15 +232,17 @@ def residual_block(x, channels, kernels=FAST_KERNELS):
     return layers.ReLU()(y)
 
 
-def _up_block(x, channels, kernels):
+def _up_block(x, channels, kernels, c=None):
     """The chapter's UpSampling2D(2) + Conv2D(3x3, same, no bias) (one exact UpSampleConv2D layer unless
-    kernels.fused_upsample is off), then BN and ReLU."""
+    kernels.fused_upsample is off), then BN (scaled and shifted by c when given: ConditionalAffine) and ReLU."""
     if kernels.fused_upsample:
         x = UpSampleConv2D(channels, use_bias=False, gradient=kernels.conv_gradient)(x)
     else:
         x = layers.UpSampling2D(size=(2, 2))(x)
         x = _conv(kernels, channels, kernel_size=3, strides=1, padding="same", use_bias=False)(x)
     x = _batch_norm(kernels)(x)
+    if c is not None:
+        x = ConditionalAffine()([x, c])
     return layers.ReLU()(x)
 
 
@@ -273,8 +312,11 @@ def _judge(x, embedding, df_dim, condition_dim, kernels, text_head, matching):
 # ---------------------------------------------------------------------------
 # Stage I
 # ---------------------------------------------------------------------------
-def build_stage1_generator(gf_dim=GF, z_dim=Z, condition_dim=COND, embedding_dim=EMB, kernels=FAST_KERNELS):
-    """[embedding, z] -> [image (B,64,64,3) tanh, mean_logsigma (B, 2*cond)]."""
+def build_stage1_generator(
+    gf_dim=GF, z_dim=Z, condition_dim=COND, embedding_dim=EMB, kernels=FAST_KERNELS, generator_condition="input"
+):
+    """[embedding, z] -> [image (B,64,64,3) tanh, mean_logsigma (B, 2*cond)]; generator_condition "film" also feeds c
+    to every up-sampling block (ConditionalAffine)."""
     embedding = keras.Input(shape=(embedding_dim,), name="embedding")
     z = keras.Input(shape=(z_dim,), name="z")
     c, mean_logsigma = build_ca_model(embedding_dim, condition_dim)(embedding)
@@ -283,8 +325,9 @@ def build_stage1_generator(gf_dim=GF, z_dim=Z, condition_dim=COND, embedding_dim
     x = layers.Dense(gf_dim * 8 * 4 * 4, use_bias=False)(x)
     x = layers.ReLU()(x)
     x = layers.Reshape((4, 4, gf_dim * 8))(x)
+    film = c if generator_condition == "film" else None
     for channels in (gf_dim * 4, gf_dim * 2, gf_dim, gf_dim // 2):
-        x = _up_block(x, channels, kernels)
+        x = _up_block(x, channels, kernels, film)
     image = _to_image(x, kernels)
     return keras.Model([embedding, z], [image, mean_logsigma], name="stage1_generator")
 
@@ -308,8 +351,17 @@ def build_stage1_discriminator(
 # ---------------------------------------------------------------------------
 # Stage II
 # ---------------------------------------------------------------------------
-def build_stage2_generator(gf_dim=GF, condition_dim=COND, embedding_dim=EMB, kernels=FAST_KERNELS):
-    """[embedding, lr_image (B,64,64,3)] -> [image (B,256,256,3), mean_logsigma]."""
+def build_stage2_generator(
+    gf_dim=GF,
+    condition_dim=COND,
+    embedding_dim=EMB,
+    kernels=FAST_KERNELS,
+    generator_condition="input",
+    residual=False,
+):
+    """[embedding, lr_image (B,64,64,3)] -> [image (B,256,256,3), mean_logsigma]; generator_condition "film" also
+    feeds c to every up-sampling block (ConditionalAffine); residual: the last convolution draws a change to the
+    Stage-I image enlarged bilinearly (ResidualImage) instead of the image itself."""
     embedding = keras.Input(shape=(embedding_dim,), name="embedding")
     lr_image = keras.Input(shape=(LR_IMAGE_SIZE, LR_IMAGE_SIZE, 3), name="lr_image")
     c, mean_logsigma = build_ca_model(embedding_dim, condition_dim)(embedding)
@@ -334,9 +386,15 @@ def build_stage2_generator(gf_dim=GF, condition_dim=COND, embedding_dim=EMB, ker
         x = residual_block(x, gf_dim * 4, kernels)
 
     # Up-sampling: 16x16 -> 256x256.
+    film = c if generator_condition == "film" else None
     for channels in (gf_dim * 4, gf_dim * 2, gf_dim, gf_dim // 2):
-        x = _up_block(x, channels, kernels)
-    image = _to_image(x, kernels)
+        x = _up_block(x, channels, kernels, film)
+    if residual:
+        change = _conv(kernels, 3, kernel_size=3, strides=1, padding="same", use_bias=False)(x)
+        enlarged = layers.UpSampling2D(HR_IMAGE_SIZE // LR_IMAGE_SIZE, interpolation="bilinear")(lr_image)
+        image = ResidualImage(dtype="float32", name="image")([change, enlarged])
+    else:
+        image = _to_image(x, kernels)
     return keras.Model([embedding, lr_image], [image, mean_logsigma], name="stage2_generator")
 
 
@@ -464,9 +522,18 @@ def build_generator(stage, config=None, kernels=FAST_KERNELS):
     """The stage's generator at the widths of `config` (a dict with NETWORK_DEFAULTS' keys; missing ones default)."""
     cfg = _cfg(config)
     if stage == 1:
-        return build_stage1_generator(cfg["gf_dim"], cfg["z_dim"], cfg["condition_dim"], cfg["embedding_dim"], kernels)
+        return build_stage1_generator(
+            cfg["gf_dim"], cfg["z_dim"], cfg["condition_dim"], cfg["embedding_dim"], kernels, cfg["generator_condition"]
+        )
     if stage == 2:
-        return build_stage2_generator(cfg["gf_dim"], cfg["condition_dim"], cfg["embedding_dim"], kernels)
+        return build_stage2_generator(
+            cfg["gf_dim"],
+            cfg["condition_dim"],
+            cfg["embedding_dim"],
+            kernels,
+            cfg["generator_condition"],
+            cfg["residual"],
+        )
     raise ValueError(f"stage must be 1 or 2, got {stage!r}")
 
 

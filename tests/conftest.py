@@ -103,7 +103,7 @@ def tiny_results(birds, tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained_demo(tmp_path_factory):
     """(data folder, results folder) of the Stage-I demo on the demo's synthetic set (800 training, 160 test birds)
-    for 16 of its 28 epochs, with the demo's caption encoder: a generator that has learned the colours. Shared by
+    for 16 of its 56 epochs, with the demo's caption encoder: a generator that has learned the colours. Shared by
     the learning tests and the page's tests; trained once per test run, by whichever needs it first."""
     import stage1
     from stackgan.datasets.synthetic import write_synthetic

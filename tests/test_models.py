@@ -11,6 +11,7 @@ import tensorflow as tf
 
 import models as m
 from stackgan import api
+from stackgan import models as sm
 from stackgan.runtime import dtype_policy
 
 SMALL = {
@@ -429,3 +430,55 @@ def test_sample_images_runs_the_chain_compiled_with_the_models_outputs():
     np.testing.assert_allclose(images[1], high, atol=1e-4)
     split = api.sample_images(gens, e, z, batch_size=3)  # batches of 3 and 2
     assert [i.shape for i in split] == [(5, 64, 64, 3), (5, 256, 256, 3)]
+
+
+# --------------------------------------------------------------------------- --generator-condition film
+@pytest.mark.parametrize("stage", [1, 2])
+def test_film_generator_starts_as_the_chapter_and_then_reads_c_in_every_up_block(stage):
+    """--generator-condition film adds one ConditionalAffine after each up-sampling block's batch norm: (condition_dim
+    + 1) * 2 * channels weights each, zero at first, so with the chapter generator's weights it draws the chapter's
+    image; once its weights move, the same features and c give another image. Under bf16 its outputs stay float32."""
+    chapter = m.build_generator(stage, TINY)
+    film = m.build_generator(stage, dict(TINY, generator_condition="film"))
+    affine = [lyr for lyr in film.layers if isinstance(lyr, sm.ConditionalAffine)]
+    gf, cond = TINY["gf_dim"], TINY["condition_dim"]
+    up_channels = [4 * gf, 2 * gf, gf, gf // 2]
+    assert [lyr.kernel.shape for lyr in affine] == [(cond, 2 * c) for c in up_channels]
+    assert film.count_params() - chapter.count_params() == sum((cond + 1) * 2 * c for c in up_channels)
+
+    affine_ids = {id(v) for lyr in affine for v in lyr.weights}
+    chapter_weights = iter(chapter.get_weights())
+    film.set_weights([w.numpy() if id(w) in affine_ids else next(chapter_weights) for w in film.weights])
+    e = tf.constant(_emb(2))
+    second = tf.constant(_emb(2, TINY["z_dim"], seed=2) if stage == 1 else _img(2, 64))
+    for layer in sm.conditioning_layers(chapter) + sm.conditioning_layers(film):
+        layer.reseed(5)
+    same = chapter([e, second], training=False)[0].numpy()
+    np.testing.assert_allclose(film([e, second], training=False)[0].numpy(), same, atol=1e-5)
+
+    affine[-1].kernel.assign(np.full(affine[-1].kernel.shape, 0.05, np.float32))
+    for layer in sm.conditioning_layers(film):
+        layer.reseed(5)
+    assert np.abs(film([e, second], training=False)[0].numpy() - same).max() > 1e-3
+
+    with dtype_policy("bf16"):
+        reduced = m.build_generator(stage, dict(TINY, generator_condition="film"))
+    image, mls = reduced([e, second], training=True)
+    assert (image.dtype, mls.dtype) == (tf.float32, tf.float32) and np.all(np.isfinite(image.numpy()))
+
+
+def test_residual_stage2_draws_a_change_to_the_enlarged_stage1_image():
+    """Stage-II's --residual: the last convolution's output is added (before tanh) to the Stage-I image enlarged
+    bilinearly, so with that convolution at zero the image is the enlarged Stage-I image (within its +-0.99 clip);
+    the chapter's Stage-II has the same layers and no such path."""
+    gen = m.build_generator(2, dict(TINY, residual=True))
+    chapter = m.build_generator(2, TINY)
+    assert gen.count_params() == chapter.count_params()  # the same layers; only the output differs
+    last_conv = [lyr for lyr in gen.layers if isinstance(lyr, keras.layers.Conv2D)][-1]
+    assert last_conv.filters == 3
+    last_conv.kernel.assign(np.zeros(last_conv.kernel.shape, np.float32))
+    lr = tf.constant(_img(2, 64) * 0.9)
+    image = gen([tf.constant(_emb(2)), lr], training=False)[0].numpy()
+    enlarged = keras.layers.UpSampling2D(4, interpolation="bilinear")(lr).numpy()
+    np.testing.assert_allclose(image, enlarged, atol=1e-5)
+    assert image.dtype == np.float32 and isinstance(gen.get_layer("image"), sm.ResidualImage)

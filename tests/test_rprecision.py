@@ -273,7 +273,7 @@ def test_the_demo_prints_the_cards_command(capsys):
 
 
 def test_the_trained_demo_nears_its_r_precision_ceiling(trained_demo, tmp_path, capsys):
-    """The demo's Stage-I, 16 of its 28 epochs, drawing caption 0 of every test bird: its R-precision against that of
+    """The demo's Stage-I, 16 of its 56 epochs, drawing caption 0 of every test bird: its R-precision against that of
     the real test birds (the ceiling), with the evaluator the synthetic birds get by default."""
     birds, results = trained_demo
     images, evaluators = str(tmp_path / "images"), str(tmp_path / "evaluator")

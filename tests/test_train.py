@@ -391,12 +391,14 @@ def test_the_xla_step_assembles_plan_batches_on_the_device(birds):
 
 
 def test_the_options_beyond_the_chapter_train_both_stages(stage1_run, birds, tmp_path):
-    """--matching projection with --text-loss, --hard-wrong and --mix-conditions on Stage-I, --stage1-l1 on Stage-II:
-    each adds its loss to the history (finite) and its layers to the networks, and the run's config records it."""
+    """--matching projection with --text-loss, --hard-wrong, --mix-conditions and --generator-condition film on
+    Stage-I, --stage1-l1, film and --residual on Stage-II: each adds its loss to the history (finite) and its layers to the
+    networks, and the run's config records it; the API rebuilds the exported film generators."""
     from stackgan import models
 
     results = tmp_path / "r"
     options = ["--matching", "projection", "--text-loss", "1", "--hard-wrong", "0.5", "--mix-conditions", "0.5"]
+    options += ["--generator-condition", "film"]
     ctx = loop.run(command.parse_args(1, common(birds, results, tmp_path / "l") + TINY + ["--epochs", "1", *options]))
     last = ctx.history[-1]
     for key in LOSS_KEYS + ("d_text_loss", "g_text_loss"):
@@ -410,6 +412,8 @@ def test_the_options_beyond_the_chapter_train_both_stages(stage1_run, birds, tmp
         0.5,
         0.5,
     )
+    assert config["generator_condition"] == "film"
+    assert sum(isinstance(layer, models.ConditionalAffine) for layer in ctx.trainer.gen.layers) == 4
     # The same heads on Stage-II's discriminator, and Stage-II's L1 to the Stage-I image it refines.
     dis2 = models.build_discriminator(2, dict(TINY_NETWORKS, df_dim=2), text_head=True, matching="projection")
     assert [tuple(o.shape) for o in dis2.outputs] == [(None, 1), (None, 1024)]
@@ -418,7 +422,16 @@ def test_the_options_beyond_the_chapter_train_both_stages(stage1_run, birds, tmp
             2,
             common(birds, results, tmp_path / "l")
             + ["--gf-dim", "4", "--df-dim", "2", "--batch-size", "4", "--epochs", "1", "--steps-per-epoch", "2"]
-            + ["--stage1-l1", "10"],
+            + ["--stage1-l1", "10", "--generator-condition", "film", "--residual"],
         )
     )
     assert np.isfinite(ctx2.history[-1]["g_stage1_l1"]) and ctx2.history[-1]["g_stage1_l1"] > 0
+    generators, config2 = api.load_generators(str(results), 2)
+    assert (config2["generator_condition"], config2["residual"]) == ("film", True)
+    assert isinstance(generators[1].get_layer("image"), models.ResidualImage)
+    assert [sum(isinstance(layer, models.ConditionalAffine) for layer in g.layers) for g in generators] == [4, 4]
+    with ctx2.trainer.sampling_generator() as gen:
+        trained = [w.numpy() for w in gen.weights]
+    assert len(generators[1].weights) == len(trained)
+    for loaded, own in zip(generators[1].weights, trained):
+        np.testing.assert_array_equal(loaded.numpy(), own)
