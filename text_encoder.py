@@ -71,7 +71,12 @@ def build_parser(demo=False, dataset=DEFAULT_DATASET):
         default=",".join(str(w) for w in preset["conv_dims"]),
         help="widths of the Conv1D blocks, comma-separated (max-pooled by 3 between them)",
     )
-    t.add_argument("--rnn-dim", type=positive_int, default=preset["rnn_dim"], help="GRU width")
+    t.add_argument(
+        "--rnn-dim",
+        type=non_negative_int,
+        default=preset["rnn_dim"],
+        help="GRU width; 0: no GRU (a char-CNN: the last block's features averaged over the caption)",
+    )
     t.add_argument("--max-length", type=positive_int, default=preset["max_length"], help="characters read per caption")
     t.add_argument("--loss", choices=LOSSES, default=preset["loss"], help="regression loss")
     t.add_argument(

@@ -83,3 +83,14 @@ def test_birds_from_held_out_caption_wordings_have_what_they_ask_for(trained):
     assert words["body"] >= own["body"] - 0.15 and words["wing"] >= own["wing"] - 0.15, (
         report
     )  # the encoder loses little
+
+
+def test_the_demo_caption_encoder_reads_pairs_no_training_caption_names(trained):
+    """The demo's char-CNN encoder, read by a linear probe fitted on the training embeddings: the colour and wing of
+    test captions and held-out wordings of (colour, wing) pairs that no training caption names. Measured (5 epochs,
+    Zen4, 2026-12-05): 1.000 on both; the char-CNN-RNN it replaced memorised the pairs (0.42 / 0.47)."""
+    from stackgan.text.evaluation import evaluate_encoder
+
+    birds, results = trained
+    encoder = evaluate_encoder(results, birds)["encoder"]
+    assert encoder["test_wording_unseen_both"] >= 0.8 and encoder["heldout_wording_unseen_both"] >= 0.8, encoder

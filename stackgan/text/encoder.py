@@ -162,7 +162,8 @@ def make_config(char_dim, conv_dims, rnn_dim, max_length, loss, target, embeddin
 
 
 def build_encoder(config):
-    """The char-CNN-RNN as a Keras functional model: int32 (batch, length) -> float32 (batch, embedding_dim)."""
+    """The char-CNN-RNN as a Keras functional model: int32 (batch, length) -> float32 (batch, embedding_dim); with
+    rnn_dim 0 a char-CNN (Reed et al. compare both), whose vector is a sum over windows of the caption."""
     import keras
     from keras import layers, ops
 
@@ -176,7 +177,9 @@ def build_encoder(config):
                 x = layers.MaxPooling1D(POOL, name=f"pool{i}")(x)
                 mask = layers.MaxPooling1D(POOL, name=f"mask_pool{i}")(mask)
             x = layers.Conv1D(width, KERNEL, padding="same", activation="relu", name=f"conv{i + 1}")(x) * mask
-        h = layers.GRU(config["rnn_dim"], return_sequences=True, name="gru")(x, mask=ops.cast(mask[..., 0], "bool"))
+        h = x  # rnn_dim 0: a char-CNN, its last block's features averaged
+        if config["rnn_dim"]:
+            h = layers.GRU(config["rnn_dim"], return_sequences=True, name="gru")(x, mask=ops.cast(mask[..., 0], "bool"))
         h = ops.sum(h * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1.0)  # average over the caption's steps
         out = layers.Dense(config["embedding_dim"], name="projection")(h)
         return keras.Model(tokens, out, name="char_cnn_rnn")

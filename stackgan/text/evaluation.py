@@ -100,9 +100,9 @@ class BagOfWords:
 
 
 def synthetic_wording_accuracy(predict, split, asked, probe, seed=0):
-    """On the synthetic birds: the fraction of vectors whose body colour (and wing shade) is the bird's, read by
-    `probe` (attributes.EmbeddingProbe fitted on the training split), for the test captions and for captions written
-    with HELDOUT_TEMPLATES. predict: normalized texts -> vectors; split: a CaptionSplit of a synthetic set; asked: its
+    """On the synthetic birds: the fraction of vectors whose body colour (and wing shade; and both, among the captions
+    of pairs never seen in training) is the bird's, read by `probe` (attributes.EmbeddingProbe fitted on the
+    training split), for the test captions and for captions written with HELDOUT_TEMPLATES. predict: normalized texts -> vectors; split: a CaptionSplit of a synthetic set; asked: its
     Attributes."""
     rng = np.random.default_rng([seed, 5])
     held = [synthetic.heldout_captions(asked.hues[b], asked.shades[w], rng) for b, w in zip(asked.body, asked.wing)]
@@ -110,8 +110,12 @@ def synthetic_wording_accuracy(predict, split, asked, probe, seed=0):
     for name, caps in (("test_wording", split.captions), ("heldout_wording", held)):
         texts, images, _ = caption_rows(caps)
         body, wing = probe.read(predict([normalize_caption(t) for t in texts]))
-        result[f"{name}_colour"] = float(np.mean(body == asked.body[images]))
-        result[f"{name}_wing"] = float(np.mean(wing == asked.wing[images]))
+        right = (body == asked.body[images], wing == asked.wing[images])
+        result[f"{name}_colour"] = float(np.mean(right[0]))
+        result[f"{name}_wing"] = float(np.mean(right[1]))
+        unseen = asked.unseen[images]
+        if unseen.any():  # both attributes of the pairs that no training caption names
+            result[f"{name}_unseen_both"] = float(np.mean((right[0] & right[1])[unseen]))
     return result
 
 
