@@ -13,6 +13,9 @@ the chapter; every channel width derives from ``gf_dim`` / ``df_dim``, so the de
 - Discriminators return the logits of the final ``Dense(1)``; ``sigmoid(logits)`` is D's probability.
 - ``build_adversarial_model`` chains G -> D for Stage-I and frozen Stage-I G -> Stage-II G -> D for
   Stage-II, optionally running D once on real, wrong and fake images together.
+- Options beyond the chapter, off by default: ``ConditionalAffine`` (c read in every up-sampling block,
+  --generator-condition film) and ``ResidualImage`` (Stage-II draws a change to the enlarged Stage-I image,
+  --residual).
 
 The layers behind the convolutions and batch norms (stackgan/layers.py) compute the chapter's numbers faster;
 ``kernels=CHAPTER_KERNELS`` builds Keras' own layers instead.
