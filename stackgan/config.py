@@ -210,10 +210,15 @@ def demo_flags(results_dir):
     return None
 
 
+def demo_preset(stage, dataset=DEFAULT_DATASET):
+    """What --demo sets for a stage on a dataset: the common preset, then the dataset's own."""
+    return dict(DEMO_PRESETS[stage], **DEMO_DATASET_PRESETS.get(dataset, {}).get(stage, {}))
+
+
 def stage_defaults(stage, demo=False, dataset=DEFAULT_DATASET):
     """The StageConfig of the chapter's settings for a stage on a dataset, or of its --demo preset."""
     folders = demo_folders(dataset) if demo else dict(data_dir=dataset_dir(dataset))
-    preset = dict(DEMO_PRESETS[stage], **DEMO_DATASET_PRESETS.get(dataset, {}).get(stage, {})) if demo else {}
+    preset = demo_preset(stage, dataset) if demo else {}
     return StageConfig(**dict(_CHAPTER[stage], **preset, **folders), dataset=dataset, demo=demo)
 
 
@@ -253,7 +258,7 @@ class EncoderConfig:
 
 # --demo: the synthetic birds, a small encoder that learns their wording in under a minute on 2 CPU cores: a
 # char-CNN (no GRU), whose vector sums what windows of the caption say, so that it reads a (colour, wing) pair that
-# no training caption names as well as those it saw (the GRU's memorised the pairs: docs/experiments.md).
+# no training caption names as well as those it saw (the GRU memorised the pairs: docs/experiments.md).
 ENCODER_DEMO = dict(
     epochs=5,
     batch_size=64,
@@ -394,8 +399,7 @@ def make_parser(stage, demo=False, dataset=DEFAULT_DATASET):
         "mapped, each batch read and prefetched to the device); auto: device when one copy per replica takes at "
         "most half of the device's free memory and the run still fits",
     )
-    preset = dict(DEMO_PRESETS[stage], **DEMO_DATASET_PRESETS.get(dataset, {}).get(stage, {}))
-    preset = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in preset.items())
+    preset = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in demo_preset(stage, dataset).items())
     p.add_argument(
         "--demo",
         action="store_true",

@@ -392,8 +392,8 @@ def test_the_xla_step_assembles_plan_batches_on_the_device(birds):
 
 def test_the_options_beyond_the_chapter_train_both_stages(stage1_run, birds, tmp_path):
     """--matching projection with --text-loss, --hard-wrong, --mix-conditions and --generator-condition film on
-    Stage-I, --stage1-l1, film and --residual on Stage-II: each adds its loss to the history (finite) and its layers to the
-    networks, and the run's config records it; the API rebuilds the exported film generators."""
+    Stage-I, --stage1-l1, film and --residual on Stage-II: each adds its loss to the history (finite) and its layers
+    to the networks, and the run's config records it; the API rebuilds the exported film generators."""
     from stackgan import models
 
     results = tmp_path / "r"

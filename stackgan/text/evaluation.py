@@ -102,8 +102,8 @@ class BagOfWords:
 def synthetic_wording_accuracy(predict, split, asked, probe, seed=0):
     """On the synthetic birds: the fraction of vectors whose body colour (and wing shade; and both, among the captions
     of pairs never seen in training) is the bird's, read by `probe` (attributes.EmbeddingProbe fitted on the
-    training split), for the test captions and for captions written with HELDOUT_TEMPLATES. predict: normalized texts -> vectors; split: a CaptionSplit of a synthetic set; asked: its
-    Attributes."""
+    training split), for the test captions and for captions written with HELDOUT_TEMPLATES. predict: normalized
+    texts -> vectors; split: a CaptionSplit of a synthetic set; asked: its Attributes."""
     rng = np.random.default_rng([seed, 5])
     held = [synthetic.heldout_captions(asked.hues[b], asked.shades[w], rng) for b, w in zip(asked.body, asked.wing)]
     result = {}
